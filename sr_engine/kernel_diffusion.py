@@ -1,0 +1,171 @@
+"""Kernel-space DDPM: a diffusers ``UNet2DModel`` that denoises only the flow's kernel part z, conditioned on y.
+
+z lives on the compact grid ``(B, 4C, H/2, W/2)`` of :func:`sr_engine.flow.zs_to_grid`; the LR condition y is
+enlarged (nearest) to that grid and concatenated. Training (Algorithm 2 of the pseudoinverse paper) draws
+``z_0 = f(x)`` from the frozen flow and uses diffusers' ``DDPMScheduler`` for the forward process ``q_sample``;
+sampling runs any diffusers scheduler below over any number of steps, an explicit timestep list, or from an
+intermediate step. As in improved-diffusion, these functions take the network as an argument.
+
+The network is trained with v-prediction, a reparameterisation of noise prediction
+(``eps = sqrt(abar_t) v + sqrt(1 - abar_t) z_t``): the schedulers convert it, and it keeps few-step samples
+(the 8-step banks the app serves) free of the residual noise an epsilon model leaves at the first, noisiest step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+
+SchedulerName = Literal["ddim", "dpmsolver", "ddpm"]
+SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver", "ddpm")
+
+
+@dataclass
+class KernelDDPMConfig:
+    channels: int = 1  # image channels C; the grid has 4C, the condition C
+    scale: int = 4  # the condition y is enlarged by scale / 2 to reach the grid
+    block_out_channels: tuple[int, ...] = (32, 64)  # UNet widths; one downsample per extra entry
+    layers_per_block: int = 2  # resnet layers per UNet block
+    norm_num_groups: int = 8  # group norm groups (divides every width)
+    num_train_timesteps: int = 1000  # length of the training chain
+    beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule (Nichol & Dhariwal)
+    prediction_type: str = "v_prediction"  # what the network outputs (diffusers' names)
+    timestep_spacing: str = "trailing"  # few-step schedules start at t = T - 1
+
+    @property
+    def grid_multiple(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+def build_unet(cfg: KernelDDPMConfig) -> UNet2DModel:
+    n = len(cfg.block_out_channels)
+    return UNet2DModel(
+        sample_size=None,
+        in_channels=4 * cfg.channels + cfg.channels,
+        out_channels=4 * cfg.channels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=("DownBlock2D",) * n,
+        up_block_types=("UpBlock2D",) * n,
+        norm_num_groups=cfg.norm_num_groups,
+    )
+
+
+def make_scheduler(cfg: KernelDDPMConfig, name: str = "ddim"):
+    """A diffusers scheduler for the trained chain. ``ddim`` and ``dpmsolver`` are deterministic given the
+    starting noise; ``ddpm`` is ancestral (it draws fresh noise from the per-sample generators each step)."""
+    common = dict(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        timestep_spacing=cfg.timestep_spacing,
+    )
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+    if name == "dpmsolver":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    if name == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
+    raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULERS}")
+
+
+def condition(y: torch.Tensor, cfg: KernelDDPMConfig) -> torch.Tensor:
+    """y (B, C, h, w) on [0, 1] -> (B, C, h*s/2, w*s/2) on [-1, 1], nearest-enlarged onto the z grid."""
+    return F.interpolate(y, scale_factor=cfg.scale // 2, mode="nearest") * 2 - 1
+
+
+def _pad(t: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = t.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        t = F.pad(t, (0, pw, 0, ph), mode="replicate")
+    return t, (h, w)
+
+
+def predict(unet: UNet2DModel, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, cfg: KernelDDPMConfig):
+    """The network's output for z_t (B, 4C, H', W') at timesteps t; the grid is padded to what the UNet's
+    downsampling needs and cropped back."""
+    inp, (h, w) = _pad(torch.cat([z_t, cond], dim=1), cfg.grid_multiple)
+    if t.dim() == 0:
+        t = t.expand(z_t.shape[0])
+    return unet(inp, t).sample[..., :h, :w]
+
+
+def training_loss(
+    unet: UNet2DModel,
+    scheduler: DDPMScheduler,
+    z0: torch.Tensor,
+    y: torch.Tensor,
+    cfg: KernelDDPMConfig,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One Monte-Carlo term of the simple loss (Ho et al. eq. 14, in the configured parameterisation)."""
+    b = z0.shape[0]
+    noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=generator)
+    z_t = scheduler.add_noise(z0, noise, t)  # q_sample, eq. 4
+    target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(z0, noise, t)
+    return F.mse_loss(predict(unet, z_t, condition(y, cfg), t, cfg), target)
+
+
+@torch.no_grad()
+def p_sample_loop(
+    unet: UNet2DModel,
+    cfg: KernelDDPMConfig,
+    y: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    steps: int = 8,
+    scheduler: str = "ddim",
+    timesteps: Sequence[int] | None = None,
+    start_step: int | None = None,
+    generators: list[torch.Generator] | None = None,
+) -> torch.Tensor:
+    """Reverse process: z_T -> z_0 on the grid.
+
+    Args:
+        y: (B, C, h, w) LR condition on [0, 1].
+        noise: (B, 4C, H/2, W/2) the starting Gaussian draw (already scaled by any temperature).
+        steps: number of scheduler steps, 1 .. num_train_timesteps (ignored when ``timesteps`` is given).
+        timesteps: an explicit, strictly decreasing list (dpmsolver and ddpm only: DDIM assumes even spacing).
+        start_step: start at this index of the schedule from z_0 = 0 (the prior mean) noised to that step
+            (InvSR-style), instead of from pure noise.
+        generators: one per sample, for schedulers that draw noise while stepping.
+    """
+    sched = make_scheduler(cfg, scheduler)
+    if timesteps is not None:
+        if scheduler == "ddim":
+            raise ValueError("an explicit timestep list needs scheduler='dpmsolver' or 'ddpm' (DDIM assumes even spacing)")
+        ts = [int(t) for t in timesteps]
+        if not ts or any(a <= b for a, b in zip(ts, ts[1:])) or ts[0] >= cfg.num_train_timesteps or ts[-1] < 0:
+            raise ValueError(f"timesteps must be strictly decreasing within [0, {cfg.num_train_timesteps})")
+        sched.set_timesteps(timesteps=ts)
+    else:
+        if not 1 <= int(steps) <= cfg.num_train_timesteps:
+            raise ValueError(f"steps must be in 1..{cfg.num_train_timesteps}, got {steps}")
+        sched.set_timesteps(int(steps))
+    schedule = sched.timesteps
+    z = noise
+    if start_step:
+        if not 0 <= start_step < len(schedule):
+            raise ValueError(f"start_step must be in 0..{len(schedule) - 1}, got {start_step}")
+        schedule = schedule[start_step:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start_step)
+        z = sched.add_noise(torch.zeros_like(noise), noise, schedule[:1])
+    cond = condition(y, cfg)
+    extra = {"generator": generators} if scheduler == "ddpm" else {}
+    for t in schedule:
+        model_out = predict(unet, sched.scale_model_input(z, t), cond, t, cfg)
+        z = sched.step(model_out, t, z, **extra).prev_sample
+    return z
+
+
+def config_dict(cfg: KernelDDPMConfig) -> dict:
+    d = asdict(cfg)
+    d["block_out_channels"] = list(cfg.block_out_channels)
+    return d

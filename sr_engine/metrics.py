@@ -1,0 +1,107 @@
+"""Metrics, one definition each (../shared/DESIGN.md, Metrics and Decisions).
+
+Image arguments are numpy arrays: uint8 on 0..255, or float on [0, 1] where the name says so; shapes
+``(H, W)``, ``(H, W, 3)``, or with a leading batch dimension ``(N, ...)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .degradation import get_degradation
+
+EXACT_DB = 100.0  # an exact match (MSE 0) counts as 100 dB in means, medians and plots
+CONSISTENT_DB = 45.0  # LR-PSNR at or above this counts as consistent (NTIRE)
+
+
+def _as_float(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    return img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
+
+
+def _chw(img: np.ndarray) -> np.ndarray:
+    """(H, W) -> (1, H, W); (H, W, 3) -> (3, H, W)."""
+    return img[None] if img.ndim == 2 else np.moveaxis(img, -1, 0)
+
+
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB; MSE 0 gives EXACT_DB."""
+    return EXACT_DB if mse <= 0 else min(EXACT_DB, 10.0 * math.log10(peak**2 / mse))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR between two images of the same shape, on 0..255 (floats on [0, 1] are scaled)."""
+    return psnr_from_mse(float(np.mean((_as_float(a) * 255 - _as_float(b) * 255) ** 2)))
+
+
+def downscale_255(sr: np.ndarray, scale: int, kernel: str = "bicubic") -> np.ndarray:
+    """D(SR) on 0..255 floats, ``(..., H, W[, 3])`` in -> LR shape out."""
+    x = _as_float(sr)
+    rgb = x.shape[-1] == 3  # an HR width of 3 is never a multiple of the scale, so this is RGB
+    t = torch.from_numpy(np.moveaxis(x, -1, -3) if rgb else x)
+    deg = get_degradation(tuple(t.shape[-2:]), scale, kernel)  # type: ignore[arg-type]
+    out = deg.down(t).numpy() * 255.0
+    return np.moveaxis(out, -3, -1) if rgb else out
+
+
+def lr_psnr(sr: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> float:
+    """LR-PSNR (NTIRE): PSNR between round(clip(D(SR), 0, 255)) and the uint8 LR image, in dB.
+
+    ``sr`` is one HR image (uint8, or float on [0, 1]); an exact match gives EXACT_DB.
+    """
+    d = np.round(np.clip(downscale_255(sr, scale, kernel), 0, 255))
+    return psnr_from_mse(float(np.mean((d - _as_float(lr) * 255) ** 2)))
+
+
+def lr_psnr_batch(srs: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> np.ndarray:
+    """LR-PSNR of each image of a bank ``(N, H, W[, 3])`` against one LR image; float64 (N,)."""
+    d = np.round(np.clip(downscale_255(srs, scale, kernel), 0, 255))
+    err = (d - _as_float(lr)[None] * 255) ** 2
+    mse = err.reshape(err.shape[0], -1).mean(1)
+    return np.array([psnr_from_mse(float(m)) for m in mse])
+
+
+def consistency_mse(sr: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> float:
+    """MSE between D(SR) and LR on [0, 1], divided by 1e-5 (the pseudoinverse paper's unit)."""
+    d = downscale_255(sr, scale, kernel) / 255.0
+    return float(np.mean((d - _as_float(lr)) ** 2)) / 1e-5
+
+
+def flow_consistency(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||y_hat - y||^2 / dim y`` per image, for ``(B, ...)`` tensors on [0, 1]."""
+    return (y_hat - y).flatten(1).pow(2).mean(1)
+
+
+def _gaussian_window(size: int = 7, sigma: float = 1.5) -> np.ndarray:
+    g = np.exp(-((np.arange(size) - (size - 1) / 2) ** 2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def _filter_valid(img: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """'valid' 2-D correlation of (C, H, W) with a small window."""
+    k = win.shape[0]
+    view = np.lib.stride_tricks.sliding_window_view(img, (k, k), axis=(-2, -1))
+    return np.einsum("chwij,ij->chw", view, win)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004) on 0..255 with a Gaussian window (sigma 1.5; 7x7 so that 28x28 digits have
+    room), valid region only, averaged over channels."""
+    x, y = _chw(_as_float(a) * 255), _chw(_as_float(b) * 255)
+    win = _gaussian_window()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = _filter_valid(x, win), _filter_valid(y, win)
+    sxx = _filter_valid(x * x, win) - mx**2
+    syy = _filter_valid(y * y, win) - my**2
+    sxy = _filter_valid(x * y, win) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def diversity(bank: np.ndarray) -> float:
+    """Mean per-pixel standard deviation over a bank ``(N, ...)``, on [0, 1]."""
+    return float(_as_float(bank).std(axis=0).mean())

@@ -1,0 +1,271 @@
+"""Training of the shipped models, on the training rows only.
+
+    python -m sr_engine train --model mnist-x4 --stage flow --steps 6000
+    python -m sr_engine train --model mnist-x4 --stage ddpm --steps 20000   # exports data/checkpoints/mnist-x4.pt
+    python -m sr_engine train --stage classifier                           # data/classifiers/mnist-cnn.pt
+
+Stages resume from ``runs/<model>/<stage>.pt`` (weights, optimiser, EMA, step, config), written every
+``--ckpt-every`` steps; the ddpm stage exports the engine checkpoint at each of them. Seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .classifier import DigitCNN, train_classifier
+from .data import data_dir, load_mnist
+from .degradation import get_degradation
+from .flow import FlowConfig, PseudoInverseFlow, zs_to_grid
+from .kernel_diffusion import KernelDDPMConfig, build_unet, config_dict, make_scheduler, training_loss
+
+# the shipped settings: name -> (scale, HR canvas)
+PRESETS: dict[str, dict] = {
+    "mnist-x4": {"scale": 4, "pad_to": 28},
+    "mnist-x8": {"scale": 8, "pad_to": 32},
+}
+CHECKPOINT_FORMAT = "sr_engine.flow-kernel-ddpm/1"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "mnist-x4"  # a PRESETS name
+    stage: str = "flow"  # flow | ddpm
+    steps: int = 6000  # optimiser steps of this stage (a resumed run continues up to it)
+    batch_size: int = 64  # images per step
+    lr: float = 5e-4  # peak learning rate (linear warm-up, cosine decay to 5%)
+    warmup: int = 200  # warm-up steps
+    seed: int = 0  # data order, dequantisation, noise
+    ckpt_every: int = 500  # steps between resumable checkpoints
+    ema_decay: float = 0.999  # EMA of the UNet weights (ddpm stage); the EMA weights ship
+    shift: int = 1  # random translation of the HR digits by up to this many pixels (augmentation)
+    threads: int = 1  # torch CPU threads
+    work_dir: str = "runs"  # resumable state
+    flow: dict = field(default_factory=dict)  # FlowConfig overrides
+    ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+class HRBatches:
+    """Endless shuffled batches of HR training digits: (B, 1, H, W) uint8-valued float tensors, randomly
+    translated by up to ``shift`` pixels (the background is 0, so a roll is a shift)."""
+
+    def __init__(self, pad_to: int, batch_size: int, shift: int, seed: int):
+        self.images = torch.from_numpy(load_mnist("train", pad_to=pad_to).images.astype(np.float32))[:, None]
+        self.batch_size, self.shift = batch_size, shift
+        self.rng = np.random.default_rng(seed)
+        self.order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def next(self) -> torch.Tensor:
+        if len(self.order) < self.batch_size:
+            self.order = np.concatenate([self.order, self.rng.permutation(len(self.images))])
+        idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        x = self.images[idx]
+        if self.shift:
+            dy, dx = self.rng.integers(-self.shift, self.shift + 1, size=2)
+            x = torch.roll(x, shifts=(int(dy), int(dx)), dims=(2, 3))
+        return x
+
+
+def dequantize(x255: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Uniform dequantisation centred on the grey levels: (u8 + U(-1/2, 1/2)) / 255."""
+    return (x255 + torch.rand(x255.shape, generator=gen) - 0.5) / 255.0
+
+
+def lr_of(x255: torch.Tensor, scale: int, kernel: str) -> torch.Tensor:
+    """The LR image a user would give: round(clip(D(HR))) / 255 on the uint8 HR."""
+    deg = get_degradation(tuple(x255.shape[-2:]), scale, kernel)
+    return torch.round(deg.down(x255.double()).clamp(0, 255)).float() / 255.0
+
+
+def _state_path(cfg: TrainConfig, stage: str) -> Path:
+    return Path(cfg.work_dir) / cfg.model / f"{stage}.pt"
+
+
+def _save(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def build_flow_config(cfg: TrainConfig) -> FlowConfig:
+    preset = PRESETS[cfg.model]
+    return FlowConfig(scale=preset["scale"], hr_size=(preset["pad_to"],) * 2, **cfg.flow)
+
+
+def train_flow(cfg: TrainConfig) -> None:
+    fcfg = build_flow_config(cfg)
+    torch.manual_seed(cfg.seed)
+    flow = PseudoInverseFlow(fcfg)
+    opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
+    path = _state_path(cfg, "flow")
+    step, seconds = 0, 0.0
+    if path.exists():
+        st = torch.load(path, weights_only=True)
+        flow.load_state_dict(st["flow_state"])
+        opt.load_state_dict(st["opt_state"])
+        step, seconds = st["step"], st["seconds"]
+        print(f"resumed flow at step {step}")
+    batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + step)
+    gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
+    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"flow {cfg.model}", mininterval=5)
+    t0 = time.time()
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        x = dequantize(batches.next(), gen)
+        loss, parts = flow.nll(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
+        opt.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", y_rmse255=f"{parts['y_mse'].sqrt().item() * 255:.3f}",
+                            z2=f"{parts['z_energy'].item():.3f}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            _save(path, {"flow_config": asdict(fcfg), "flow_state": flow.state_dict(), "opt_state": opt.state_dict(),
+                         "step": step + 1, "seconds": seconds + time.time() - t0, "train_config": asdict(cfg)})
+            tqdm.write(f"step {step + 1}: loss {loss.item():.4f} y_rmse(grey levels) "
+                       f"{parts['y_mse'].sqrt().item() * 255:.3f} z_energy {parts['z_energy'].item():.3f}")
+
+
+def load_frozen_flow(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict]:
+    st = torch.load(_state_path(cfg, "flow"), weights_only=True)
+    fcfg = st["flow_config"]
+    fcfg["hr_size"] = tuple(fcfg["hr_size"])
+    flow = PseudoInverseFlow(FlowConfig(**fcfg))
+    flow.load_state_dict(st["flow_state"])
+    flow.eval().requires_grad_(False)
+    return flow, st
+
+
+def train_ddpm(cfg: TrainConfig) -> None:
+    from diffusers.training_utils import EMAModel
+
+    flow, flow_st = load_frozen_flow(cfg)
+    fcfg = flow.config
+    dcfg = KernelDDPMConfig(channels=fcfg.channels, scale=fcfg.scale, **cfg.ddpm)
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(dcfg)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = make_scheduler(dcfg, "ddpm")
+    path = _state_path(cfg, "ddpm")
+    step, seconds = 0, 0.0
+    if path.exists():
+        st = torch.load(path, weights_only=True)
+        unet.load_state_dict(st["unet_state"])
+        opt.load_state_dict(st["opt_state"])
+        ema.load_state_dict(st["ema_state"])
+        step, seconds = st["step"], st["seconds"]
+        print(f"resumed ddpm at step {step}")
+    batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
+    gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
+    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"ddpm {cfg.model}", mininterval=5)
+    t0 = time.time()
+    avg = None
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        x255 = batches.next()
+        with torch.no_grad():
+            out = flow(dequantize(x255, gen))
+            z0 = zs_to_grid(out.zs, fcfg.channels)
+            y = lr_of(x255, fcfg.scale, fcfg.kernel)
+        loss = training_loss(unet, sched, z0, y, dcfg, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{avg:.4f}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            elapsed = seconds + time.time() - t0
+            _save(path, {"ddpm_config": config_dict(dcfg), "unet_state": unet.state_dict(),
+                         "opt_state": opt.state_dict(), "ema_state": ema.state_dict(), "step": step + 1,
+                         "seconds": elapsed, "train_config": asdict(cfg)})
+            export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed)
+            tqdm.write(f"step {step + 1}: loss(avg) {avg:.4f}; exported")
+
+
+def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float) -> Path:
+    """Write the shipped engine checkpoint: configs + flow weights + the UNet's EMA weights."""
+    shadow = build_unet(dcfg)
+    shadow.load_state_dict(unet.state_dict())
+    ema.copy_to(shadow.parameters())
+    out = data_dir() / "checkpoints" / f"{cfg.model}.pt"
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "engine": "flow",
+        "name": cfg.model,
+        "flow_config": asdict(flow.config),
+        "flow_state": {k: v.clone() for k, v in flow.state_dict().items()},
+        "ddpm_config": config_dict(dcfg),
+        "unet_state": shadow.state_dict(),
+        "train_info": {
+            "flow_steps": flow_st["step"],
+            "flow_seconds": round(flow_st["seconds"], 1),
+            "flow_train_config": flow_st["train_config"],
+            "ddpm_steps": step,
+            "ddpm_seconds": round(seconds, 1),
+            "ddpm_train_config": asdict(cfg),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    _save(out, payload)
+    return out
+
+
+def train_digit_classifier(seed: int, out: Path, rows: str = "train", epochs: int = 12) -> None:
+    digits = load_mnist("train")
+    if rows in ("half0", "half1"):
+        keep = (digits.rows % 500 % 2) == int(rows[-1])
+        x, y = digits.images[keep], digits.labels[keep]
+    else:
+        x, y = digits.images, digits.labels
+    model = train_classifier(x, y, seed=seed, epochs=epochs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": model.state_dict(), "rows": rows, "seed": seed, "epochs": epochs,
+                "n_train": int(len(x))}, out)
+    print(f"saved {out} ({hashlib.sha256(out.read_bytes()).hexdigest()[:12]})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m sr_engine train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mnist-x4", choices=sorted(PRESETS))
+    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work-dir", default="runs")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.stage == "classifier":
+        train_digit_classifier(a.seed, data_dir() / "classifiers" / "mnist-cnn.pt")
+        return
+    defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
+    cfg = TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0], batch_size=a.batch_size,
+                      lr=a.lr or defaults[1], seed=a.seed, ckpt_every=a.ckpt_every, threads=a.threads,
+                      work_dir=a.work_dir)
+    (train_flow if a.stage == "flow" else train_ddpm)(cfg)
