@@ -263,8 +263,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load_flow_checkpoint(path: Path, **engine_kwargs) -> FlowEngine:
-    st = torch.load(path, map_location="cpu", weights_only=True)
+def _flow_engine_from_state(st: dict, path: Path, **engine_kwargs) -> FlowEngine:
     fcfg = dict(st["flow_config"])
     fcfg["hr_size"] = tuple(fcfg["hr_size"])
     flow = PseudoInverseFlow(FlowConfig(**fcfg))
@@ -278,8 +277,8 @@ def _load_flow_checkpoint(path: Path, **engine_kwargs) -> FlowEngine:
                       train_info=st.get("train_info"), **engine_kwargs)
 
 
-# checkpoint "engine" field -> loader; the diffusers plug-in registers itself here (issue 8)
-ENGINE_LOADERS: dict[str, Any] = {"flow": _load_flow_checkpoint}
+# a checkpoint's "engine" field -> the function that builds that engine from the loaded state
+ENGINE_LOADERS: dict[str, Any] = {"flow": _flow_engine_from_state}
 
 
 def load_engine(name_or_path: str, *, scale: int | None = None, **engine_kwargs) -> SREngine:
@@ -295,8 +294,15 @@ def load_engine(name_or_path: str, *, scale: int | None = None, **engine_kwargs)
         path = checkpoints_dir() / f"{name_or_path}.pt"
     if not path.is_file():
         raise ValueError(f"no model {name_or_path!r}; shipped models: {list_models()}")
-    st_engine = "flow"
-    engine = ENGINE_LOADERS[st_engine](path, **engine_kwargs)
+    # weights_only: a checkpoint holds tensors and plain configs, nothing that unpickles code
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or one that would need to unpickle code
+        raise ValueError(f"{path} cannot be read as an sr_engine checkpoint: {err}") from err
+    kind = st.get("engine") if isinstance(st, dict) else None
+    if kind not in ENGINE_LOADERS:
+        raise ValueError(f"{path} is not an sr_engine checkpoint (engine field {kind!r})")
+    engine = ENGINE_LOADERS[kind](st, path, **engine_kwargs)
     if scale is not None and int(scale) != engine.scale:
         raise ValueError(f"model {engine.name!r} was trained for x{engine.scale}, not x{scale}")
     return engine

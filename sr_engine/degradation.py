@@ -72,7 +72,7 @@ class ProjectionResult:
     """Outcome of :meth:`Degradation.project`.
 
     x: the projected images, same shape as the input, inside [0, 1].
-    residual: per image, max |D x - y| on [0, 1] after the last step (0 where exactly consistent).
+    residual: per leading index (each image of a (B, ...) batch), max |D x - y| on [0, 1] after the last step.
     iterations: rounds of (range step, clip) that were run.
     """
 
@@ -141,6 +141,8 @@ class Degradation:
             x: ``(..., H, W)`` images (any range).
             y: ``(..., h, w)`` LR targets in [0, 1], broadcastable to ``D x``.
         """
+        if tuple(y.shape[-2:]) != self.lr_size:
+            raise ValueError(f"expected LR size {self.lr_size}, got {tuple(y.shape[-2:])}")
         dtype = x.dtype
         xx = x.to(torch.float64)
         yy = y.to(torch.float64)

@@ -48,6 +48,10 @@ def ensemble_of(images: np.ndarray, y: np.ndarray, scale: int, kernel: str, *,
         raise ValueError(f"images must be a non-empty uint8 stack (n, H, W[, 3]), got {imgs.dtype} {imgs.shape}")
     if reproject not in ("auto", "always", "never"):
         raise ValueError(f"reproject must be 'auto', 'always' or 'never', got {reproject!r}")
+    c, h, wd = y.shape
+    expect = (h * scale, wd * scale) + ((3,) if c == 3 else ())
+    if imgs.shape[1:] != expect:
+        raise ValueError(f"images of shape {imgs.shape[1:]} do not match the LR image (x{scale}: {expect})")
     w = np.ones(len(imgs)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != (len(imgs),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError("weights must be one finite non-negative number per image, not all zero")

@@ -74,7 +74,7 @@ class HaarDownsampling(nn.Module):
         mat = row[:, None] * _HADAMARD
         self.register_buffer("mat", mat, persistent=False)
         self.register_buffer("mat_inv", torch.linalg.inv(mat), persistent=False)
-        self.log_det_block = float(torch.log(torch.abs(torch.linalg.det(mat))))
+        self.log_det_block = float(torch.log(torch.abs(torch.linalg.det(mat.double()))))
 
     def forward(self, x: torch.Tensor, rev: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if not rev:

@@ -53,12 +53,16 @@ def lr_psnr(sr: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic")
     ``sr`` is one HR image (uint8, or float on [0, 1]); an exact match gives EXACT_DB.
     """
     d = np.round(np.clip(downscale_255(sr, scale, kernel), 0, 255))
+    if d.shape != np.shape(lr):
+        raise ValueError(f"D(SR) has shape {d.shape} but the LR image {np.shape(lr)}")
     return psnr_from_mse(float(np.mean((d - _as_float(lr) * 255) ** 2)))
 
 
 def lr_psnr_batch(srs: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> np.ndarray:
     """LR-PSNR of each image of a bank ``(N, H, W[, 3])`` against one LR image; float64 (N,)."""
     d = np.round(np.clip(downscale_255(srs, scale, kernel), 0, 255))
+    if d.shape[1:] != np.shape(lr):
+        raise ValueError(f"D(SR) has shape {d.shape[1:]} but the LR image {np.shape(lr)}")
     err = (d - _as_float(lr)[None] * 255) ** 2
     mse = err.reshape(err.shape[0], -1).mean(1)
     return np.array([psnr_from_mse(float(m)) for m in mse])
@@ -67,6 +71,8 @@ def lr_psnr_batch(srs: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bi
 def consistency_mse(sr: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> float:
     """MSE between D(SR) and LR on [0, 1], divided by 1e-5 (the pseudoinverse paper's unit)."""
     d = downscale_255(sr, scale, kernel) / 255.0
+    if d.shape != np.shape(lr):
+        raise ValueError(f"D(SR) has shape {d.shape} but the LR image {np.shape(lr)}")
     return float(np.mean((d - _as_float(lr)) ** 2)) / 1e-5
 
 
