@@ -112,15 +112,44 @@ def evaluate(model: str, per_digit: int = 20, n: int = 64, steps: int = 8, modes
     up = bicubic_up(lr, eng.scale)
     out.append(_row("bicubic upsampling", hr, lr, up[:, None], labels, clf, eng.scale,
                     time.perf_counter() - t0))
-    for mode in modes:
+    for spec in modes:
+        mode, _, t = spec.partition("@")  # "prior@0.6": prior mode at temperature 0.6
+        t = float(t) if t else tau
         banks, secs = [], []
-        for i, l in enumerate(tqdm(lr, desc=f"{model} {mode}", mininterval=5)):
-            b = eng.sample_bank(l, n=n, steps=steps, seed=seed + int(rows[i]), mode=mode, tau=tau)
+        for i, l in enumerate(tqdm(lr, desc=f"{model} {spec}", mininterval=5)):
+            b = eng.sample_bank(l, n=n, steps=steps, seed=seed + int(rows[i]), mode=mode, tau=t)
             banks.append(b.images)
             secs.append(b.seconds)
-        out.append(_row(f"{mode} (n={n}, {steps} steps)", hr, lr, np.stack(banks), labels, clf, eng.scale,
-                        float(np.median(secs))))
+        label = f"{mode} (tau={t:g})" if mode == "prior" else f"{mode} (n={n}, {steps} steps)"
+        out.append(_row(label, hr, lr, np.stack(banks), labels, clf, eng.scale, float(np.median(secs))))
     return out
+
+
+def figure(model: str, path: str | Path, per_digit_index: int = 0, n: int = 8, steps: int = 8, seed: int = 0,
+           zoom: int = 3) -> Path:
+    """A PNG with one evaluation digit per row: HR | LR (nearest) | bicubic | n strict samples | bank mean of 64."""
+    from PIL import Image
+
+    eng = load_engine(model)
+    pad_to = eng.flow.config.hr_size[0] if hasattr(eng, "flow") else 28
+    hr_all, _, _ = eval_subset(per_digit_index + 1, pad_to)
+    hr = hr_all[per_digit_index :: per_digit_index + 1]  # one per digit
+    lr = make_lr(hr, eng.scale)
+    up = bicubic_up(lr, eng.scale)
+    side = hr.shape[-1]
+    rows = []
+    for h, l, u in zip(hr, lr, up):
+        bank = eng.sample_bank(l, n=64, steps=steps, seed=seed)
+        mean = np.round(bank.images.astype(np.float64).mean(0)).astype(np.uint8)
+        l_big = np.asarray(Image.fromarray(l).resize((side, side), Image.NEAREST))
+        tiles = [h, l_big, u, *bank.images[:n], mean]
+        rows.append(np.concatenate([np.pad(t, 1, constant_values=128) for t in tiles], axis=1))
+    img = Image.fromarray(np.concatenate(rows, axis=0))
+    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,13 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-digit", type=int, default=20, help="evaluation rows per digit (max 100)")
     p.add_argument("--n", type=int, default=64, help="samples per bank")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--modes", default="strict,flow,prior")
+    p.add_argument("--modes", default="strict,flow,prior,prior@0.6",
+                   help="comma-separated; prior@T runs prior mode at temperature T")
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
+    p.add_argument("--figure", default=None, help="also write this PNG: HR | LR | bicubic | 8 samples | mean")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.figure:
+        print(f"wrote {figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
     rows = evaluate(a.model, a.per_digit, a.n, a.steps, tuple(a.modes.split(",")), a.tau, a.seed)
     md = to_markdown(rows)
     print(md)
