@@ -49,6 +49,7 @@ class TrainConfig:
     shift: int = 1  # random translation of the HR digits by up to this many pixels (augmentation)
     threads: int = 1  # torch CPU threads
     work_dir: str = "runs"  # resumable state
+    export_dir: str = ""  # where the ddpm stage writes <model>.pt; "" = data/checkpoints
     flow: dict = field(default_factory=dict)  # FlowConfig overrides
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
 
@@ -210,7 +211,7 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
     shadow = build_unet(dcfg)
     shadow.load_state_dict(unet.state_dict())
     ema.copy_to(shadow.parameters())
-    out = data_dir() / "checkpoints" / f"{cfg.model}.pt"
+    out = Path(cfg.export_dir or data_dir() / "checkpoints") / f"{cfg.model}.pt"
     payload = {
         "format": CHECKPOINT_FORMAT,
         "engine": "flow",
