@@ -20,6 +20,7 @@ import torch
 
 Kernel = Literal["bicubic", "box"]
 KERNELS: tuple[str, ...] = ("bicubic", "box")
+ProjectionMethod = Literal["auto", "newton", "pocs"]
 
 
 def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -127,15 +128,32 @@ class Degradation:
         """Orthogonal projection onto {x : D x = y}: ``x + D^+(y - D x)``."""
         return x + self.pinv(y - self.down(x))
 
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """D^T v: ``(..., h, w) -> (..., H, W)`` (the transpose, not the pseudoinverse)."""
+        a_h, a_w = self._mats(v, self.a_h, self.a_w)
+        return a_h.T @ v @ a_w
+
     @torch.no_grad()
     def project(
-        self, x: torch.Tensor, y: torch.Tensor, tol: float = 1e-6, max_iter: int = 2000
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        tol: float = 1e-6,
+        max_iter: int | None = None,
+        method: ProjectionMethod = "auto",
     ) -> ProjectionResult:
-        """Alternate the range step with clipping to [0, 1] (POCS) until both hold to ``tol``.
+        """Project onto {x : D x = y, 0 <= x <= 1} until both hold to ``tol`` (max |D x - y| on [0, 1]).
 
-        Every returned image lies in [0, 1]; ``residual`` says how far from D x = y it ended (max abs, on
-        [0, 1]). Iteration stops on the tolerance, not a fixed count: at x8 a fixed 30 rounds is not enough
-        for every sample. Computed in float64; returned in the input's dtype.
+        ``method="newton"`` computes the Euclidean projection through its dual: the solution is
+        ``x = clip(x0 + D^T lam, 0, 1)`` for the ``lam`` that makes ``D x = y``, found by semismooth Newton steps
+        (each solved by conjugate gradients on ``D M D^T``, M the unclipped pixels) with an Armijo line search on
+        the concave dual; a handful of steps reach 1e-9. ``method="pocs"`` alternates the range step
+        ``x + D^+(y - D x)`` with clipping; it converges linearly and can need thousands of rounds.
+        ``"auto"`` (default) takes Newton where its systems are small enough to solve directly (MNIST sizes:
+        about 0.05 s for 64 samples, against seconds for POCS) and POCS on larger images, where conjugate
+        gradients on the masked systems converge slowly.
+        Either way iteration stops on the tolerance, not a fixed count. Every returned image lies in [0, 1];
+        ``residual`` says how far from ``D x = y`` it ended. Computed in float64; returned in the input's dtype.
 
         Args:
             x: ``(..., H, W)`` images (any range).
@@ -143,19 +161,106 @@ class Degradation:
         """
         if tuple(y.shape[-2:]) != self.lr_size:
             raise ValueError(f"expected LR size {self.lr_size}, got {tuple(y.shape[-2:])}")
-        dtype = x.dtype
-        xx = x.to(torch.float64)
-        yy = y.to(torch.float64)
-        it = 0
-        xc = xx.clamp(0, 1)
-        for it in range(1, max_iter + 1):
-            xc = self.range_step(xc, yy).clamp(0, 1)
-            if float((self.down(xc) - yy).abs().max()) <= tol:
-                break
-        res = (self.down(xc) - yy).abs()
+        if method not in ("auto", "newton", "pocs"):
+            raise ValueError(f"unknown projection method {method!r}; expected 'auto', 'newton' or 'pocs'")
+        if method == "auto":
+            method = "newton" if self._dense is not None else "pocs"
+        dtype, lead = x.dtype, x.shape[:-2]
+        x0 = x.to(torch.float64).reshape(-1, *self.hr_size)
+        yy = y.to(torch.float64).expand(*lead, *self.lr_size).reshape(-1, *self.lr_size)
+        if method == "newton":
+            xc, it = self._newton(x0, yy, tol, max_iter or 50)
+        else:
+            xc, it = self._pocs(x0, yy, tol, max_iter or 5000)
+        res = (self.down(xc) - yy).abs().reshape(*lead, *self.lr_size)
+        xc = xc.reshape(*lead, *self.hr_size)
         # one figure per leading index (per image of a batch), or one for a single image
         per_image = res.reshape(res.shape[0], -1).amax(1) if res.dim() > 2 else res.max()[None]
         return ProjectionResult(x=xc.to(dtype), residual=per_image.to(dtype), iterations=it)
+
+    def _pocs(self, x0: torch.Tensor, y: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+        xc, it = x0.clamp(0, 1), 0
+        for it in range(1, max_iter + 1):
+            xc = self.range_step(xc, y).clamp(0, 1)
+            if float((self.down(xc) - y).abs().max()) <= tol:
+                break
+        return xc, it
+
+    @property
+    def _dense(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Row-pair products ``P_h[i, i', p] = A_h[i, p] A_h[i', p]`` (and P_w) where the Newton systems are
+        small enough to build and solve directly; None sends larger images to conjugate gradients."""
+        h, w = self.lr_size
+        if (h * w) ** 2 * max(self.hr_size) > 2e6:
+            return None
+        if not hasattr(self, "_pairs"):
+            self._pairs = (self.a_h[:, None, :] * self.a_h[None], self.a_w[:, None, :] * self.a_w[None])
+        return self._pairs
+
+    def _dense_solve(self, mask: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Solve ``(D M D^T + eps I) v = b`` per image (N, h, w) directly. By separability
+        ``J[(i,j), (i',j')] = sum_pq A_h[i,p] A_h[i',p] M[p,q] A_w[j,q] A_w[j',q]``, built in two contractions."""
+        p_h, p_w = (t.to(b) for t in self._dense)
+        n, (h, w) = b.shape[0], self.lr_size
+        t = torch.einsum("abp,npq->nabq", p_h, mask)
+        jac = torch.einsum("nabq,cdq->nacbd", t, p_w).reshape(n, h * w, h * w)
+        jac = jac + 1e-12 * torch.eye(h * w, dtype=b.dtype, device=b.device)
+        return torch.linalg.solve(jac, b.reshape(n, h * w)).reshape(b.shape)
+
+    def _cg(self, mask: torch.Tensor, b: torch.Tensor, iters: int = 100, rtol: float = 1e-4) -> torch.Tensor:
+        """Solve ``(D M D^T + eps I) v = b`` per image (N, h, w) by conjugate gradients, matrix-free."""
+        eps = 1e-12
+
+        def op(v: torch.Tensor) -> torch.Tensor:
+            return self.down(mask * self.adjoint(v)) + eps * v
+
+        dot = lambda a, c: (a * c).sum((-2, -1), keepdim=True)  # noqa: E731
+        v = torch.zeros_like(b)
+        r, p = b.clone(), b.clone()
+        rs = dot(r, r)
+        stop = rs * rtol**2
+        for _ in range(iters):
+            ap = op(p)
+            alpha = rs / dot(p, ap).clamp_min(1e-300)
+            v = v + alpha * p
+            r = r - alpha * ap
+            rs_new = dot(r, r)
+            if bool((rs_new <= stop).all()):
+                break
+            p = r + (rs_new / rs.clamp_min(1e-300)) * p
+            rs = rs_new
+        return v
+
+    def _newton(self, x0: torch.Tensor, y: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+        lam = torch.zeros_like(y)
+
+        def primal(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            at_lam = self.adjoint(lam)
+            u = x0 + at_lam
+            xc = u.clamp(0, 1)
+            # the concave dual: min over the box of 1/2 |x - x0|^2 - lam . (D x - y)
+            theta = (0.5 * (xc - x0) ** 2 - at_lam * xc).sum((-2, -1)) + (lam * y).sum((-2, -1))
+            return u, xc, theta
+
+        u, xc, theta = primal(lam)
+        it = 0
+        for it in range(1, max_iter + 1):
+            grad = y - self.down(xc)  # the dual gradient; zero exactly when D x = y
+            if float(grad.abs().max()) <= tol:
+                break
+            mask = ((u > 0) & (u < 1)).to(x0.dtype)
+            delta = self._dense_solve(mask, grad) if self._dense is not None else self._cg(mask, grad)
+            slope = (grad * delta).sum((-2, -1))
+            step = torch.ones_like(theta)
+            for _ in range(40):  # backtracking until Armijo's condition holds for every image
+                cand = lam + step[:, None, None] * delta
+                u_c, x_c, theta_c = primal(cand)
+                ok = theta_c >= theta + 1e-4 * step * slope - 1e-15 * theta.abs()
+                if bool(ok.all()):
+                    break
+                step = torch.where(ok, step, step * 0.5)
+            lam, u, xc, theta = cand, u_c, x_c, theta_c
+        return xc, it
 
 
 @lru_cache(maxsize=32)
