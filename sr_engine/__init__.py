@@ -12,5 +12,14 @@ from .bank import MODES, Bank, FlowEngine, SREngine, list_models, load_engine, s
 from .ensemble import EnsembleReport
 
 __version__ = "0.1.0"
-__all__ = ["load_engine", "list_models", "Bank", "EnsembleReport", "FlowEngine", "SREngine", "MODES",
-           "sample_seeds", "__version__"]
+__all__ = ["load_engine", "list_models", "Bank", "EnsembleReport", "FlowEngine", "DiffusersEngine", "SREngine",
+           "MODES", "sample_seeds", "__version__"]
+
+
+def __getattr__(name: str):
+    # DiffusersEngine on first use only, so that ``import sr_engine`` does not import diffusers' pipelines
+    if name == "DiffusersEngine":
+        from .diffusers_engine import DiffusersEngine
+
+        return DiffusersEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -285,10 +285,13 @@ def load_engine(name_or_path: str, *, scale: int | None = None, **engine_kwargs)
     """Load a shipped model by name (``list_models()``), a checkpoint path, or ``"diffusers:/dir"``.
 
     ``scale``, when given, must be the scale the model was trained for. Extra keywords (``max_lr_side``,
-    ``batch_size``, ``projection_tol``) configure the engine.
+    ``batch_size``, ``projection_tol``) configure the engine; a diffusers pipeline also takes ``device`` and its
+    class's own options (``prompt``, ...): see ``sr_engine.diffusers_engine.load_diffusers_engine``.
     """
     if name_or_path.startswith("diffusers:"):
-        raise ValueError("diffusers pipelines are not supported by this version of sr_engine yet")
+        from .diffusers_engine import load_diffusers_engine  # lazy: pipeline classes are heavy to import
+
+        return load_diffusers_engine(name_or_path[len("diffusers:"):], scale=scale, **engine_kwargs)
     path = Path(name_or_path)
     if not path.is_file():
         path = checkpoints_dir() / f"{name_or_path}.pt"

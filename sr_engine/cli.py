@@ -1,4 +1,6 @@
 """``python -m sr_engine sample --model mnist-x4 --lr in.png --n 64 --steps 8 --out DIR``
+``python -m sr_engine sample --model diffusers:/path/to/pipeline --lr photo.png --n 16 --steps 20 --mode guided
+--scheduler dpmsolver --out DIR`` (a local diffusers SR pipeline; RGB in and out)
 
 Writes DIR/sample_000.png ... (lossless PNG), DIR/grid.png (the bank enlarged with nearest-neighbour) and
 DIR/bank.json (seeds, LR-PSNR, flow consistency, settings, model provenance).
@@ -15,7 +17,11 @@ import torch
 from PIL import Image
 
 from .bank import MODES, load_engine
+from .diffusers_engine import SCHEDULERS as DIFFUSERS_SCHEDULERS
 from .kernel_diffusion import SCHEDULERS
+
+# the flow engine's and the diffusers engine's schedulers; each engine refuses the ones it does not know
+ALL_SCHEDULERS = tuple(dict.fromkeys(SCHEDULERS + DIFFUSERS_SCHEDULERS))
 
 
 def bank_grid(images: np.ndarray, cols: int = 8, zoom: int = 4, pad: int = 2) -> Image.Image:
@@ -34,21 +40,32 @@ def bank_grid(images: np.ndarray, cols: int = 8, zoom: int = 4, pad: int = 2) ->
 def sample_main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sr_engine sample", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="mnist-x4")
-    p.add_argument("--lr", required=True, help="LR image (PNG/JPEG; grey for grey models)")
+    p.add_argument("--model", default="mnist-x4", help="a shipped model, a checkpoint path, or diffusers:/dir")
+    p.add_argument("--lr", required=True, help="LR image (PNG/JPEG), read as grey or RGB as the model takes it")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", default=None, choices=MODES)
     p.add_argument("--tau", type=float, default=1.0)
-    p.add_argument("--scheduler", default="ddim", choices=SCHEDULERS)
+    p.add_argument("--scheduler", default="ddim", choices=ALL_SCHEDULERS)
     p.add_argument("--timesteps", default=None, help="explicit comma-separated list, e.g. 999,600,300,100")
     p.add_argument("--start-step", type=int, default=None)
+    p.add_argument("--max-lr-side", type=int, default=None, help="refuse larger LR images (engine default: 128)")
+    g = p.add_argument_group("diffusers:/dir models only")
+    g.add_argument("--prompt", default=None, help="text prompt, for pipelines that take one (may stay empty)")
+    g.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance with a prompt")
+    g.add_argument("--noise-level", type=int, default=None, help="noise augmentation of the LR (SD upscaler)")
+    g.add_argument("--device", default=None, help="torch device, e.g. cuda (default cpu)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    eng = load_engine(a.model)
+    kwargs = {k: v for k, v in [("max_lr_side", a.max_lr_side)] if v is not None}
+    pipeline_kwargs = {k: v for k, v in [("prompt", a.prompt), ("guidance_scale", a.guidance_scale),
+                                         ("noise_level", a.noise_level), ("device", a.device)] if v is not None}
+    if pipeline_kwargs and not a.model.startswith("diffusers:"):
+        p.error(f"{', '.join(pipeline_kwargs)} apply to diffusers:/dir models only")
+    eng = load_engine(a.model, **kwargs, **pipeline_kwargs)
     img = Image.open(a.lr)
     img = img.convert("L" if getattr(eng, "channels", 1) == 1 else "RGB")
     ts = [int(t) for t in a.timesteps.split(",")] if a.timesteps else None
