@@ -1,4 +1,24 @@
-"""Annotation services (banks, raters, top-k votes, consensus, agreement, exports): issue 3, not built yet.
+"""Annotation services: everything between the engine and the screen (issue 3).
+
+Every service takes a SQLAlchemy ``session`` first and never commits: the caller (a button press, a CLI command)
+owns the transaction (``db.engine.session_scope``). Bad input raises a ``ValueError`` subclass from
+:mod:`annotation.errors` before anything is written. Every state change appends to the audit log.
+
+Modules:
+- ``projects``   create a project (model, scale, bank size N, k picks, raters_per_image M, ensemble_size m, ...)
+- ``accounts``   raters / analysts / admins with scrypt-hashed secrets; analysts' exclusions of raters
+- ``images``     import LR images (PNG, JPEG, folder, zip, uploads, built-in MNIST evaluation rows): validated,
+                 de-duplicated by pixel content
+- ``banks``      bank generation as a resumable job (``run_bank_jobs``); a bank is visible only once complete
+- ``tasks``      ``next_task`` / ``submit`` / ``revise`` / ``skip``: leases, slots, gold items, idempotent submits
+- ``aggregate``  pure: approval counts, Borda, Plackett-Luce, most-voted order, consensus reading and its share
+- ``agreement``  pure: Krippendorff's alpha on picks and readings, pairwise Jaccard, rater vs consensus, gold
+                 accuracy, median time per task
+- ``analysis``   the store's votes as plain records (exclusions honoured) and the project's aggregates
+- ``ensembles``  pixel mean of the m most-voted samples through the engine, checked and stored
+- ``exports``    votes, per-image summary, ensembles zip; CSV / JSON / Parquet with provenance
+- ``audit``      the append-only audit log
+- ``python -m annotation``  init, create-project, import, generate, ensembles, export (any ``--db-url``)
 
 Layering (../shared/DESIGN.md): ``app.py`` / ``ui`` -> ``annotation`` -> ``db``; ``annotation`` -> ``sr_engine``.
 """

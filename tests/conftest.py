@@ -39,3 +39,64 @@ def smooth_hr(h: int, w: int, seed: int = 0) -> np.ndarray:
     img = np.exp(-((r - 1.0) ** 2) / 0.08) + 0.8 * np.exp(-((xx - cx - (yy - cy) * 0.3) ** 2) / 2.0)
     img = img + 0.05 * rng.standard_normal((h, w))
     return np.clip(img / img.max(), 0, 1)
+
+
+# ---- the annotation store (issue 3): a tiny real engine and throwaway databases ------------------------------
+TINY_SCALE = 4
+
+
+def tiny_flow_engine(seed: int = 0, name: str = "tiny-x4", cls=None, **kwargs):
+    """A real, untrained FlowEngine at a tiny config (x4, grey): strict mode still makes every sample exactly
+    consistent, which is all the store's tests need. ``cls`` may be a FlowEngine subclass."""
+    from sr_engine import FlowEngine
+    from sr_engine.flow import FlowConfig, PseudoInverseFlow
+    from sr_engine.kernel_diffusion import KernelDDPMConfig, build_unet
+
+    torch.manual_seed(seed)
+    flow = PseudoInverseFlow(FlowConfig(scale=TINY_SCALE, channels=1, hr_size=(16, 16), hidden=8,
+                                        blocks_per_level=1))
+    randomize_last_layers(flow, seed=seed + 100, std=0.02)
+    cfg = KernelDDPMConfig(channels=1, scale=TINY_SCALE, block_out_channels=(8, 16), layers_per_block=1,
+                           norm_num_groups=4)
+    return (cls or FlowEngine)(name, flow, build_unet(cfg), cfg, **kwargs)
+
+
+def make_store(url: str):
+    """(engine, session factory) of a fresh database with the full schema."""
+    from db.engine import create_schema, make_engine, make_session_factory
+
+    engine = make_engine(url)
+    create_schema(engine)
+    return engine, make_session_factory(engine)
+
+
+def tiny_lr_images(count: int, size: tuple[int, int] = (4, 4), seed: int = 0) -> list[np.ndarray]:
+    """Distinct uint8 LR images (h, w) made by downscaling smooth HR images."""
+    from sr_engine.metrics import downscale_255
+
+    out = []
+    for i in range(count):
+        hr = smooth_hr(size[0] * TINY_SCALE, size[1] * TINY_SCALE, seed=seed + i)
+        out.append(np.round(np.clip(downscale_255(hr, TINY_SCALE), 0, 255)).astype(np.uint8))
+    return out
+
+
+def seeded_project(factory, engine, n_images: int = 3, name: str = "p", gold: int = 0, **settings) -> int:
+    """A project for ``engine`` with ``n_images`` tiny LR images (the first ``gold`` of them gold items labelled
+    "g<i>") and complete banks (n=8, steps=2 unless given); returns the project id."""
+    from annotation.banks import run_bank_jobs
+    from annotation.images import import_arrays
+    from annotation.projects import create_project, settings_for_engine
+    from db.engine import session_scope
+
+    opts = dict(bank_size=8, k_picks=2, raters_per_image=3, ensemble_size=2, steps=2)
+    opts.update(settings)
+    with session_scope(factory) as s:
+        pid = create_project(s, settings_for_engine(engine, name, **opts)).id
+        imgs = tiny_lr_images(n_images, seed=sum(map(ord, name)))
+        import_arrays(s, pid, imgs, [f"img-{i}.png" for i in range(n_images)],
+                      labels=[f"g{i}" if i < gold else None for i in range(n_images)],
+                      gold=[i < gold for i in range(n_images)])
+    report = run_bank_jobs(factory, engine, pid)
+    assert not report.failed and len(report.completed) == n_images
+    return pid

@@ -1,0 +1,196 @@
+"""Command line of the annotation store, against any database URL (``--db-url``, default ``$SR_DB_URL`` or the
+SQLite file in ``data/``). Each command is one transaction (bank generation: one per bank).
+
+    python -m annotation init [--admin-password PW]           # migrate the schema, create the first admin
+    python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
+    python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
+    python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
+    python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
+    python -m annotation export --project P --what votes|summary|ensembles --format csv|json|parquet --out PATH
+
+``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
+PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from db.engine import default_url, make_engine, make_session_factory, session_scope
+from db.migrations import upgrade
+
+from .errors import AnnotationError
+
+
+def _engine(model: str):
+    import torch
+
+    torch.set_num_threads(1)  # one torch thread, like the app's worker
+    from sr_engine import load_engine
+
+    return load_engine(model)
+
+
+def _cmd_init(a, Session) -> int:
+    from .accounts import ensure_admin
+
+    with session_scope(Session) as s:
+        admin = ensure_admin(s, a.admin_password)
+    if admin is None:
+        print("schema is up to date; an admin already exists")
+    else:
+        shown = admin.password if admin.generated else "(the password you gave)"
+        print(f"created admin {admin.name!r}; one-time password: {shown}")
+    return 0
+
+
+def _cmd_create_project(a, Session) -> int:
+    from .projects import create_project, settings_for_engine
+
+    eng = _engine(a.model)
+    settings = settings_for_engine(eng, a.name, bank_size=a.bank_size, k_picks=a.k, raters_per_image=a.raters_per_image,
+                                   ensemble_size=a.ensemble_size, steps=a.steps, mode=a.mode, scheduler=a.scheduler,
+                                   seed=a.seed, gold_rate=a.gold_rate, revision_window_s=a.revision_window,
+                                   lease_s=a.lease)
+    with session_scope(Session) as s:
+        p = create_project(s, settings)
+        print(f"project {p.name!r} (id {p.id}) for model {p.model_name!r} at x{p.scale}")
+    return 0
+
+
+def _cmd_import(a, Session) -> int:
+    from .images import import_images, import_mnist
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        p = get_project(s, a.project)
+        if a.mnist:
+            res = import_mnist(s, p.id, a.mnist, start=a.start, gold=a.gold)
+        else:
+            res = import_images(s, p.id, a.path)
+    print(f"imported {len(res.added)} image(s); {len(res.duplicates)} duplicate(s); {len(res.skipped)} skipped")
+    return 0
+
+
+def _cmd_generate(a, Session) -> int:
+    from .banks import run_bank_jobs
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        p = get_project(s, a.project)
+        pid, model = p.id, a.model or p.model_name
+    eng = _engine(model)
+
+    def show(rep) -> None:
+        print(f"banks: {len(rep.completed)} complete, {len(rep.failed)} failed", file=sys.stderr)
+
+    rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, on_progress=show)
+    for bank_id, n in rep.discarded.items():
+        print(f"bank {bank_id}: discarded {n} samples of an unfinished attempt")
+    for bank_id, err in rep.failed.items():
+        print(f"bank {bank_id} failed: {err}", file=sys.stderr)
+    print(f"{len(rep.completed)} bank(s) complete, {len(rep.failed)} failed in {rep.seconds:.1f} s")
+    return 1 if rep.failed else 0
+
+
+def _cmd_ensembles(a, Session) -> int:
+    from .ensembles import make_ensembles
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        p = get_project(s, a.project)
+        eng = _engine(a.model or p.model_name)
+        res = make_ensembles(s, eng, p.id, weighting=a.weighting)
+    print(f"{len(res)} ensemble(s); lowest LR-PSNR {min((r.lr_psnr for r in res), default=float('nan')):.2f} dB")
+    return 0
+
+
+def _cmd_export(a, Session) -> int:
+    from .exports import export
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        p = get_project(s, a.project)
+        res = export(s, p.id, a.what, a.format, a.out, include_excluded=a.include_excluded)
+    print(f"wrote {res.rows} row(s) to {res.path}" + (f" (provenance: {res.provenance_path})"
+                                                      if res.provenance_path else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: $SR_DB_URL or data/annotation.sqlite)")
+    p = argparse.ArgumentParser(prog="python -m annotation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("init", parents=[common], help="migrate the schema; create the first admin")
+    c.add_argument("--admin-password", default=None)
+    c.set_defaults(func=_cmd_init)
+
+    c = sub.add_parser("create-project", parents=[common], help="a new project for a model")
+    c.add_argument("--name", required=True)
+    c.add_argument("--model", required=True, help="a shipped model name or a checkpoint path")
+    c.add_argument("--bank-size", type=int, default=64)
+    c.add_argument("--k", type=int, default=3, help="picks per rater and image")
+    c.add_argument("--raters-per-image", type=int, default=5)
+    c.add_argument("--ensemble-size", type=int, default=3)
+    c.add_argument("--steps", type=int, default=8)
+    c.add_argument("--mode", default="strict")
+    c.add_argument("--scheduler", default="ddim")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--gold-rate", type=float, default=0.0)
+    c.add_argument("--revision-window", type=int, default=600, help="seconds")
+    c.add_argument("--lease", type=int, default=900, help="seconds")
+    c.set_defaults(func=_cmd_create_project)
+
+    c = sub.add_parser("import", parents=[common], help="import LR images")
+    c.add_argument("--project", required=True)
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--path", help="a PNG/JPEG file, a folder or a zip")
+    g.add_argument("--mnist", type=int, help="this many built-in MNIST evaluation rows")
+    c.add_argument("--start", type=int, default=0)
+    c.add_argument("--gold", type=int, default=0, help="how many of the MNIST rows are gold items")
+    c.set_defaults(func=_cmd_import)
+
+    c = sub.add_parser("generate", parents=[common], help="generate the missing banks (resumable)")
+    c.add_argument("--project", required=True)
+    c.add_argument("--model", default=None, help="default: the project's model name")
+    c.add_argument("--limit", type=int, default=None)
+    c.add_argument("--stale-after", type=float, default=600.0,
+                   help="seconds after which another worker's unfinished bank is reclaimed")
+    c.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("ensembles", parents=[common], help="ensembles of the most-voted samples")
+    c.add_argument("--project", required=True)
+    c.add_argument("--model", default=None)
+    c.add_argument("--weighting", choices=["mean", "votes"], default="mean")
+    c.set_defaults(func=_cmd_ensembles)
+
+    c = sub.add_parser("export", parents=[common], help="votes, per-image summary or ensembles")
+    c.add_argument("--project", required=True)
+    c.add_argument("--what", choices=["votes", "summary", "ensembles"], required=True)
+    c.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    c.add_argument("--out", required=True)
+    c.add_argument("--include-excluded", action="store_true")
+    c.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    url = a.db_url or default_url()
+    engine = make_engine(url)
+    try:
+        upgrade(engine=engine)
+        return a.func(a, make_session_factory(engine))
+    except AnnotationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Bank generation as a resumable job: a queue of bank rows, claimed one at a time, each made visible only
+once complete.
+
+    report = run_bank_jobs(Session, engine, project_id)      # the app's worker and `python -m annotation generate`
+
+How a bank moves: ``pending`` (queued) -> ``running`` (claimed: the claim commits, so progress is visible and
+other workers skip it) -> ``complete`` (every sample and the status change commit in one transaction) or
+``failed`` (the engine raised; the next run, not this one, retries it, up to ``max_attempts`` in all). Only
+``complete`` banks are ever served, aggregated or exported. A worker that dies (a crash, a killed process, a lost
+GPU box) leaves its bank ``running``; once its heartbeat is older than ``stale_after_s`` the next run reclaims
+it, discards whatever samples a half-finished attempt left (the audit log records how many) and generates it
+again. A worker whose claim was taken over in the meantime finds its store refused (the attempt number no
+longer matches).
+
+Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
+own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import session_scope
+from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
+
+from .audit import record
+from .errors import Conflict, InvalidInput, NotFound
+from .images import encode_png, lr_array
+
+
+@dataclass
+class ClaimedBank:
+    """What a worker needs to generate one bank (read in the claiming transaction)."""
+
+    bank_id: int
+    attempt: int  # the claim token: store_bank refuses a claim that was taken over
+    project_id: int
+    image_id: int
+    lr: np.ndarray  # uint8 (h, w) or (h, w, 3)
+    n: int
+    seed: int
+    steps: int
+    mode: str
+    scheduler: str
+    model_name: str
+    discarded_samples: int  # samples of an earlier, unfinished attempt that the claim deleted
+
+
+@dataclass
+class BankJobReport:
+    completed: list[int] = field(default_factory=list)  # bank ids
+    failed: dict[int, str] = field(default_factory=dict)  # bank id -> error
+    discarded: dict[int, int] = field(default_factory=dict)  # bank id -> half-bank samples deleted
+    seconds: float = 0.0
+
+
+def bank_seed(project_seed: int, image_id: int) -> int:
+    """A 31-bit seed drawn from (project seed, image id)."""
+    return int(np.random.SeedSequence([int(project_seed), int(image_id)]).generate_state(1, np.uint64)[0] >> 33)
+
+
+def enqueue_missing(session: Session, project_id: int, *, actor_id: int | None = None) -> list[int]:
+    """Queue a pending bank for every image of the project that has none; returns the new bank ids."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"unknown project id {project_id!r}")
+    missing = session.scalars(select(LRImage.id).where(LRImage.project_id == project_id)
+                              .where(~select(Bank.id).where(Bank.image_id == LRImage.id).exists())
+                              .order_by(LRImage.id)).all()
+    new = []
+    for image_id in missing:
+        try:
+            with session.begin_nested():  # another worker may queue the same image at the same moment
+                bank = Bank(image_id=image_id, model_name=project.model_name, n=project.bank_size,
+                            seed=bank_seed(project.seed, image_id), steps=project.steps, mode=project.mode,
+                            scheduler=project.scheduler, status=BankStatus.pending, attempts=0)
+                session.add(bank)
+                session.flush()
+        except IntegrityError:
+            continue
+        new.append(bank.id)
+        record(session, "bank.queued", "bank", bank.id, actor_id=actor_id, project_id=project_id,
+               image_id=image_id, n=bank.n, seed=bank.seed)
+    return new
+
+
+def claim_next(session: Session, project_ids: list[int] | None = None, *, worker: str = "",
+               now: datetime | None = None, stale_after_s: float = 600, max_attempts: int = 3,
+               skip: set[int] | frozenset[int] = frozenset()) -> ClaimedBank | None:
+    """Claim the oldest bank that is pending, failed (fewer than ``max_attempts``), or running with a stale
+    heartbeat, other than the ids in ``skip``; delete any samples an earlier attempt left. None when there is
+    nothing to do."""
+    now = now or utcnow()
+    stale = now - timedelta(seconds=stale_after_s)
+    claimable = or_(Bank.status == BankStatus.pending,
+                    (Bank.status == BankStatus.failed) & (Bank.attempts < max_attempts),
+                    (Bank.status == BankStatus.running) & (Bank.heartbeat_at < stale))
+    q = select(Bank.id, Bank.status, Bank.attempts).join(LRImage).where(claimable).order_by(Bank.id).limit(20)
+    if project_ids is not None:
+        q = q.where(LRImage.project_id.in_(project_ids))
+    if skip:
+        q = q.where(Bank.id.not_in(skip))
+    for bank_id, status, attempts in session.execute(q).all():
+        # compare-and-set: only one worker moves this bank out of the state it read
+        won = session.execute(
+            update(Bank).where(Bank.id == bank_id, Bank.status == status, Bank.attempts == attempts)
+            .values(status=BankStatus.running, attempts=attempts + 1, worker=worker[:200], started_at=now,
+                    heartbeat_at=now, error=None).execution_options(synchronize_session=False)).rowcount
+        if won != 1:
+            continue
+        discarded = session.execute(delete(Sample).where(Sample.bank_id == bank_id)
+                                    .execution_options(synchronize_session=False)).rowcount or 0
+        bank = session.get(Bank, bank_id, populate_existing=True)
+        image = session.get(LRImage, bank.image_id)
+        if discarded:
+            record(session, "bank.discarded", "bank", bank_id, project_id=image.project_id,
+                   samples=int(discarded), previous_status=BankStatus(status).value)
+        record(session, "bank.claimed", "bank", bank_id, project_id=image.project_id, worker=worker,
+               attempt=attempts + 1)
+        return ClaimedBank(bank_id=bank_id, attempt=attempts + 1, project_id=image.project_id,
+                           image_id=image.id, lr=lr_array(image), n=bank.n, seed=int(bank.seed), steps=bank.steps,
+                           mode=SampleMode(bank.mode).value, scheduler=bank.scheduler, model_name=bank.model_name,
+                           discarded_samples=int(discarded))
+    return None
+
+
+def _check_result(claim: ClaimedBank, result: Any, scale: int) -> None:
+    images = np.asarray(result.images)
+    h, w = claim.lr.shape[:2]
+    expect = (claim.n, h * scale, w * scale) + claim.lr.shape[2:]
+    if images.dtype != np.uint8 or images.shape != expect:
+        raise InvalidInput(f"bank images are {images.dtype} {images.shape}, expected uint8 {expect}")
+    for name in ("seeds", "lr_psnr"):
+        if np.asarray(getattr(result, name)).shape != (claim.n,):
+            raise InvalidInput(f"bank {name} must have one value per sample")
+    if not np.isfinite(np.asarray(result.lr_psnr, dtype=np.float64)).all():
+        raise InvalidInput("bank LR-PSNR values must be finite")
+
+
+def _opt(values: Any, i: int) -> float | None:
+    if values is None:
+        return None
+    v = float(np.asarray(values)[i])
+    return v if math.isfinite(v) else None
+
+
+def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config: dict, scale: int, *,
+               now: datetime | None = None) -> None:
+    """Write every sample of ``result`` (an ``sr_engine.Bank``) and mark the bank complete, in the caller's
+    transaction. Refused if the claim was taken over or the result does not fit the bank."""
+    now = now or utcnow()
+    bank = session.get(Bank, claim.bank_id, populate_existing=True, with_for_update=True)
+    if bank is None:
+        raise NotFound(f"unknown bank id {claim.bank_id!r}")
+    if bank.status != BankStatus.running or bank.attempts != claim.attempt:
+        raise Conflict(f"bank {bank.id}: the claim (attempt {claim.attempt}) was taken over; result dropped")
+    _check_result(claim, result, scale)
+    if session.scalar(select(func.count()).select_from(Sample).where(Sample.bank_id == bank.id)):
+        raise Conflict(f"bank {bank.id} already holds samples of another attempt")
+    for i in range(claim.n):
+        session.add(Sample(bank_id=bank.id, index=i, seed=int(result.seeds[i]), png=encode_png(result.images[i]),
+                           lr_psnr=float(result.lr_psnr[i]), flow_consistency=_opt(result.flow_consistency, i),
+                           projection_residual=_opt(getattr(result, "projection_residual", None), i)))
+    bank.status = BankStatus.complete
+    bank.engine_config = engine_config
+    bank.checkpoint_sha256 = str(engine_config.get("checkpoint_sha256") or "") or None
+    bank.finished_at = now
+    bank.heartbeat_at = now
+    bank.seconds = float(getattr(result, "seconds", 0.0) or 0.0)
+    session.flush()
+    record(session, "bank.completed", "bank", bank.id, project_id=claim.project_id, n=claim.n,
+           attempt=claim.attempt, seconds=bank.seconds, min_lr_psnr=float(np.min(result.lr_psnr)))
+
+
+def fail_bank(session: Session, claim: ClaimedBank, error: str) -> None:
+    """Record a failed attempt (only if the claim is still ours); the next run retries it."""
+    bank = session.get(Bank, claim.bank_id, populate_existing=True)
+    if bank is None or bank.status != BankStatus.running or bank.attempts != claim.attempt:
+        return
+    session.execute(delete(Sample).where(Sample.bank_id == bank.id).execution_options(synchronize_session=False))
+    bank.status = BankStatus.failed
+    bank.error = error[:4000]
+    bank.heartbeat_at = utcnow()
+    record(session, "bank.failed", "bank", bank.id, project_id=claim.project_id, attempt=claim.attempt,
+           error=error[:4000])
+
+
+def _engine_projects(session: Session, engine: Any, project_id: int | None) -> list[Project]:
+    if project_id is not None:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"unknown project id {project_id!r}")
+        projects = [project]
+    else:
+        projects = list(session.scalars(select(Project).where(Project.model_name == engine.name)))
+    for p in projects:
+        if p.model_name != engine.name or int(p.scale) != int(engine.scale):
+            raise InvalidInput(f"project {p.name!r} needs model {p.model_name!r} at x{p.scale}; "
+                               f"this engine is {engine.name!r} at x{engine.scale}")
+        if SampleMode(p.mode).value not in engine.modes:
+            raise InvalidInput(f"project {p.name!r} uses mode {SampleMode(p.mode).value!r}; "
+                               f"the engine supports {engine.modes}")
+    return projects
+
+
+def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = None, *, limit: int | None = None,
+                  worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
+                  on_progress: Callable[[BankJobReport], None] | None = None) -> BankJobReport:
+    """Generate banks until none is left (or ``limit`` were attempted). Owns its transactions: one to queue, one
+    per claim, one per stored (or failed) bank; the engine runs outside any transaction. ``project_id=None``
+    serves every project whose model is this engine's."""
+    import time
+
+    t0 = time.perf_counter()
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    report = BankJobReport()
+    with session_scope(factory) as session:
+        project_ids = [p.id for p in _engine_projects(session, engine, project_id)]
+        for pid in project_ids:
+            enqueue_missing(session, pid)
+    config = dict(engine.config)
+    while limit is None or len(report.completed) + len(report.failed) < limit:
+        with session_scope(factory) as session:
+            claim = claim_next(session, project_ids, worker=worker, stale_after_s=stale_after_s,
+                               max_attempts=max_attempts, skip=set(report.failed))  # retried by the next run
+        if claim is None:
+            break
+        if claim.discarded_samples:
+            report.discarded[claim.bank_id] = claim.discarded_samples
+        try:
+            result = engine.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
+                                        scheduler=claim.scheduler)
+            with session_scope(factory) as session:
+                store_bank(session, claim, result, config, int(engine.scale))
+            report.completed.append(claim.bank_id)
+        except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
+            with session_scope(factory) as session:
+                fail_bank(session, claim, f"{type(err).__name__}: {err}")
+            report.failed[claim.bank_id] = f"{type(err).__name__}: {err}"
+        if on_progress is not None:
+            on_progress(report)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+@dataclass
+class BankProgress:
+    pending: int
+    running: int
+    complete: int
+    failed: int
+    images: int
+
+
+def progress(session: Session, project_id: int) -> BankProgress:
+    """How far a project's banks are (for the UI's progress display)."""
+    counts = dict(session.execute(select(Bank.status, func.count()).join(LRImage)
+                                  .where(LRImage.project_id == project_id).group_by(Bank.status)).all())
+    images = session.scalar(select(func.count()).select_from(LRImage).where(LRImage.project_id == project_id))
+    get = lambda s: int(counts.get(s, 0) or counts.get(s.value, 0))  # noqa: E731
+    return BankProgress(get(BankStatus.pending), get(BankStatus.running), get(BankStatus.complete),
+                        get(BankStatus.failed), int(images or 0))
+
+
+def complete_bank(session: Session, image_id: int) -> Bank | None:
+    """The image's bank if it is complete (the only kind anyone sees), else None."""
+    return session.scalar(select(Bank).where(Bank.image_id == image_id, Bank.status == BankStatus.complete))

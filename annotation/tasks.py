@@ -1,0 +1,354 @@
+"""Serving and collecting tasks: ``next_task``, ``submit``, ``revise``, ``skip``.
+
+An assignment (rater x image) is a lease: while ``served`` and unexpired it holds one of the image's
+``raters_per_image`` slots (``uq_assignments_image_slot`` in the database: two raters can never hold the same
+slot, so an image never gets more than M holders, even when two raters ask for the last slot at once). An expired
+lease frees its slot; a late submission still succeeds if the slot was not taken meanwhile (or another is free).
+Gold items (known label) are served to every rater once, uncapped, at the project's ``gold_rate``.
+
+The assignment id is the idempotency key: submitting the same picks again (a double click, a retried request)
+returns the stored submission unchanged; different picks for a submitted assignment are refused: changing a vote
+is :func:`revise`, within the project's ``revision_window_s``, and the audit log keeps the old picks.
+
+Times (``now``) are naive UTC datetimes, like every timestamp in the store (``db.models.utcnow``).
+
+Samples are shown in a per-rater shuffled order (seeded from the project seed, rater and image), stored with the
+assignment. A task carries no one else's votes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Reading, Sample,
+                       utcnow)
+
+from .accounts import check_text, get_rater
+from .audit import record
+from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
+
+MAX_READING = 500
+MAX_REASON = 500
+SUBMITTED, SERVED, SKIPPED, EXPIRED = (AssignmentStatus.submitted, AssignmentStatus.served,
+                                       AssignmentStatus.skipped, AssignmentStatus.expired)
+
+
+@dataclass(frozen=True)
+class TaskSample:
+    sample_id: int
+    index: int  # the sample's index in its bank
+    png: bytes
+
+
+@dataclass
+class Task:
+    """One image to rate: its LR PNG and the bank's samples in this rater's order. Pick ``k`` sample ids."""
+
+    assignment_id: int
+    project_id: int
+    image_id: int
+    bank_id: int
+    k: int
+    lr_png: bytes
+    samples: list[TaskSample]
+    served_at: datetime
+    lease_expires_at: datetime
+
+
+@dataclass
+class SubmitResult:
+    assignment_id: int
+    status: str
+    picks: list[int]  # sample ids, rank 1 first
+    reading: str | None
+    submitted_at: datetime | None
+    seconds_on_task: float | None
+    replayed: bool = False  # True: the same submission was already stored; nothing changed
+    revisions: int = 0
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------
+def _project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id) if isinstance(project_id, int) else None
+    if project is None:
+        raise NotFound(f"unknown project id {project_id!r}")
+    return project
+
+
+def _active_rater(session: Session, rater_id: int):
+    rater = get_rater(session, rater_id)
+    if not rater.active:
+        raise PermissionDenied(f"rater {rater.name!r} is deactivated")
+    return rater
+
+
+def sample_order(project_seed: int, rater_id: int, image_id: int, n: int) -> list[int]:
+    """The per-rater shuffled order of a bank's sample indices."""
+    rng = np.random.default_rng([int(project_seed), int(rater_id), int(image_id)])
+    return [int(i) for i in rng.permutation(n)]
+
+
+def _task(session: Session, a: Assignment, k: int) -> Task:
+    image = session.get(LRImage, a.image_id)
+    by_index = {s.index: s for s in session.scalars(select(Sample).where(Sample.bank_id == a.bank_id))}
+    samples = [TaskSample(by_index[i].id, i, by_index[i].png) for i in a.sample_order]
+    return Task(a.id, a.project_id, a.image_id, a.bank_id, k, image.png, samples, a.served_at, a.lease_expires_at)
+
+
+def _expire_leases(session: Session, project_id: int, now: datetime) -> None:
+    """Free the slots of leases that ran out (each expiry is audited)."""
+    gone = session.execute(select(Assignment.id, Assignment.rater_id).where(
+        Assignment.project_id == project_id, Assignment.status == SERVED, Assignment.lease_expires_at <= now)).all()
+    for aid, rid in gone:
+        n = session.execute(update(Assignment).where(Assignment.id == aid, Assignment.status == SERVED)
+                            .values(status=EXPIRED, slot=None).execution_options(synchronize_session=False)).rowcount
+        if n:
+            record(session, "assignment.expired", "assignment", aid, actor_id=rid, project_id=project_id, at=now)
+
+
+def _free_slot(session: Session, image_id: int, m: int) -> int | None:
+    held = set(session.scalars(select(Assignment.slot).where(Assignment.image_id == image_id,
+                                                             Assignment.slot.is_not(None))))
+    free = [s for s in range(1, m + 1) if s not in held]
+    # a random free slot: concurrent raters (PostgreSQL) rarely race for the same one; the unique constraint
+    # settles the races that remain
+    return random.choice(free) if free else None
+
+
+def _candidates(session: Session, project: Project, rater_id: int, gold: bool) -> list[tuple[int, int]]:
+    """(image id, bank id) the rater may be served, fewest submissions first."""
+    submitted = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                         Assignment.status == SUBMITTED).scalar_subquery())
+    held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                    Assignment.slot.is_not(None)).scalar_subquery())
+    done = (select(Assignment.id).where(Assignment.image_id == LRImage.id, Assignment.rater_id == rater_id,
+                                        Assignment.status != EXPIRED).exists())
+    q = (select(LRImage.id, Bank.id).join(Bank, Bank.image_id == LRImage.id)
+         .where(LRImage.project_id == project.id, Bank.status == BankStatus.complete, ~done,
+                LRImage.is_gold.is_(gold))
+         .order_by(submitted, held, LRImage.id).limit(25))
+    if not gold:
+        q = q.where(held < project.raters_per_image)
+    return [tuple(r) for r in session.execute(q).all()]
+
+
+def _serve(session: Session, project: Project, rater_id: int, image_id: int, bank_id: int, gold: bool,
+           now: datetime) -> Assignment | None:
+    """Take a slot (regular images) and write the lease; None if someone else got the last slot first."""
+    slot = None
+    if not gold:
+        slot = _free_slot(session, image_id, project.raters_per_image)
+        if slot is None:
+            return None
+    lease = now + timedelta(seconds=project.lease_s)
+    try:
+        with session.begin_nested():
+            a = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
+                                                        Assignment.image_id == image_id))
+            if a is None:
+                n = session.scalar(select(Bank.n).where(Bank.id == bank_id))
+                a = Assignment(project_id=project.id, rater_id=rater_id, image_id=image_id, bank_id=bank_id,
+                               is_gold=gold, sample_order=sample_order(project.seed, rater_id, image_id, n))
+                session.add(a)
+            elif a.status != EXPIRED:
+                return None
+            a.status, a.slot, a.served_at, a.lease_expires_at = SERVED, slot, now, lease
+            session.flush()
+    except IntegrityError:  # the slot (or this rater's row) was taken by a concurrent transaction
+        return None
+    record(session, "assignment.served", "assignment", a.id, actor_id=rater_id, project_id=project.id, at=now,
+           image_id=image_id, slot=slot, gold=gold, lease_expires_at=lease.isoformat())
+    return a
+
+
+# ---- the services ----------------------------------------------------------------------------------------------
+def next_task(session: Session, rater_id: int, project_id: int, *, now: datetime | None = None) -> Task | None:
+    """The rater's current lease if it is still live, else a new one: an image this rater has not done, fewest
+    submissions first, while it has fewer than ``raters_per_image`` holders; gold items at the project's rate.
+    None when there is nothing left for this rater."""
+    now = now or utcnow()
+    _active_rater(session, rater_id)
+    project = _project(session, project_id)
+    live = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
+                                                   Assignment.project_id == project.id, Assignment.status == SERVED,
+                                                   Assignment.lease_expires_at > now).order_by(Assignment.id))
+    if live is not None:
+        return _task(session, live, project.k_picks)
+    _expire_leases(session, project.id, now)
+    kinds = [False]
+    if project.gold_rate > 0:
+        counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(
+            Assignment.is_gold.is_(True))).where(Assignment.rater_id == rater_id,
+                                                  Assignment.project_id == project.id,
+                                                  Assignment.status != EXPIRED)).one()
+        total, gold_done = int(counts[0]), int(counts[1])
+        kinds = [True, False] if gold_done < project.gold_rate * (total + 1) else [False]
+    for gold in kinds:
+        for _attempt in range(20):  # concurrent raters may take the candidates first: look again
+            candidates = _candidates(session, project, rater_id, gold)
+            if not candidates:
+                break
+            for image_id, bank_id in candidates:
+                a = _serve(session, project, rater_id, image_id, bank_id, gold, now)
+                if a is not None:
+                    return _task(session, a, project.k_picks)
+    return None
+
+
+def _check_picks(session: Session, a: Assignment, k: int, picks: Sequence[int]) -> list[int]:
+    if isinstance(picks, (str, bytes)) or not isinstance(picks, Sequence):
+        raise InvalidInput(f"picks must be a list of {k} sample ids, got {type(picks).__name__}")
+    picks = list(picks)
+    if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in picks):
+        raise InvalidInput("picks must be sample ids (integers)")
+    picks = [int(p) for p in picks]
+    if len(picks) != k:
+        raise InvalidInput(f"pick exactly {k} samples, got {len(picks)}")
+    if len(set(picks)) != k:
+        raise InvalidInput("the picks must be distinct samples")
+    own = set(session.scalars(select(Sample.id).where(Sample.bank_id == a.bank_id)))
+    foreign = [p for p in picks if p not in own]
+    if foreign:
+        raise InvalidInput(f"sample id(s) {foreign} are not in this task's bank")
+    return picks
+
+
+def _check_reading(reading: str | None) -> str | None:
+    if reading is None:
+        return None
+    return check_text(reading, "reading", MAX_READING)
+
+
+def _owned(session: Session, rater_id: int, assignment_id: int, lock: bool = True) -> Assignment:
+    _active_rater(session, rater_id)
+    if isinstance(assignment_id, bool) or not isinstance(assignment_id, int):
+        raise NotFound(f"unknown assignment id {assignment_id!r}")
+    a = session.get(Assignment, assignment_id, with_for_update=lock, populate_existing=True)
+    if a is None:
+        raise NotFound(f"unknown assignment id {assignment_id!r}")
+    if a.rater_id != rater_id:
+        raise PermissionDenied("this assignment belongs to another rater")
+    return a
+
+
+def _stored(session: Session, a: Assignment) -> tuple[list[int], str | None]:
+    picks = list(session.scalars(select(Pick.sample_id).where(Pick.assignment_id == a.id).order_by(Pick.rank)))
+    reading = session.scalar(select(Reading.text).where(Reading.assignment_id == a.id))
+    return picks, reading
+
+
+def _result(session: Session, a: Assignment, replayed: bool) -> SubmitResult:
+    picks, reading = _stored(session, a)
+    return SubmitResult(a.id, AssignmentStatus(a.status).value, picks, reading, a.submitted_at, a.seconds_on_task,
+                        replayed, a.revisions)
+
+
+def _write_votes(session: Session, a: Assignment, picks: list[int], reading: str | None) -> None:
+    session.add_all([Pick(assignment_id=a.id, bank_id=a.bank_id, sample_id=s, rank=r + 1)
+                     for r, s in enumerate(picks)])
+    if reading is not None:
+        session.add(Reading(assignment_id=a.id, text=reading))
+    session.flush()
+
+
+def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int], reading: str | None = None,
+           *, now: datetime | None = None) -> SubmitResult:
+    """Store the rater's top-k picks (sample ids, best first) and reading, atomically with the status change.
+    Replaying an identical submission is a no-op that returns the stored one."""
+    now = now or utcnow()
+    a = _owned(session, rater_id, assignment_id)
+    project = _project(session, a.project_id)
+    picks = _check_picks(session, a, project.k_picks, picks)
+    reading = _check_reading(reading)
+    if a.status == SUBMITTED:
+        if _stored(session, a) == (picks, reading):
+            return _result(session, a, replayed=True)
+        raise Conflict("this assignment is already submitted with other picks; revise it instead")
+    if a.status == SKIPPED:
+        raise Conflict("this assignment was skipped")
+    if a.status == EXPIRED:  # the lease ran out and its slot was freed: take any free slot again
+        slot = None if a.is_gold else _free_slot(session, a.image_id, project.raters_per_image)
+        if slot is None and not a.is_gold:
+            raise LeaseExpired("the lease ran out and this image already has all its raters")
+        try:
+            with session.begin_nested():
+                a.slot = slot
+                session.flush()
+        except IntegrityError as err:
+            raise LeaseExpired("the lease ran out and the last slot was just taken") from err
+    _write_votes(session, a, picks, reading)
+    a.status = SUBMITTED
+    a.submitted_at = now
+    a.seconds_on_task = max(0.0, (now - a.served_at).total_seconds())
+    session.flush()
+    record(session, "assignment.submitted", "assignment", a.id, actor_id=rater_id, project_id=a.project_id,
+           at=now, image_id=a.image_id, picks=picks, reading=reading, seconds_on_task=a.seconds_on_task)
+    return _result(session, a, replayed=False)
+
+
+def revise(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int], reading: str | None = None,
+           *, now: datetime | None = None) -> SubmitResult:
+    """Replace a submitted assignment's picks and reading within the project's revision window. The audit log
+    keeps the old ones."""
+    now = now or utcnow()
+    a = _owned(session, rater_id, assignment_id)
+    project = _project(session, a.project_id)
+    picks = _check_picks(session, a, project.k_picks, picks)
+    reading = _check_reading(reading)
+    if a.status != SUBMITTED:
+        raise Conflict("only a submitted assignment can be revised")
+    if (now - a.submitted_at).total_seconds() > project.revision_window_s:
+        raise Conflict(f"the revision window of {project.revision_window_s} s has closed")
+    old = _stored(session, a)
+    if old == (picks, reading):
+        return _result(session, a, replayed=True)
+    for p in session.scalars(select(Pick).where(Pick.assignment_id == a.id)):
+        session.delete(p)
+    old_reading = session.scalar(select(Reading).where(Reading.assignment_id == a.id))
+    if old_reading is not None:
+        session.delete(old_reading)
+    session.flush()
+    _write_votes(session, a, picks, reading)
+    a.revised_at = now
+    a.revisions += 1
+    session.flush()
+    record(session, "assignment.revised", "assignment", a.id, actor_id=rater_id, project_id=a.project_id, at=now,
+           old_picks=old[0], old_reading=old[1], picks=picks, reading=reading, revision=a.revisions)
+    return _result(session, a, replayed=False)
+
+
+def skip(session: Session, rater_id: int, assignment_id: int, reason: str, *,
+         now: datetime | None = None) -> SubmitResult:
+    """Give the task back with a reason; its slot goes to another rater. Skipping twice is a no-op."""
+    now = now or utcnow()
+    a = _owned(session, rater_id, assignment_id)
+    reason = check_text(reason, "reason", MAX_REASON, allow_newlines=True)
+    if a.status == SKIPPED:
+        return _result(session, a, replayed=True)
+    if a.status == SUBMITTED:
+        raise Conflict("a submitted assignment cannot be skipped")
+    a.status, a.slot, a.skipped_at, a.skip_reason = SKIPPED, None, now, reason
+    session.flush()
+    record(session, "assignment.skipped", "assignment", a.id, actor_id=rater_id, project_id=a.project_id, at=now,
+           reason=reason)
+    return _result(session, a, replayed=False)
+
+
+def revisable(session: Session, rater_id: int, project_id: int, *, now: datetime | None = None) -> list[SubmitResult]:
+    """The rater's own submissions that may still be revised (newest first)."""
+    now = now or utcnow()
+    project = _project(session, project_id)
+    since = now - timedelta(seconds=project.revision_window_s)
+    rows = session.scalars(select(Assignment).where(Assignment.rater_id == rater_id,
+                                                    Assignment.project_id == project_id,
+                                                    Assignment.status == SUBMITTED, Assignment.submitted_at >= since)
+                           .order_by(Assignment.submitted_at.desc()))
+    return [_result(session, a, replayed=False) for a in rows]

@@ -1,0 +1,109 @@
+"""Database engines and sessions: an embedded SQLite file by default, any SQLAlchemy URL through one setting.
+
+    from db.engine import make_engine, make_session_factory, session_scope
+    engine = make_engine()                       # $SR_DB_URL, else sqlite:///<repo>/data/annotation.sqlite
+    Session = make_session_factory(engine)
+    with session_scope(Session) as session:      # commits on success, rolls back on any exception
+        ...                                      # services take `session` first and never commit
+
+SQLite gets WAL (readers never block the writer), foreign keys on (SQLite leaves them off otherwise) and a busy
+timeout. Every SQLite transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so a
+read-then-write transaction (serving the last slot of an image, a submission) cannot be overtaken between its
+read and its write; other writers wait up to the busy timeout instead of failing. PostgreSQL runs at its
+default isolation; the services there rely on unique constraints and row locks (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+DB_URL_ENV = "SR_DB_URL"  # the one setting: any SQLAlchemy URL
+BUSY_TIMEOUT_MS = 30_000
+
+
+def default_url() -> str:
+    """``$SR_DB_URL`` if set, else an SQLite file in the repository's ``data/`` folder."""
+    env = os.environ.get(DB_URL_ENV)
+    if env:
+        return env
+    path = Path(__file__).resolve().parents[1] / "data" / "annotation.sqlite"
+    return f"sqlite:///{path}"
+
+
+def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        # take transaction control from the driver (pysqlite's own BEGIN handling breaks savepoints and
+        # starts transactions lazily, after the reads); see SQLAlchemy's "Serializable isolation" recipe
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if wal:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for ``url`` (default :func:`default_url`).
+
+    ``sqlite://`` (in memory) shares one connection (StaticPool), so every session sees the same database; use it
+    from one thread at a time (tests). A file gets WAL, foreign keys and the busy timeout and is safe from many
+    threads and processes; other backends get ``pool_pre_ping``.
+    """
+    url = url or default_url()
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        memory = u.database in (None, "", ":memory:")
+        if memory:
+            engine = create_engine(url, echo=echo, poolclass=StaticPool,
+                                   connect_args={"check_same_thread": False})
+        else:
+            Path(u.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False,
+                                                                 "timeout": busy_timeout_ms / 1000})
+        _sqlite_setup(engine, busy_timeout_ms, wal=not memory)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """The one sessionmaker. ``expire_on_commit=False``: results stay readable after the caller commits."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit when the block ends, roll back (and re-raise) on any exception."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table directly from the models and stamp the newest migration (tests, throwaway databases:
+    faster than migrating). Real databases use :func:`db.migrations.upgrade`, which gives the same schema."""
+    from .migrations import stamp_head
+    from .models import Base
+
+    Base.metadata.create_all(engine)
+    stamp_head(engine)
