@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from .bank import MODES, Bank, _sha256, _to_uint8, as_lr_array, sample_seeds
 from .degradation import Degradation, get_degradation
 from .ensemble import EnsembleReport, ensemble_of
+from .kernel_diffusion import set_schedule
 from .metrics import lr_psnr_batch
 
 SchedulerName = Literal["ddim", "dpmsolver", "euler"]
@@ -319,30 +320,6 @@ class DiffusersEngine:
             raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULERS}")
         return classes[name].from_config(self.adapter.pipe.scheduler.config)
 
-    @staticmethod
-    def _schedule(sched, steps: int, timesteps: Sequence[int] | None, start_step: int | None) -> torch.Tensor:
-        n_train = int(sched.config.num_train_timesteps)
-        if timesteps is not None:
-            if "timesteps" not in inspect.signature(sched.set_timesteps).parameters:
-                raise ValueError(f"an explicit timestep list needs a scheduler whose set_timesteps takes one "
-                                 f"('dpmsolver' or 'euler'); {type(sched).__name__} assumes even spacing")
-            ts = [int(t) for t in timesteps]
-            if not ts or any(a <= b for a, b in zip(ts, ts[1:])) or ts[0] >= n_train or ts[-1] < 0:
-                raise ValueError(f"timesteps must be strictly decreasing within [0, {n_train})")
-            sched.set_timesteps(timesteps=ts)
-        else:
-            if not 1 <= int(steps) <= n_train:
-                raise ValueError(f"steps must be in 1..{n_train}, got {steps}")
-            sched.set_timesteps(int(steps))
-        schedule = sched.timesteps
-        if start_step:
-            if not 0 <= start_step < len(schedule):
-                raise ValueError(f"start_step must be in 0..{len(schedule) - 1}, got {start_step}")
-            schedule = schedule[start_step:]
-            if hasattr(sched, "set_begin_index"):
-                sched.set_begin_index(start_step)
-        return schedule
-
     # ---- sampling ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def p_sample_loop(self, y: torch.Tensor, generators: list[torch.Generator], deg: Degradation, *,
@@ -358,7 +335,7 @@ class DiffusersEngine:
         m = ad.lr_multiple
         hp, wp = -(-h // m) * m, -(-w // m) * m
         sched = self.make_scheduler(scheduler)  # fresh: schedulers keep per-run state
-        schedule = self._schedule(sched, steps, timesteps, start_step)
+        schedule = set_schedule(sched, steps, timesteps, start_step)
         # each sample's first draw from its own generator: its starting noise (then any the condition needs)
         noise = torch.stack([torch.randn((ad.latent_channels, hp, wp), generator=g) for g in generators])
         noise = noise.to(dev) * tau

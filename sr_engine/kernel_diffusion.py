@@ -13,6 +13,7 @@ The network is trained with v-prediction, a reparameterisation of noise predicti
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
@@ -112,6 +113,34 @@ def training_loss(
     return F.mse_loss(predict(unet, z_t, condition(y, cfg), t, cfg), target)
 
 
+def set_schedule(sched, steps: int, timesteps: Sequence[int] | None = None,
+                 start_step: int | None = None) -> torch.Tensor:
+    """Set a diffusers scheduler's timesteps and return the ones to run: ``steps`` evenly spaced, or an explicit
+    strictly decreasing list (only for schedulers whose ``set_timesteps`` takes ``timesteps=``: DDIM assumes
+    even spacing), from index ``start_step`` on. Raises ``ValueError`` for what cannot be run."""
+    n_train = int(sched.config.num_train_timesteps)
+    if timesteps is not None:
+        if "timesteps" not in inspect.signature(sched.set_timesteps).parameters:
+            raise ValueError(f"an explicit timestep list needs a scheduler whose set_timesteps takes one; "
+                             f"{type(sched).__name__} assumes even spacing")
+        ts = [int(t) for t in timesteps]
+        if not ts or any(a <= b for a, b in zip(ts, ts[1:])) or ts[0] >= n_train or ts[-1] < 0:
+            raise ValueError(f"timesteps must be strictly decreasing within [0, {n_train})")
+        sched.set_timesteps(timesteps=ts)
+    else:
+        if not 1 <= int(steps) <= n_train:
+            raise ValueError(f"steps must be in 1..{n_train}, got {steps}")
+        sched.set_timesteps(int(steps))
+    schedule = sched.timesteps
+    if start_step:
+        if not 0 <= start_step < len(schedule):
+            raise ValueError(f"start_step must be in 0..{len(schedule) - 1}, got {start_step}")
+        schedule = schedule[start_step:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start_step)
+    return schedule
+
+
 @torch.no_grad()
 def p_sample_loop(
     unet: UNet2DModel,
@@ -137,25 +166,9 @@ def p_sample_loop(
         generators: one per sample, for schedulers that draw noise while stepping.
     """
     sched = make_scheduler(cfg, scheduler)
-    if timesteps is not None:
-        if scheduler == "ddim":
-            raise ValueError("an explicit timestep list needs scheduler='dpmsolver' or 'ddpm' (DDIM assumes even spacing)")
-        ts = [int(t) for t in timesteps]
-        if not ts or any(a <= b for a, b in zip(ts, ts[1:])) or ts[0] >= cfg.num_train_timesteps or ts[-1] < 0:
-            raise ValueError(f"timesteps must be strictly decreasing within [0, {cfg.num_train_timesteps})")
-        sched.set_timesteps(timesteps=ts)
-    else:
-        if not 1 <= int(steps) <= cfg.num_train_timesteps:
-            raise ValueError(f"steps must be in 1..{cfg.num_train_timesteps}, got {steps}")
-        sched.set_timesteps(int(steps))
-    schedule = sched.timesteps
+    schedule = set_schedule(sched, steps, timesteps, start_step)
     z = noise
     if start_step:
-        if not 0 <= start_step < len(schedule):
-            raise ValueError(f"start_step must be in 0..{len(schedule) - 1}, got {start_step}")
-        schedule = schedule[start_step:]
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(start_step)
         z = sched.add_noise(torch.zeros_like(noise), noise, schedule[:1])
     cond = condition(y, cfg)
     extra = {"generator": generators} if scheduler == "ddpm" else {}
