@@ -1,0 +1,255 @@
+"""The benchmark's baselines, trained on the training rows only, and its simulated raters.
+
+    python -m sr_engine benchmark train-baselines            # data/baselines/ (resumes from runs/baselines/)
+    python -m sr_engine benchmark train-baselines --quick    # tiny ones, into results/quick/baselines
+
+- ``regression``: a VDSR/EDSR-style residual CNN on the bicubic-upsampled LR image, trained with L2 against HR
+  (the one-answer baseline).
+- ``pixel-ddpm``: an SR3-style conditional DDPM over the HR pixels given the bicubic-upsampled LR image: a
+  diffusers ``UNet2DModel`` (x_t and the condition concatenated) with the kernel DDPM's chain (cosine schedule,
+  v-prediction, trailing spacing) and UNet widths, trained with diffusers' ``DDPMScheduler``.
+- ``raters/rater-<i>.pt``: digit classifiers on training half 0 (``row % 500 % 2 == 0``), seeds 0, 1, ...;
+  ``raters/judge.pt``: one on half 1. Both halves lie inside the training rows.
+
+Each network's training resumes from ``<work_dir>/x<s>/<name>.pt`` (weights, optimiser, EMA, step, config) and
+exports ``<export_dir>/x<s>/<name>.pt`` (config + weights) when it finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..classifier import load_classifier, train_classifier
+from ..data import load_mnist
+from ..kernel_diffusion import KernelDDPMConfig, config_dict, make_scheduler
+from ..train import HRBatches, _lr_at, _save, lr_of
+from .config import PAD_TO, BaselineConfig
+
+BASELINE_FORMAT = "sr_engine.bench-baseline/1"
+
+
+# ---- networks ----------------------------------------------------------------------------------------------
+class RegressionNet(nn.Module):
+    """(B, 1, H, W) bicubic-upsampled LR on [0, 1] -> (B, 1, H, W) HR estimate: input + a residual from
+    ``blocks`` conv-ReLU-conv blocks of ``width`` channels (last layer zero-initialised: starts at bicubic)."""
+
+    def __init__(self, width: int = 64, blocks: int = 6):
+        super().__init__()
+        self.head = nn.Conv2d(1, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
+            for _ in range(blocks))
+        self.tail = nn.Conv2d(width, 1, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, up: torch.Tensor) -> torch.Tensor:
+        h = self.head(up)
+        for b in self.blocks:
+            h = h + b(h)
+        return up + self.tail(h)
+
+
+def build_pixel_unet(cfg: KernelDDPMConfig):
+    """A diffusers UNet over (x_t, condition): 2 channels in, the v-prediction of x out."""
+    from diffusers import UNet2DModel
+
+    n = len(cfg.block_out_channels)
+    return UNet2DModel(sample_size=None, in_channels=2, out_channels=1,
+                       block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+                       down_block_types=("DownBlock2D",) * n, up_block_types=("UpBlock2D",) * n,
+                       norm_num_groups=cfg.norm_num_groups)
+
+
+def bicubic_up_t(y: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, 1, h, w) on [0, 1] -> (B, 1, H, W), rounded to grey levels: the tensor twin of ``evaluate.bicubic_up``."""
+    up = F.interpolate(y.float(), scale_factor=scale, mode="bicubic", align_corners=False)
+    return torch.round(up.clamp(0, 1) * 255) / 255
+
+
+def pixel_chain_config(cfg: BaselineConfig, scale: int) -> KernelDDPMConfig:
+    d = dict(cfg.ddpm)
+    d["block_out_channels"] = tuple(d.get("block_out_channels", (32, 64)))
+    return KernelDDPMConfig(channels=1, scale=scale, **d)
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+def _paths(cfg: BaselineConfig, scale: int, name: str) -> tuple[Path, Path]:
+    return Path(cfg.work_dir) / f"x{scale}" / f"{name}.pt", cfg.export_path() / f"x{scale}" / f"{name}.pt"
+
+
+def _schedule(cfg: BaselineConfig, steps: int) -> SimpleNamespace:
+    return SimpleNamespace(lr=cfg.lr, warmup=cfg.warmup, steps=steps)
+
+
+def train_regression(cfg: BaselineConfig, scale: int) -> Path:
+    """Train (or resume) the L2 regression net for one scale; returns the exported weights' path."""
+    state_path, out = _paths(cfg, scale, "regression")
+    torch.manual_seed(cfg.seed)
+    net = RegressionNet(cfg.reg_width, cfg.reg_blocks)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, seconds = 0, 0.0
+    if state_path.exists():
+        st = torch.load(state_path, weights_only=True)
+        net.load_state_dict(st["state"])
+        opt.load_state_dict(st["opt_state"])
+        step, seconds = st["step"], st["seconds"]
+    batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + step)
+    net.train()
+    t0 = time.time()
+    bar = tqdm(range(step, cfg.reg_steps), initial=step, total=cfg.reg_steps, desc=f"regression x{scale}",
+               mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, _schedule(cfg, cfg.reg_steps))
+        x255 = batches.next()
+        up = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale)
+        loss = F.mse_loss(net(up), x255 / 255.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.reg_steps:
+            _save(state_path, {"state": net.state_dict(), "opt_state": opt.state_dict(), "step": step + 1,
+                               "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
+            bar.set_postfix(loss=f"{loss.item():.5f}")
+    st = torch.load(state_path, weights_only=True) if state_path.exists() else {"seconds": seconds, "step": step}
+    _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale,
+                "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": net.state_dict(),
+                "train_info": {"steps": cfg.reg_steps, "seconds": round(st["seconds"], 1), "rows": "train",
+                               "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}})
+    return out
+
+
+def train_pixel_ddpm(cfg: BaselineConfig, scale: int) -> Path:
+    """Train (or resume) the SR3-style pixel DDPM for one scale; exports the EMA weights."""
+    from diffusers.training_utils import EMAModel
+
+    state_path, out = _paths(cfg, scale, "pixel-ddpm")
+    dcfg = pixel_chain_config(cfg, scale)
+    torch.manual_seed(cfg.seed)
+    unet = build_pixel_unet(dcfg)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = make_scheduler(dcfg, "ddpm")
+    step, seconds = 0, 0.0
+    if state_path.exists():
+        st = torch.load(state_path, weights_only=True)
+        unet.load_state_dict(st["state"])
+        opt.load_state_dict(st["opt_state"])
+        ema.load_state_dict(st["ema_state"])
+        step, seconds = st["step"], st["seconds"]
+    batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
+    gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
+    unet.train()
+    t0 = time.time()
+    bar = tqdm(range(step, cfg.ddpm_steps), initial=step, total=cfg.ddpm_steps, desc=f"pixel ddpm x{scale}",
+               mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, _schedule(cfg, cfg.ddpm_steps))
+        x255 = batches.next()
+        x0 = x255 / 127.5 - 1  # [-1, 1]
+        cond = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale) * 2 - 1
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, dcfg.num_train_timesteps, (x0.shape[0],), generator=gen)
+        x_t = sched.add_noise(x0, noise, t)  # q_sample (Ho et al. eq. 4)
+        target = noise if dcfg.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
+        loss = F.mse_loss(unet(torch.cat([x_t, cond], 1), t).sample, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.ddpm_steps:
+            _save(state_path, {"state": unet.state_dict(), "opt_state": opt.state_dict(),
+                               "ema_state": ema.state_dict(), "step": step + 1,
+                               "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    shadow = build_pixel_unet(dcfg)
+    shadow.load_state_dict(unet.state_dict())
+    ema.copy_to(shadow.parameters())
+    st = torch.load(state_path, weights_only=True) if state_path.exists() else {"seconds": seconds}
+    _save(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "config": config_dict(dcfg),
+                "state": shadow.state_dict(),
+                "train_info": {"steps": cfg.ddpm_steps, "seconds": round(st["seconds"], 1), "rows": "train",
+                               "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}})
+    return out
+
+
+def train_rater(cfg: BaselineConfig, half: int, seed: int, out: Path) -> Path:
+    """A digit classifier on training half ``half`` (``row % 500 % 2 == half``; never an evaluation row)."""
+    digits = load_mnist("train")
+    keep = np.flatnonzero(digits.rows % 500 % 2 == half)
+    if cfg.classifier_rows:
+        keep = np.random.default_rng(seed).permutation(keep)[: cfg.classifier_rows]  # every digit represented
+    model = train_classifier(digits.images[keep], digits.labels[keep], seed=seed, epochs=cfg.classifier_epochs)
+    _save(out, {"state": model.state_dict(), "rows": f"half{half}", "seed": seed, "epochs": cfg.classifier_epochs,
+                "n_train": int(len(keep))})
+    return out
+
+
+def train_baselines(cfg: BaselineConfig) -> list[Path]:
+    """Train whatever is missing from ``cfg.export_path()`` or trained for fewer steps than ``cfg`` asks (it
+    resumes from its state in ``cfg.work_dir``); finished files are kept (delete one to retrain)."""
+    done = []
+    for scale in cfg.scales:
+        for name, fn, steps in (("regression", train_regression, cfg.reg_steps),
+                                ("pixel-ddpm", train_pixel_ddpm, cfg.ddpm_steps)):
+            out = _paths(cfg, scale, name)[1]
+            finished = out.exists() and torch.load(out, weights_only=True)["train_info"]["steps"] >= steps
+            done.append(out if finished else fn(cfg, scale))  # an unfinished one resumes from its state
+    raters = cfg.export_path() / "raters"
+    for i in range(cfg.raters):
+        out = raters / f"rater-{i}.pt"
+        done.append(out if out.exists() else train_rater(cfg, 0, i, out))
+    judge = raters / "judge.pt"
+    done.append(judge if judge.exists() else train_rater(cfg, 1, 1000, judge))
+    return done
+
+
+# ---- loading -----------------------------------------------------------------------------------------------
+def _load(path: Path, kind: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"baseline {path} not found; run `python -m sr_engine benchmark train-baselines` "
+                                "(or the benchmark with --quick, which trains tiny ones)")
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    if st.get("format") != BASELINE_FORMAT or st.get("kind") != kind:
+        raise ValueError(f"{path} is not a {kind} baseline")
+    return st
+
+
+def load_regression(root: Path, scale: int) -> RegressionNet:
+    st = _load(Path(root) / f"x{scale}" / "regression.pt", "regression")
+    net = RegressionNet(**st["config"])
+    net.load_state_dict(st["state"])
+    return net.eval().requires_grad_(False)
+
+
+def load_pixel_ddpm(root: Path, scale: int):
+    """(unet, KernelDDPMConfig of its chain)."""
+    st = _load(Path(root) / f"x{scale}" / "pixel-ddpm.pt", "pixel-ddpm")
+    d = dict(st["config"])
+    d["block_out_channels"] = tuple(d["block_out_channels"])
+    dcfg = KernelDDPMConfig(**d)
+    unet = build_pixel_unet(dcfg)
+    unet.load_state_dict(st["state"])
+    return unet.eval().requires_grad_(False), dcfg
+
+
+def load_raters(root: Path):
+    """(list of rater classifiers, judge)."""
+    d = Path(root) / "raters"
+    paths = sorted(d.glob("rater-*.pt"))
+    if not paths or not (d / "judge.pt").is_file():
+        raise FileNotFoundError(f"simulated raters not found under {d}; run `python -m sr_engine benchmark "
+                                "train-baselines`")
+    return [load_classifier(p) for p in paths], load_classifier(d / "judge.pt")

@@ -1,0 +1,100 @@
+"""PNG plots of the benchmark (matplotlib, Agg backend: no display needed).
+
+- ``steps_tradeoff.png``: steps against PSNR (single samples) and LR-PSNR (mean) per sampler and scale, with
+  the one-step methods (bicubic, regression, prior) as horizontal lines.
+- ``time_vs_samples.png``: wall time of one bank against its number of samples (log-log).
+- ``ambiguous_x<s>.png``: a few ambiguous LR digits with samples from each method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .methods import SAMPLERS  # noqa: E402
+
+COLORS = {"pixel-ddpm": "tab:orange", "pixel-ddnm": "tab:red", "kernel-flow": "tab:cyan",
+          "kernel-strict": "tab:blue", "bicubic": "grey", "regression": "black", "prior": "tab:green"}
+
+
+def steps_tradeoff(df, path: Path) -> Path:
+    """df: the metrics table (pandas) with columns scale, family, steps, tau, psnr_single, lr_psnr_mean."""
+    scales = sorted(df.scale.unique())
+    fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
+    for j, s in enumerate(scales):
+        d = df[df.scale == s]
+        for i, (col, name) in enumerate([("psnr_single", "PSNR vs HR, single samples (dB)"),
+                                         ("lr_psnr_mean", "LR-PSNR mean (dB, exact = 100)")]):
+            ax = axes[i, j]
+            for fam in SAMPLERS:
+                f = d[d.family == fam].sort_values("steps")
+                if len(f):
+                    ax.plot(f.steps, f[col], "o-", color=COLORS[fam], label=fam)
+            for _, r in d[~d.family.isin(SAMPLERS)].iterrows():
+                label = r.family if r.family != "prior" else f"prior tau={r.tau:g}"
+                ax.axhline(r[col], color=COLORS[r.family], ls="--" if r.family != "prior" else ":", lw=1,
+                           label=label, alpha=0.4 + 0.6 * (r.tau if r.family == "prior" else 1))
+            if col == "lr_psnr_mean":
+                ax.axhline(45, color="k", lw=0.5)
+            ax.set_xscale("log", base=2)
+            ticks = sorted(int(v) for v in d[d.family.isin(SAMPLERS)].steps.unique())
+            ax.set_xticks(ticks, [str(v) for v in ticks])
+            ax.set_xlabel("sampling steps")
+            ax.set_title(f"x{s}: {name}", fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0, j].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def time_vs_samples(df, path: Path) -> Path:
+    """df: columns scale, family, n, seconds."""
+    scales = sorted(df.scale.unique())
+    fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4), squeeze=False)
+    for j, s in enumerate(scales):
+        ax = axes[0, j]
+        d = df[df.scale == s]
+        for fam in d.family.unique():
+            f = d[d.family == fam].sort_values("n")
+            ax.plot(f.n, f.seconds, "o-", color=COLORS.get(fam, None), label=fam)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(int(v) for v in d.n.unique())
+        ax.set_xticks(ticks, [str(v) for v in ticks])
+        ax.set_yscale("log")
+        ax.set_xlabel("samples per bank")
+        ax.set_ylabel("seconds per bank (this CPU)")
+        ax.set_title(f"x{s}: wall time against bank size", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ambiguous_figure(columns: list[tuple[str, np.ndarray]], titles: list[str], path: Path) -> Path:
+    """columns: (name, uint8 (N_rows, H, W)) per column (an LR column is drawn with nearest-neighbour);
+    titles: one per row (e.g. the true digit and the judge's reading of bicubic)."""
+    rows = len(titles)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(1.25 * len(columns), 1.35 * rows + 0.4), squeeze=False)
+    for c, (name, imgs) in enumerate(columns):
+        for r in range(rows):
+            ax = axes[r, c]
+            ax.imshow(imgs[r], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=6.5)
+            if c == 0:
+                ax.set_ylabel(titles[r], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,152 @@
+"""The benchmark end to end at the tiniest setting: a tiny untrained kernel-space engine (built here, not the
+shipped models), baselines and raters trained for a handful of steps into tmp_path, three evaluation images,
+2-sample banks, 1-2 steps, x4 only. Checks that the table, the CSVs and the plots are written with sane values,
+and the parts that do not need a run: DDNM's projection, the raters' picks, the CLI's parts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sr_engine.bench import main as bench_main
+from sr_engine.bench.baselines import BaselineConfig, build_pixel_unet, pixel_chain_config
+from sr_engine.bench.config import tiny_config
+from sr_engine.bench.methods import FAMILIES, Setting, pixel_sample
+from sr_engine.bench.raters import most_voted, rater_picks
+from sr_engine.bench.run import run_benchmark
+from sr_engine.degradation import get_degradation
+from sr_engine.flow import FlowConfig, PseudoInverseFlow
+from sr_engine.kernel_diffusion import KernelDDPMConfig, build_unet, config_dict
+from sr_engine.metrics import CONSISTENT_DB
+
+
+def _tiny_engine_checkpoint(path):
+    """A real, untrained flow + kernel DDPM at a tiny width for 28x28 digits, in the shipped checkpoint format."""
+    torch.manual_seed(0)
+    fcfg = FlowConfig(scale=4, channels=1, hr_size=(28, 28), hidden=8, blocks_per_level=1)
+    dcfg = KernelDDPMConfig(channels=1, scale=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+    torch.save({"format": "sr_engine.flow-kernel-ddpm/1", "engine": "flow", "name": "tiny-x4",
+                "flow_config": asdict(fcfg), "flow_state": PseudoInverseFlow(fcfg).state_dict(),
+                "ddpm_config": config_dict(dcfg), "unet_state": build_unet(dcfg).state_dict()}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    cfg = tiny_config(str(tmp / "out"), {4: _tiny_engine_checkpoint(tmp / "tiny-x4.pt")})
+    return cfg, run_benchmark(cfg)
+
+
+def test_tiny_run_writes_sane_table_csv_and_plots(tiny_run):
+    cfg, res = tiny_run
+    out = cfg.out
+    for name in ("benchmark.md", "metrics.csv", "ambiguity.csv", "timing.csv", "steps_tradeoff.png",
+                 "time_vs_samples.png", "ambiguous_x4.png"):
+        f = res.files[next(k for k, v in res.files.items() if v.name == name)]
+        assert f.is_file() and f.stat().st_size > 100 and str(f).startswith(out), name
+    for png in ("steps_tradeoff.png", "time_vs_samples.png", "ambiguous_x4.png"):
+        assert (res.files["markdown"].parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    df = pd.read_csv(res.files["metrics_csv"])
+    expected = 2 + len(cfg.taus) + 4 * len(cfg.steps)  # bicubic, regression, priors, 4 samplers x steps
+    assert len(df) == expected and set(df.family) == set(FAMILIES)
+    assert (df.images == 3).all()
+    assert df.psnr_single.between(3, 100).all() and df.ssim_single.between(-1, 1).all()
+    assert df.lr_psnr_mean.between(0, 100).all() and (df.consistency_mse_1e5 >= 0).all()
+    assert (df.seconds_per_bank > 0).all() and df.digit_accuracy.between(0, 1).all()
+    assert df[df.family.isin(["bicubic", "regression"])].samples.eq(3).all()
+    assert df[df.family == "kernel-strict"].samples.eq(3 * cfg.sweep_n).all()
+    nfe = dict(zip(zip(df.family, df.steps), df.nfe))
+    assert nfe[("kernel-strict", 2)] == 3 and nfe[("pixel-ddpm", 2)] == 2 and nfe[("bicubic", 0)] == 0
+    # strict mode projects exactly, untrained or not; DDNM ends with a range projection (clipping aside)
+    strict = df[df.family == "kernel-strict"]
+    assert (strict.lr_psnr_worst >= CONSISTENT_DB).all() and (strict.share_consistent == 1).all()
+    ddnm, ddpm = df[df.family == "pixel-ddnm"], df[df.family == "pixel-ddpm"]
+    assert ddnm.lr_psnr_mean.min() > ddpm.lr_psnr_mean.max()
+
+    amb = pd.read_csv(res.files["ambiguity_csv"])
+    assert len(amb) == 5 and (amb.images == 3).all() and amb.acc_ensemble.between(0, 1).all()
+    timing = pd.read_csv(res.files["timing_csv"])
+    assert set(timing.n) == set(cfg.timing_ns) and (timing.seconds > 0).all()
+
+    md = res.files["markdown"].read_text()
+    assert "not results" in md and "## x4" in md and "kernel-strict (2 steps)" in md
+    assert "Ambiguity resolution" in md and "consistency: kernel-strict" in md
+
+
+def test_pixel_ddnm_step_makes_x0_consistent():
+    """With the range projection the last DDIM step returns the projected x0: D x = y up to clipping."""
+    cfg = pixel_chain_config(BaselineConfig(ddpm={"block_out_channels": (8, 16), "layers_per_block": 1,
+                                                  "norm_num_groups": 4}), 4)
+    torch.manual_seed(0)
+    unet = build_pixel_unet(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    y = torch.rand((2, 1, 7, 7), generator=gen) * 0.5 + 0.25  # mid-grey LR: projections stay inside [0, 1]
+    up = torch.nn.functional.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False)
+    noise = torch.randn((2, 1, 28, 28), generator=gen)
+    x = pixel_sample(unet, cfg, up, noise, steps=3, y=y, scale=4)
+    free = pixel_sample(unet, cfg, up, noise, steps=3, scale=4)
+    deg = get_degradation((28, 28), 4, "bicubic")
+    assert x.shape == (2, 1, 28, 28) and 0 <= float(x.min()) and float(x.max()) <= 1
+    err = (deg.down(x.double()) - y.double()).abs().max().item()
+    assert err < (deg.down(free.double()) - y.double()).abs().max().item()
+    assert err < 0.05
+
+
+def test_rater_picks_and_most_voted():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    np.testing.assert_array_equal(rater_picks(probs, 2), [0, 2])
+    # approvals: 0 -> 2, 2 -> 1, 1 -> 1; Borda breaks the 1-1 tie (2 ranked first by the second rater)
+    np.testing.assert_array_equal(most_voted([np.array([0, 1]), np.array([2, 0])], 4, 2), [0, 2])
+    np.testing.assert_array_equal(most_voted([np.array([0, 1]), np.array([2, 0])], 4, 3), [0, 2, 1])
+
+
+def test_setting_validates():
+    with pytest.raises(ValueError, match="unknown method family"):
+        Setting("srgan")
+    with pytest.raises(ValueError, match="steps >= 1"):
+        Setting("kernel-strict")
+    assert Setting("prior", tau=0.6).label == "flow only (prior, tau=0.6)"
+
+
+def test_cli_timing_part_still_parses(capsys):
+    with pytest.raises(SystemExit):
+        bench_main(["timing", "--help"])
+    assert "--repeats" in capsys.readouterr().out
+
+
+def test_memory_per_method_in_forked_children(tmp_path):
+    """Peak RSS increments come back per family from one fresh process; the sampler adds more than bicubic."""
+    from sr_engine.bench.memory import measure
+
+    peaks, floor = measure(["bicubic", "kernel-strict"], 4, _tiny_engine_checkpoint(tmp_path / "e.pt"), "", n=2,
+                           steps=1)
+    assert set(peaks) == {"bicubic", "kernel-strict"} and floor > 50
+    assert 0 <= peaks["bicubic"] < peaks["kernel-strict"] < 4096
+
+
+def test_train_baselines_resumes_and_keeps_finished(tmp_path):
+    from dataclasses import replace
+
+    from sr_engine.bench.baselines import load_pixel_ddpm, load_raters, load_regression, train_baselines
+
+    cfg = replace(tiny_config(str(tmp_path), {}).baselines, reg_steps=2, ddpm_steps=2, raters=1,
+                  classifier_rows=32)
+    paths = train_baselines(cfg)
+    assert all(p.is_file() and str(p).startswith(str(tmp_path)) for p in paths) and len(paths) == 4
+    judge_mtime = (tmp_path / "baselines" / "raters" / "judge.pt").stat().st_mtime_ns
+    train_baselines(replace(cfg, reg_steps=3))  # regression resumes from step 2; the rest is kept
+    st = torch.load(tmp_path / "baselines-work" / "x4" / "regression.pt", weights_only=True)
+    assert st["step"] == 3
+    assert torch.load(paths[0], weights_only=True)["train_info"]["steps"] == 3
+    assert (tmp_path / "baselines" / "raters" / "judge.pt").stat().st_mtime_ns == judge_mtime
+    assert load_regression(tmp_path / "baselines", 4) is not None and load_pixel_ddpm(tmp_path / "baselines", 4)
+    raters, judge = load_raters(tmp_path / "baselines")
+    assert len(raters) == 1 and judge is not None
+    with pytest.raises(FileNotFoundError, match="train-baselines"):
+        load_regression(tmp_path / "nowhere", 4)
