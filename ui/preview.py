@@ -1,7 +1,7 @@
 """A bank preview page: pick a model and an LR digit, see the bank and its consistency figures.
 
-It stands in for the rating app until issue 4 lands (the rater, analyst and admin views go through
-``annotation``); it calls ``sr_engine`` directly because there is no store yet.
+A standalone engine page, not part of the rating app (``app.py``): it calls ``sr_engine`` directly and stores
+nothing. Serve it with ``python -c "from ui.preview import build; build().launch()"``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build() -> gr.Blocks:
     models = list_models()
     with gr.Blocks(title="Trustworthy super-resolution") as demo:
         gr.Markdown("## Trustworthy super-resolution: bank preview\nEvery sample downsamples back to the LR "
-                    "image (strict mode). The rating app replaces this page when it lands.")
+                    "image (strict mode).")
         with gr.Row():
             model = gr.Dropdown(models, value=models[0] if models else None, label="model")
             mode = gr.Dropdown(["strict", "flow", "prior"], value="strict", label="mode")

@@ -1,0 +1,186 @@
+"""Read models for the app's screens: a rater's progress, a project's images, one image's votes and bank, a
+project overview. Plain dataclasses out, so the UI (``ui/``) renders them without touching SQL.
+
+Analyst reads check the actor's role here too (``analyst`` or ``admin``): the UI checks first, this is the second
+lock. A rater's own progress needs no role: it only counts that rater's assignments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
+
+from .accounts import excluded_rater_ids, require_role
+from .aggregate import ImageAggregate, aggregate_image
+from .agreement import alpha_on_picks, pairwise_jaccard
+from .analysis import load_votes, project_agreement
+from .banks import BankProgress, complete_bank, progress
+from .ensembles import EnsembleResult, latest_ensembles
+from .errors import NotFound
+from .projects import get_project as _project
+
+ANALYST_ROLES = ("analyst", "admin")
+
+
+@dataclass(frozen=True)
+class RaterProgress:
+    done: int  # this rater's submitted or skipped tasks in the project
+    total: int  # done + what can still be served to this rater now
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    source: str
+    label: str | None
+    is_gold: bool
+    bank_status: str | None  # None: no bank queued yet
+    n_votes: int
+
+
+@dataclass(frozen=True)
+class SampleView:
+    index: int
+    png: bytes
+    lr_psnr: float
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    rater: str
+    picks: tuple[int, ...]  # bank sample indices, best first
+    reading: str | None
+    seconds: float | None
+    excluded: bool
+
+
+@dataclass
+class ImageDetail:
+    id: int
+    source: str
+    label: str | None
+    is_gold: bool
+    lr_png: bytes
+    k: int
+    ensemble_size: int
+    samples: list[SampleView]  # in bank index order; empty while the bank is not complete
+    votes: list[VoteRow]  # every submitted vote, excluded raters flagged
+    aggregate: ImageAggregate | None  # exclusions honoured; None without votes
+    alpha_picks: float | None
+    jaccard_mean: float | None
+    ensemble: EnsembleResult | None  # the newest one
+
+
+@dataclass(frozen=True)
+class RaterSummary:
+    name: str
+    n_tasks: int
+    jaccard_vs_consensus: float | None
+    reading_agreement: float | None
+    gold_total: int
+    gold_correct: int
+    median_seconds: float | None
+    excluded: bool
+
+
+@dataclass
+class ProjectOverview:
+    name: str
+    model_name: str
+    scale: int
+    settings: dict
+    banks: BankProgress
+    submissions: int
+    wanted: int  # regular images x raters_per_image
+    skipped: int
+    alpha_readings: float | None
+    mean_alpha_picks: float | None
+    gold_items: int
+    raters: list[RaterSummary] = field(default_factory=list)
+
+
+def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterProgress:
+    """"12 of 50": what this rater has done in the project, and that plus the images still open to them (a
+    complete bank, not done by them, and a free slot unless it is a gold item)."""
+    project = _project(session, project_id)
+    done = session.scalar(select(func.count(Assignment.id)).where(
+        Assignment.rater_id == rater_id, Assignment.project_id == project_id,
+        Assignment.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped]))) or 0
+    mine = (select(Assignment.id).where(Assignment.image_id == LRImage.id, Assignment.rater_id == rater_id,
+                                        Assignment.status.in_([AssignmentStatus.submitted,
+                                                               AssignmentStatus.skipped])).exists())
+    held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                    Assignment.rater_id != rater_id,
+                                                    Assignment.slot.is_not(None)).scalar_subquery())
+    open_ = session.scalar(select(func.count(LRImage.id)).join(Bank, Bank.image_id == LRImage.id).where(
+        LRImage.project_id == project_id, Bank.status == BankStatus.complete, ~mine,
+        LRImage.is_gold.is_(True) | (held < project.raters_per_image))) or 0
+    return RaterProgress(int(done), int(done) + int(open_))
+
+
+def project_images(session: Session, actor_id: int, project_id: int) -> list[ImageRow]:
+    require_role(session, actor_id, *ANALYST_ROLES)
+    _project(session, project_id)
+    votes = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                     Assignment.status == AssignmentStatus.submitted)
+             .scalar_subquery())
+    rows = session.execute(select(LRImage.id, LRImage.source, LRImage.label, LRImage.is_gold, Bank.status, votes)
+                           .outerjoin(Bank, Bank.image_id == LRImage.id)
+                           .where(LRImage.project_id == project_id).order_by(LRImage.id)).all()
+    return [ImageRow(i, s, lab, bool(g), None if st is None else BankStatus(st).value, int(n or 0))
+            for i, s, lab, g, st, n in rows]
+
+
+def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
+    """One image for the analyst: LR, bank, every vote (with rater names), aggregate, agreement, ensemble."""
+    require_role(session, actor_id, *ANALYST_ROLES)
+    image = session.get(LRImage, image_id) if isinstance(image_id, int) else None
+    if image is None:
+        raise NotFound(f"unknown image id {image_id!r}")
+    project = _project(session, image.project_id)
+    bank = complete_bank(session, image.id)
+    samples = [] if bank is None else [SampleView(s.index, s.png, float(s.lr_psnr)) for s in session.scalars(
+        select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
+    excluded = excluded_rater_ids(session, project.id)
+    everyone = load_votes(session, project.id, image_id=image.id, include_excluded=True)
+    names = dict(session.execute(select(Rater.id, Rater.name).where(
+        Rater.id.in_({v.rater for v in everyone}))).all()) if everyone else {}
+    rows = [VoteRow(names[v.rater], v.picks, v.reading, v.seconds, v.rater in excluded) for v in everyone]
+    counted = [v for v in everyone if v.rater not in excluded]
+    agg = (aggregate_image(counted, image.id, bank.n, project.k_picks, project.ensemble_size)
+           if counted and bank is not None else None)
+    alpha = alpha_on_picks(counted, bank.n) if counted and bank is not None else None
+    return ImageDetail(image.id, image.source, image.label, bool(image.is_gold), image.png, project.k_picks,
+                       project.ensemble_size, samples, rows, agg, alpha,
+                       pairwise_jaccard(counted) if counted else None,
+                       latest_ensembles(session, project.id).get(image.id))
+
+
+def project_overview(session: Session, actor_id: int, project_id: int) -> ProjectOverview:
+    """Progress, agreement and gold accuracy of a project (exclusions honoured)."""
+    require_role(session, actor_id, *ANALYST_ROLES)
+    project = _project(session, project_id)
+    votes = load_votes(session, project_id)
+    rep = project_agreement(session, project_id, votes=votes)
+    regular = session.scalar(select(func.count(LRImage.id)).where(LRImage.project_id == project_id,
+                                                                  LRImage.is_gold.is_(False))) or 0
+    gold = session.scalar(select(func.count(LRImage.id)).where(LRImage.project_id == project_id,
+                                                               LRImage.is_gold.is_(True))) or 0
+    skipped = session.scalar(select(func.count(Assignment.id)).where(
+        Assignment.project_id == project_id, Assignment.status == AssignmentStatus.skipped)) or 0
+    alphas = [i.alpha_picks for i in rep.images if i.alpha_picks is not None]
+    excluded = excluded_rater_ids(session, project_id)
+    names = dict(session.execute(select(Rater.id, Rater.name)).all())
+    raters = [RaterSummary(names[r.rater], r.n_tasks, r.jaccard_vs_consensus, r.reading_agreement, r.gold_total,
+                           r.gold_correct, r.median_seconds, r.rater in excluded) for r in rep.raters]
+    settings = {c: getattr(project, c) for c in ("bank_size", "k_picks", "raters_per_image", "ensemble_size",
+                                                 "steps", "scheduler", "seed", "gold_rate")}
+    settings["mode"] = getattr(project.mode, "value", project.mode)
+    return ProjectOverview(project.name, project.model_name, project.scale, settings, progress(session, project_id),
+                           len(votes), int(regular) * project.raters_per_image, int(skipped), rep.alpha_readings,
+                           sum(alphas) / len(alphas) if alphas else None, int(gold), raters)
+

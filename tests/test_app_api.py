@@ -1,0 +1,171 @@
+"""The app through its HTTP API (gradio_client), as any script could call it: roles are checked on the server,
+a submission through the API stores the vote, bad picks are refused. The app runs in-process on a free port with
+a tiny engine and a throwaway SQLite file."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+from sqlalchemy import select
+
+pytest.importorskip("gradio_client")
+from gradio_client import Client  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from conftest import seeded_project, tiny_flow_engine  # noqa: E402
+
+PASSWORDS = {"admin": "admin-pw-1", "rita": "rater-pw-1", "rob": "rater-pw-2", "ana": "analyst-pw-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import app as app_module
+    from annotation.accounts import create_rater
+    from db.engine import session_scope
+    from ui import EngineRegistry
+
+    data = tmp_path_factory.mktemp("app-api")
+    engine = tiny_flow_engine()
+    blocks, ctx, launch = app_module.create_app(None, data, admin_password=PASSWORDS["admin"],
+                                                engines=EngineRegistry({engine.name: engine}), demo=False,
+                                                log=lambda _m: None)
+    pid = seeded_project(ctx.factory, engine, n_images=3, name="api")
+    with session_scope(ctx.factory) as s:
+        create_rater(s, "rita", "rater", PASSWORDS["rita"])
+        create_rater(s, "rob", "rater", PASSWORDS["rob"])
+        create_rater(s, "ana", "analyst", PASSWORDS["ana"])
+    port = _free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
+    try:
+        yield f"http://127.0.0.1:{port}/", ctx, pid
+    finally:
+        blocks.close()
+        ctx.worker.stop()
+
+
+def client(url: str, name: str) -> Client:
+    return Client(url, auth=(name, PASSWORDS[name]), verbose=False)
+
+
+def test_wrong_password_cannot_connect(served):
+    url, _, _ = served
+    with pytest.raises(Exception):
+        Client(url, auth=("rita", "not-her-password"), verbose=False)
+
+
+def test_rater_is_refused_analyst_and_admin_endpoints(served):
+    url, ctx, pid = served
+    from annotation.accounts import rater_by_name
+    from annotation.errors import NotFound
+    from db.engine import session_scope
+
+    c = client(url, "rita")
+    calls = [("/analyst_overview", (pid,)), ("/analyst_image", (1,)), ("/make_ensemble", (1,)),
+             ("/export", (pid, "votes", "csv")), ("/generate_banks", (pid,)), ("/bank_progress", (pid,)),
+             ("/add_rater", ("mallory", "admin", "pw")),
+             ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0))]
+    for api_name, args in calls:
+        with pytest.raises(AppError, match="Not allowed"):
+            c.predict(*args, api_name=api_name)
+    with session_scope(ctx.factory) as s, pytest.raises(NotFound):
+        rater_by_name(s, "mallory")
+    # an analyst may read but not administer
+    a = client(url, "ana")
+    overview = a.predict(pid, api_name="/analyst_overview")
+    assert "api" in overview[0]
+    with pytest.raises(AppError, match="Not allowed"):
+        a.predict("mallory", "admin", "pw", api_name="/add_rater")
+
+
+def test_submit_through_the_api_stores_the_vote(served):
+    url, ctx, pid = served
+    from db.engine import session_scope
+    from db.models import Assignment, AssignmentStatus, Pick, Reading
+
+    c = client(url, "rob")
+    out = c.predict(pid, api_name="/next_task")
+    sids = [int(x) for x in re.findall(r"data-sid='(\d+)'", out[1])]
+    assert len(sids) == 8 and "0 of 2 done" not in out[5]
+    with pytest.raises(AppError, match="pick exactly 2"):
+        c.predict(str(sids[0]), "", api_name="/submit")
+    with pytest.raises(AppError, match="not in this task's bank"):
+        c.predict("999999,999998", "", api_name="/submit")
+    out = c.predict(f"{sids[3]},{sids[1]}", "a 5", api_name="/submit")
+    assert "Saved." in out[5]
+    with session_scope(ctx.factory) as s:
+        a = s.scalars(select(Assignment).where(Assignment.status == AssignmentStatus.submitted)).one()
+        assert s.scalars(select(Pick.sample_id).where(Pick.assignment_id == a.id).order_by(Pick.rank)).all() == [
+            sids[3], sids[1]]
+        assert s.scalar(select(Reading.text).where(Reading.assignment_id == a.id)) == "a 5"
+        rob_id = a.rater_id
+    # the analyst sees the vote; another rater's task never carries it
+    detail = client(url, "ana").predict(a.image_id, api_name="/analyst_image")
+    assert "rob" in str(detail[5]) and "a 5" in detail[4]
+    other = client(url, "rita").predict(pid, api_name="/next_task")
+    assert "rob" not in "".join(map(str, other)) and "a 5" not in "".join(map(str, other))
+    assert rob_id != 0
+
+
+def test_skip_with_a_reason_and_the_end_message(served):
+    url, ctx, pid = served
+    c = client(url, "rita")
+    out = c.predict(pid, api_name="/next_task")
+    for _ in range(5):
+        if "Nothing left" in out[5]:
+            break
+        out = c.predict("can't tell", api_name="/skip")
+    assert "Nothing left to rate" in out[5]
+    assert re.search(r"(\d+) of \1 done", out[4])
+
+
+def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
+    url, ctx, _ = served
+    from gradio_client import handle_file
+    from PIL import Image
+
+    from conftest import tiny_lr_images
+
+    paths = []
+    for i, img in enumerate(tiny_lr_images(2, seed=77)):
+        paths.append(tmp_path / f"lr-{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    c = client(url, "admin")
+    msg, _, _ = c.predict("uploaded", "tiny-x4", "strict", "ddim", 8, 2, 2, 2, 2, 0, 0.0, api_name="/create_project")
+    pid = int(re.search(r"id (\d+)", msg).group(1))
+    with pytest.raises(AppError, match="already exists"):
+        c.predict("uploaded", "tiny-x4", "strict", "ddim", 8, 2, 2, 2, 2, 0, 0.0, api_name="/create_project")
+    msg, _ = c.predict(pid, [handle_file(str(p)) for p in paths], api_name="/upload_images")
+    assert "Imported 2 image(s)" in msg
+    c.predict(pid, api_name="/generate_banks")
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        progress = c.predict(pid, api_name="/bank_progress")
+        if "2 of 2 banks complete" in progress and ctx.worker.idle():
+            break
+        time.sleep(0.5)
+    assert "2 of 2 banks complete" in progress, progress
+    msg, _ = c.predict("newbie", "rater", "pw-newbie", api_name="/add_rater")
+    assert "Added rater newbie" in msg
+    Client(url, auth=("newbie", "pw-newbie"), verbose=False)  # the new account can sign in
+
+
+def test_analyst_exports_download(served):
+    url, _, pid = served
+    import pandas as pd
+
+    a = client(url, "ana")
+    path = a.predict(pid, "votes", "csv", api_name="/export")
+    df = pd.read_csv(path)
+    assert list(df.columns)[:3] == ["project", "image_id", "image_source"]
+    zpath = a.predict(pid, "ensembles", "json", api_name="/export")
+    assert str(zpath).endswith(".zip")

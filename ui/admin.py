@@ -1,0 +1,150 @@
+"""The Admin view: create a project (model, scale, N, k, M, m, steps, mode, ...), upload LR images (PNG, JPEG,
+zip), generate banks in the background worker with a progress bar, add accounts. Admins only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from annotation.accounts import ROLES as ACCOUNT_ROLES
+from annotation.accounts import create_rater
+from annotation.banks import progress
+from annotation.images import import_images
+from annotation.projects import SCHEDULERS, create_project, get_project, settings_for_engine
+
+from .context import AppContext
+from .render import esc, message_html, progress_html
+
+MODES = ["strict", "flow", "prior", "guided", "free"]
+
+
+@dataclass
+class AdminView:
+    project: gr.Dropdown  # the project that uploads and generation act on
+    timer: gr.Timer
+    new_project: gr.Button
+    create_outputs: list
+
+
+def _int(value: object, what: str) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise gr.Error(f"{what} must be a whole number.") from None
+
+
+def build_admin(ctx: AppContext) -> AdminView:
+    gr.Markdown("### Project, images, banks")
+    with gr.Row():
+        project = gr.Dropdown(label="project", choices=[], interactive=True, allow_custom_value=True,
+                              elem_id="sr-admin-project")
+    bank_progress = gr.HTML(elem_id="sr-bank-progress")
+    with gr.Row():
+        files = gr.File(label="LR images (PNG, JPEG or a zip of them)", file_count="multiple",
+                        file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath")
+        with gr.Column():
+            upload_btn = gr.Button("Import images")
+            generate_btn = gr.Button("Generate missing banks", variant="primary")
+            admin_msg = gr.HTML()
+    gr.Markdown("### New project")
+    with gr.Row():
+        name = gr.Textbox(label="name")
+        model = gr.Dropdown(ctx.engines.names(), label="model (its scale comes with it)",
+                            value=(ctx.engines.names() or [None])[0])
+        mode = gr.Dropdown(MODES, value="strict", label="mode")
+        scheduler = gr.Dropdown(list(SCHEDULERS), value="ddim", label="scheduler")
+    with gr.Row():
+        n = gr.Number(64, precision=0, label="N samples per bank")
+        k = gr.Number(3, precision=0, label="k picks")
+        m_raters = gr.Number(5, precision=0, label="M raters per image")
+        m_ens = gr.Number(3, precision=0, label="m samples in the ensemble")
+        steps = gr.Number(8, precision=0, label="steps")
+        seed = gr.Number(0, precision=0, label="seed")
+        gold_rate = gr.Number(0.0, label="gold rate (0..1)")
+    new_project = gr.Button("Create project")
+    gr.Markdown("### Accounts")
+    with gr.Row():
+        acct_name = gr.Textbox(label="name")
+        acct_role = gr.Dropdown(list(ACCOUNT_ROLES), value="rater", label="role")
+        acct_pw = gr.Textbox(label="password", type="password")
+        add_btn = gr.Button("Add account")
+    acct_msg = gr.HTML()
+    timer = gr.Timer(2.0, active=False)
+
+    def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        if not model_:
+            raise gr.Error("Choose a model.")
+        try:
+            engine = ctx.engines.get(str(model_))
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        if mode_ not in engine.modes:
+            raise gr.Error(f"{engine.name} supports the modes {', '.join(engine.modes)}.")
+        settings = settings_for_engine(engine, str(name_ or "").strip(), bank_size=_int(n_, "N"),
+                                       k_picks=_int(k_, "k"), raters_per_image=_int(mr_, "M"),
+                                       ensemble_size=_int(me_, "m"), steps=_int(steps_, "steps"), mode=str(mode_),
+                                       scheduler=str(scheduler_), seed=_int(seed_, "seed"),
+                                       gold_rate=float(gold_ or 0.0))
+        with ctx.tx() as s:
+            p = create_project(s, settings, actor_id=actor.id)
+            pid, pname, scale = p.id, p.name, p.scale
+        return message_html(f"Created project {pname!r} (id {pid}, x{scale}). Import images next."), pid
+
+    def do_upload(project_id, paths, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = _int(project_id, "the project")
+        if not paths:
+            raise gr.Error("Choose one or more files.")
+        added = dup = skipped = 0
+        with ctx.tx() as s:  # all files in one transaction: one bad file imports nothing
+            for p in paths:
+                path = Path(p)
+                res = import_images(s, pid, path.read_bytes(), name=path.name, actor_id=actor.id)
+                added, dup, skipped = added + len(res.added), dup + len(res.duplicates), skipped + len(res.skipped)
+        return message_html(f"Imported {added} image(s); {dup} duplicate(s), {skipped} non-image file(s) skipped. "
+                            "Generate their banks next."), None
+
+    def do_generate(project_id, request: gr.Request):
+        ctx.actor(request, "admin")
+        pid = _int(project_id, "the project")
+        with ctx.tx() as s:
+            get_project(s, pid)
+        ctx.worker.enqueue(pid)
+        return message_html("Queued: the background worker generates the banks; raters are served as each bank "
+                            "completes."), gr.Timer(active=True)
+
+    def show_progress(project_id, request: gr.Request):
+        ctx.actor(request, "admin")
+        try:
+            pid = int(project_id)
+        except (TypeError, ValueError):
+            return ""
+        with ctx.tx() as s:
+            b = progress(s, pid)
+        w = ctx.worker.status()
+        state = ("generating" if w.running_project == pid else "queued" if pid in w.queued else "idle")
+        caption = (f"{b.complete} of {b.images} banks complete ({b.pending} pending, {b.running} running, "
+                   f"{b.failed} failed) – worker: {state}; {w.last_message}")
+        html = progress_html(b.complete, b.images, caption)
+        if w.last_error:
+            html += message_html(f"last error: {w.last_error}", "error")
+        return html
+
+    def do_add(name_, role_, pw_, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        if not pw_:
+            raise gr.Error("Give the account a password.")
+        with ctx.tx() as s:
+            info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
+        return message_html(f"Added {info.role} {esc(info.name)!s}."), ""
+
+    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate]
+    upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
+    generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
+    timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
+    project.change(show_progress, [project], [bank_progress], api_name=False)
+    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater")
+    return AdminView(project, timer, new_project, [do_create, create_inputs, admin_msg])

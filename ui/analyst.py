@@ -1,0 +1,170 @@
+"""The Analyst view: a project overview (progress, agreement, gold accuracy, raters), per image the LR image, a
+vote heat-map over the bank, the ensemble with its LR-PSNR and flow check, the readings as bars with shares,
+alpha and the rater table; exports as downloads (CSV, JSON, Parquet, ensembles zip). Analysts and admins only."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from annotation.ensembles import make_ensemble
+from annotation.exports import FORMATS, WHATS, export
+from annotation.views import image_detail, project_images, project_overview
+
+from .context import AppContext
+from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
+
+ROLES = ("analyst", "admin")
+RATER_COLUMNS = ["rater", "tasks", "Jaccard vs consensus", "reading agreement", "gold", "median s", "excluded"]
+VOTE_COLUMNS = ["rater", "picks (bank index, best first)", "reading", "seconds", "excluded"]
+
+
+@dataclass
+class AnalystView:
+    project: gr.Dropdown
+
+
+def _int(value: object, what: str) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise gr.Error(f"Choose {what}.") from None
+
+
+def overview_html(o) -> str:
+    b = o.banks
+    rows = [
+        ("model", f"{esc(o.model_name)} (x{o.scale}), N={o.settings['bank_size']}, k={o.settings['k_picks']}, "
+                  f"M={o.settings['raters_per_image']}, m={o.settings['ensemble_size']}, "
+                  f"{o.settings['steps']} steps, {esc(o.settings['mode'])}"),
+        ("banks", f"{b.complete} of {b.images} complete ({b.pending} pending, {b.running} running, "
+                  f"{b.failed} failed)"),
+        ("submissions", f"{o.submissions} (regular images need {o.wanted}); {o.skipped} skipped"),
+        ("agreement", f"alpha on readings {fmt(o.alpha_readings)}, mean alpha on picks {fmt(o.mean_alpha_picks)}"),
+        ("gold items", str(o.gold_items)),
+    ]
+    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return (f"<h3>{esc(o.name)}</h3>" + progress_html(min(o.submissions, o.wanted), o.wanted,
+                                                      f"{o.submissions} of {o.wanted} votes")
+            + f"<table class='sr-overview'>{table}</table>")
+
+
+def raters_frame(o) -> pd.DataFrame:
+    return pd.DataFrame([[r.name, r.n_tasks, fmt(r.jaccard_vs_consensus, ".2f"), fmt(r.reading_agreement, ".2f"),
+                          f"{r.gold_correct}/{r.gold_total}" if r.gold_total else "–", fmt(r.median_seconds, ".1f"),
+                          "yes" if r.excluded else ""] for r in o.raters], columns=RATER_COLUMNS)
+
+
+def build_analyst(ctx: AppContext) -> AnalystView:
+    with gr.Row():
+        project = gr.Dropdown(label="project", choices=[], interactive=True, allow_custom_value=True,
+                              elem_id="sr-analyst-project")
+        image = gr.Dropdown(label="image", choices=[], interactive=True, allow_custom_value=True,
+                              elem_id="sr-analyst-image")
+        refresh = gr.Button("Refresh", size="sm")
+    overview = gr.HTML(elem_id="sr-overview")
+    raters = gr.Dataframe(headers=RATER_COLUMNS, label="raters", interactive=False)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=240):
+            lr_view = gr.HTML()
+            stats = gr.HTML(elem_id="sr-image-stats")
+        with gr.Column(scale=2):
+            heat = gr.HTML(elem_id="sr-heatmap")
+        with gr.Column(scale=1, min_width=240):
+            ens_view = gr.HTML(elem_id="sr-ensemble")
+            ens_btn = gr.Button("Compute ensemble from the current votes", size="sm")
+    bars = gr.HTML(elem_id="sr-readings")
+    votes = gr.Dataframe(headers=VOTE_COLUMNS, label="votes on this image", interactive=False)
+    with gr.Row():
+        what = gr.Dropdown(list(WHATS), value="votes", label="export")
+        fmt_ = gr.Dropdown(list(FORMATS), value="csv", label="format")
+        export_btn = gr.Button("Export")
+        download = gr.File(label="download", interactive=False)
+
+    def show_project(project_id, request: gr.Request):
+        actor = ctx.actor(request, *ROLES)
+        pid = _int(project_id, "a project")
+        with ctx.tx() as s:
+            o = project_overview(s, actor.id, pid)
+            imgs = project_images(s, actor.id, pid)
+        choices = [(f"#{i.id} {i.source}" + (" (gold)" if i.is_gold else "") + f" – {i.n_votes} vote(s)", i.id)
+                   for i in imgs]
+        first = next((i.id for i in imgs if i.n_votes), imgs[0].id if imgs else None)
+        return overview_html(o), raters_frame(o), gr.update(choices=choices, value=first)
+
+    def render_image(d) -> tuple:
+        agg = d.aggregate
+        heat_ = heatmap_html([(x.index, x.png, x.lr_psnr) for x in d.samples], agg.approval if agg else None,
+                             d.ensemble.sample_indices if d.ensemble else ())
+        label = f", known label {esc(d.label)}" if d.label is not None else ""
+        stat = (f"<div><b>{esc(d.source)}</b>{' (gold)' if d.is_gold else ''}{label}</div>"
+                f"<div>{len(d.votes)} vote(s); alpha on picks {fmt(d.alpha_picks)}; "
+                f"mean pairwise Jaccard {fmt(d.jaccard_mean, '.2f')}</div>")
+        if agg is not None and agg.consensus.text is not None:
+            c = agg.consensus
+            stat += (f"<div>consensus reading <b>{esc(c.text)}</b>: {c.count} of {c.total} "
+                     f"({100 * c.share:.0f}%){' (tied)' if c.tied else ''}</div>")
+        if d.ensemble is not None:
+            e = d.ensemble
+            current = agg is not None and e.sample_indices == agg.top and e.n_submissions == len(
+                [v for v in d.votes if not v.excluded])
+            ens = (lr_html(e.png, f"ensemble of samples {e.sample_indices}")
+                   + f"<div>LR-PSNR {db_text(e.lr_psnr)} (before re-projection {db_text(e.lr_psnr_before)})</div>"
+                   + f"<div>flow check ‖ŷ−y‖²/dim y = {fmt(e.flow_consistency, '.2e')}</div>"
+                   + f"<div>{'consistent' if e.lr_psnr >= 45 else 'NOT consistent'} (≥ 45 dB); "
+                     f"{'re-projected' if e.reprojected else 'not re-projected'}; from {e.n_submissions} vote(s)"
+                     f"{'' if current else ' – older than the current votes'}</div>")
+        else:
+            ens = message_html("No ensemble yet: compute one from the votes.")
+        rows = pd.DataFrame([[v.rater, ", ".join(map(str, v.picks)), v.reading or "", fmt(v.seconds, ".1f"),
+                              "yes" if v.excluded else ""] for v in d.votes], columns=VOTE_COLUMNS)
+        bars_ = bars_html(agg.consensus.counts if agg else {}, d.label)
+        return lr_html(d.lr_png, "LR image, enlarged"), stat, heat_, ens, bars_, rows
+
+    def show_image(image_id, request: gr.Request):
+        actor = ctx.actor(request, *ROLES)
+        if image_id in (None, ""):
+            return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
+                columns=VOTE_COLUMNS)
+        with ctx.tx() as s:
+            d = image_detail(s, actor.id, _int(image_id, "an image"))
+        return render_image(d)
+
+    def compute_ensemble(image_id, request: gr.Request):
+        actor = ctx.actor(request, *ROLES)
+        iid = _int(image_id, "an image")
+        with ctx.tx() as s:
+            d = image_detail(s, actor.id, iid)  # the role check, and the bank's model
+        if not d.samples:
+            raise gr.Error("This image has no complete bank yet.")
+        with ctx.tx() as s:
+            from annotation.banks import complete_bank  # the bank's model name: which engine to load
+
+            engine = ctx.engines.get(complete_bank(s, iid).model_name)
+            make_ensemble(s, engine, iid, actor_id=actor.id)
+        with ctx.tx() as s:
+            return render_image(image_detail(s, actor.id, iid))
+
+    def do_export(project_id, what_, format_, request: gr.Request):
+        actor = ctx.actor(request, *ROLES)
+        pid = _int(project_id, "a project")
+        if what_ not in WHATS or format_ not in FORMATS:
+            raise gr.Error("Choose what to export and a format.")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
+        ext = "zip" if what_ == "ensembles" else format_
+        out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
+        with ctx.tx() as s:
+            res = export(s, pid, what_, format_, out)
+        return str(res.path)
+
+    image_outputs = [lr_view, stats, heat, ens_view, bars, votes]
+    project.change(show_project, [project], [overview, raters, image], api_name="analyst_overview")
+    refresh.click(show_project, [project], [overview, raters, image], api_name=False)
+    image.change(show_image, [image], image_outputs, api_name="analyst_image")
+    ens_btn.click(compute_ensemble, [image], image_outputs, api_name="make_ensemble")
+    export_btn.click(do_export, [project, what, fmt_], [download], api_name="export")
+    return AnalystView(project)

@@ -1,0 +1,66 @@
+"""The whole page: a header with the signed-in account, and the Rate, Analyst and Admin tabs, shown by role.
+
+    demo = build_app(ctx)
+    demo.launch(auth=ctx.authenticate, css=CSS, js=KEYS_JS, ...)   # see app.py
+
+Which tabs a browser shows is a convenience; what an account may do is decided on the server, in every handler.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from annotation.projects import list_projects
+
+from .admin import build_admin
+from .analyst import build_analyst
+from .context import AppContext
+from .rate import build_rate
+from .render import esc
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="Trustworthy super-resolution", analytics_enabled=False) as demo:
+        with gr.Row():
+            header = gr.Markdown("## Trustworthy super-resolution")
+            gr.Button("Sign out", link="/logout", size="sm", scale=0, elem_id="sr-logout")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Rate", id="rate", visible=False) as rate_tab:
+                rate = build_rate(ctx)
+            with gr.Tab("Analyst", id="analyst", visible=False) as analyst_tab:
+                analyst = build_analyst(ctx)
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                admin = build_admin(ctx)
+
+        def projects_for(project_id=None):
+            with ctx.tx() as s:
+                choices = [(p.name, p.id) for p in list_projects(s)]
+            value = project_id if project_id is not None else (choices[0][1] if choices else None)
+            return gr.update(choices=choices, value=value)
+
+        def on_load(request: gr.Request):
+            actor = ctx.actor(request)
+            role = actor.role
+            head = f"## Trustworthy super-resolution\nSigned in as **{esc(actor.name)}** ({role})."
+            start = {"rater": "rate", "analyst": "analyst", "admin": "analyst"}[role]
+            skip = gr.update()
+            return (head, gr.Tabs(selected=start), gr.Tab(visible=role == "rater"),
+                    gr.Tab(visible=role in ("analyst", "admin")), gr.Tab(visible=role == "admin"),
+                    projects_for() if role == "rater" else skip,
+                    projects_for() if role in ("analyst", "admin") else skip,
+                    projects_for() if role == "admin" else skip,
+                    gr.Timer(active=role == "admin"))
+
+        demo.load(on_load, None, [header, tabs, rate_tab, analyst_tab, admin_tab, rate.project, analyst.project,
+                                  admin.project, admin.timer], api_name=False)
+
+        do_create, create_inputs, admin_msg = admin.create_outputs
+
+        def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold,
+                               request: gr.Request):
+            msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, request)
+            return msg, projects_for(pid), projects_for(pid)
+
+        admin.new_project.click(create_and_refresh, create_inputs, [admin_msg, admin.project, analyst.project],
+                                api_name="create_project")
+    return demo

@@ -1,0 +1,103 @@
+"""What every view shares: the session factory, the loaded engines, the bank worker, and the one place that turns
+a request into an account with a role.
+
+Identity comes only from the server: Gradio's login (``launch(auth=ctx.authenticate)``) ties a signed session
+cookie to a user name, ``gr.Request.username`` reads it back, and :meth:`AppContext.actor` looks the account and
+its role up in the database on every call. Nothing a client sends (no field, no state) can name the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from sqlalchemy.orm import Session, sessionmaker
+
+from annotation.accounts import authenticate, rater_by_name
+from annotation.errors import AnnotationError
+from db.engine import session_scope
+from db.models import Role
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: int
+    name: str
+    role: str
+
+
+class EngineRegistry:
+    """Engines by model name, loaded once per process and shared read-only (not per-user state)."""
+
+    def __init__(self, preloaded: dict[str, Any] | None = None):
+        self._engines: dict[str, Any] = dict(preloaded or {})
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        from sr_engine import list_models
+
+        return sorted(set(list_models()) | set(self._engines))
+
+    def get(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._engines:
+                from sr_engine import load_engine
+
+                for attempt in range(3):  # a checkpoint being re-exported at this moment reads as truncated
+                    try:
+                        self._engines[name] = load_engine(name)
+                        break
+                    except ValueError:
+                        if attempt == 2:
+                            raise
+                        time.sleep(2.0)
+            return self._engines[name]
+
+
+class AppContext:
+    def __init__(self, factory: sessionmaker[Session], engines: EngineRegistry, worker: Any,
+                 exports_dir: Path):
+        self.factory = factory
+        self.engines = engines
+        self.worker = worker
+        self.exports_dir = Path(exports_dir)
+
+    # ---- identity ------------------------------------------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> bool:
+        """Gradio's login check: the account exists, is active and the password matches its scrypt hash."""
+        with session_scope(self.factory) as s:
+            return authenticate(s, username, password) is not None
+
+    def actor(self, request: gr.Request | None, *roles: str) -> Actor:
+        """The signed-in account behind ``request``; raises ``gr.Error`` unless its role is one of ``roles``
+        (any role when none are given)."""
+        name = getattr(request, "username", None) if request is not None else None
+        if not name:
+            raise gr.Error("Sign in first.")
+        with session_scope(self.factory) as s:
+            try:
+                r = rater_by_name(s, name)
+            except AnnotationError:
+                raise gr.Error("Unknown account.") from None
+            role = Role(r.role).value
+            if not r.active:
+                raise gr.Error("This account is deactivated.")
+            if roles and role not in roles:
+                raise gr.Error(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.")
+            return Actor(r.id, r.name, role)
+
+    # ---- transactions ----------------------------------------------------------------------------------------
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One transaction per button press; a service's refusal becomes a message in the page."""
+        try:
+            with session_scope(self.factory) as s:
+                yield s
+        except AnnotationError as err:
+            raise gr.Error(str(err)) from None

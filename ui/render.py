@@ -1,0 +1,153 @@
+"""HTML for the views: images as lossless PNG data URIs enlarged with nearest-neighbour (so a 7x7 digit stays a
+grid of crisp pixels), the rater's picker grid, the analyst's vote heat-map and reading bars, progress bars.
+
+Presentation only: inputs are PNG bytes and plain numbers from the services; all text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from collections.abc import Sequence
+
+from PIL import Image
+
+TILE_PX = 112  # a bank sample's side on screen
+LR_PX = 224  # the LR image's side on screen
+
+
+def enlarged_png(png: bytes, target: int) -> bytes:
+    """The PNG enlarged by the largest integer factor that keeps its longer side <= ``target`` (nearest)."""
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        f = max(1, target // max(im.size))
+        if f > 1:
+            im = im.resize((im.width * f, im.height * f), Image.NEAREST)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def data_uri(png: bytes, target: int | None = None) -> str:
+    """A PNG data URI; enlarged server-side (nearest) when ``target`` is given, else the stored bytes as they are
+    (the page enlarges them with ``image-rendering: pixelated``, which is nearest-neighbour too, for free)."""
+    data = enlarged_png(png, target) if target else png
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def lr_html(png: bytes | None, caption: str = "LR image") -> str:
+    if png is None:
+        return "<div class='sr-lr sr-empty'></div>"
+    return (f"<figure class='sr-lr'><img src='{data_uri(png, LR_PX)}' alt='{esc(caption)}' width='{LR_PX}'>"
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int) -> str:
+    """The rater's grid: one button per sample (``data-sid`` = sample id), in the order given. The click handler
+    (``ui.rate.PICKER_JS``) writes the picks, best first, into the hidden picks box and draws the ranks."""
+    tiles = "".join(
+        f"<button type='button' class='sr-tile' data-sid='{int(sid)}' aria-pressed='false' "
+        f"title='sample {pos}'><img src='{data_uri(png)}' alt='sample {pos}' width='{TILE_PX}' "
+        f"height='{TILE_PX}'><span class='sr-num'>{pos}</span></button>"
+        for pos, (sid, png) in enumerate(samples, start=1))
+    # the render stamp makes every new task a new value, so the grid always re-renders without old ranks
+    return (f"<div class='sr-grid' id='sr-grid-inner' data-k='{int(k)}' data-assignment='{int(assignment_id)}' "
+            f"data-render='{time.monotonic_ns()}'>{tiles}</div>")
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    return f"<div class='sr-msg sr-{esc(kind)}'>{esc(text)}</div>"
+
+
+def heatmap_html(samples: Sequence[tuple[int, bytes, float]], approval: Sequence[int] | None,
+                 top: Sequence[int] = ()) -> str:
+    """The bank in index order, each sample tinted by its share of the maximum approval count, with its count;
+    the ensemble's samples are outlined."""
+    if not samples:
+        return message_html("This image has no complete bank yet.")
+    peak = max(approval or [0]) or 1
+    tiles = []
+    for index, png, lr_psnr in samples:
+        votes = int(approval[index]) if approval else 0
+        heat = votes / peak
+        cls = "sr-heat-tile sr-top" if index in top else "sr-heat-tile"
+        db = "exact" if lr_psnr >= 100 else f"{lr_psnr:.1f} dB"
+        tiles.append(
+            f"<div class='{cls}' title='sample {index}: {votes} vote(s), LR-PSNR {db}'>"
+            f"<img src='{data_uri(png)}' alt='sample {index}'>"
+            f"<div class='sr-heat' style='opacity:{0.65 * heat:.3f}'></div>"
+            f"<span class='sr-count'>{votes}</span><span class='sr-num'>#{index}</span></div>")
+    return ("<div class='sr-heatmap'>" + "".join(tiles) + "</div>"
+            "<div class='sr-legend'>tint and number: raters who picked the sample; outlined: in the ensemble</div>")
+
+
+def bars_html(counts: dict[str, int], label: str | None = None) -> str:
+    """Readings as horizontal bars with counts and shares; the known label (if any) is marked."""
+    total = sum(counts.values())
+    if not total:
+        return message_html("No readings yet.")
+    rows = []
+    for text, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        share = c / total
+        mark = " ✓" if label is not None and text == label.strip() else ""
+        rows.append(f"<div class='sr-bar-row'><span class='sr-bar-label'>{esc(text)}{mark}</span>"
+                    f"<span class='sr-bar' style='width:{100 * share:.1f}%'></span>"
+                    f"<span class='sr-bar-value'>{c} ({100 * share:.0f}%)</span></div>")
+    return "<div class='sr-bars'>" + "".join(rows) + "</div>"
+
+
+def progress_html(done: int, total: int, caption: str) -> str:
+    frac = done / total if total else 0.0
+    return (f"<div class='sr-progress' role='progressbar' aria-valuenow='{done}' aria-valuemax='{total}'>"
+            f"<div class='sr-progress-fill' style='width:{100 * frac:.1f}%'></div></div>"
+            f"<div class='sr-progress-caption'>{esc(caption)}</div>")
+
+
+def fmt(value: float | None, spec: str = ".3f", none: str = "–") -> str:
+    return none if value is None else format(value, spec)
+
+
+def db_text(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "exact (100 dB)" if value >= 100 else f"{value:.2f} dB"
+
+
+CSS = """
+.sr-lr img, .sr-tile img, .sr-heat-tile img { image-rendering: pixelated; image-rendering: crisp-edges; }
+.sr-lr { margin: 0; } .sr-lr figcaption { font-size: 0.85em; color: var(--body-text-color-subdued); }
+.sr-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(118px, 1fr)); gap: 8px; }
+.sr-tile { position: relative; padding: 0; border: 3px solid transparent; border-radius: 6px; background: none;
+           cursor: pointer; line-height: 0; }
+.sr-tile:focus-visible { outline: 3px solid #1c7ed6; }
+.sr-tile img { width: 112px; height: 112px; max-width: 100%; object-fit: contain; }
+.sr-tile.sr-picked { border-color: #e8590c; }
+.sr-tile[data-rank]::after { content: attr(data-rank); position: absolute; top: 4px; left: 4px; width: 1.7em;
+           height: 1.7em; line-height: 1.7em; border-radius: 50%; background: #e8590c; color: #fff;
+           font-weight: 700; text-align: center; font-size: 14px; }
+.sr-num { position: absolute; bottom: 3px; right: 5px; font-size: 11px; line-height: 1; color: #adb5bd; }
+.sr-msg { padding: 10px 12px; border-radius: 6px; background: var(--background-fill-secondary); }
+.sr-msg.sr-done { font-size: 1.2em; } .sr-msg.sr-error { color: #c92a2a; }
+.sr-counter { font-size: 1.3em; font-weight: 600; }
+.sr-heatmap { display: grid; grid-template-columns: repeat(auto-fill, minmax(60px, 1fr)); gap: 4px; }
+.sr-heat-tile { position: relative; line-height: 0; border: 2px solid transparent; }
+.sr-heat-tile img { width: 100%; height: auto; }
+.sr-heat-tile.sr-top { border-color: #2f9e44; }
+.sr-heat { position: absolute; inset: 0; background: #e03131; pointer-events: none; }
+.sr-count { position: absolute; top: 2px; left: 3px; color: #fff; font-weight: 700; font-size: 12px;
+            line-height: 1; text-shadow: 0 0 2px #000; }
+.sr-legend { font-size: 0.8em; color: var(--body-text-color-subdued); margin-top: 4px; }
+.sr-bars { display: flex; flex-direction: column; gap: 4px; }
+.sr-bar-row { display: grid; grid-template-columns: 6em 1fr 6em; align-items: center; gap: 6px; }
+.sr-bar { display: block; height: 14px; background: #1c7ed6; border-radius: 3px; min-width: 2px; }
+.sr-bar-value { font-size: 0.85em; }
+.sr-progress { height: 16px; background: var(--background-fill-secondary); border-radius: 8px; overflow: hidden; }
+.sr-progress-fill { height: 100%; background: #2f9e44; }
+.sr-progress-caption { font-size: 0.9em; margin-top: 4px; }
+"""
