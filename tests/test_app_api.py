@@ -70,7 +70,8 @@ def test_rater_is_refused_analyst_and_admin_endpoints(served):
     c = client(url, "rita")
     calls = [("/analyst_overview", (pid,)), ("/analyst_image", (1,)), ("/make_ensemble", (1,)),
              ("/export", (pid, "votes", "csv")), ("/generate_banks", (pid,)), ("/bank_progress", (pid,)),
-             ("/add_rater", ("mallory", "admin", "pw")),
+             ("/add_rater", ("mallory", "admin", "pw")), ("/exclude_rater", (pid, "rob", "x")),
+             ("/include_rater", (pid, "rob", "")),
              ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0))]
     for api_name, args in calls:
         with pytest.raises(AppError, match="Not allowed"):
@@ -169,3 +170,20 @@ def test_analyst_exports_download(served):
     assert list(df.columns)[:3] == ["project", "image_id", "image_source"]
     zpath = a.predict(pid, "ensembles", "json", api_name="/export")
     assert str(zpath).endswith(".zip")
+
+
+def test_analyst_excludes_and_includes_a_rater(served):
+    url, ctx, pid = served
+    from annotation.accounts import excluded_rater_ids, rater_by_name
+    from db.engine import session_scope
+
+    a = client(url, "ana")
+    with pytest.raises(AppError):
+        a.predict(pid, "nobody-by-that-name", "x", api_name="/exclude_rater")
+    overview, raters = a.predict(pid, "rita", "failed gold items", api_name="/exclude_rater")
+    with session_scope(ctx.factory) as s:
+        rita = rater_by_name(s, "rita").id
+        assert rita in excluded_rater_ids(s, pid)
+    a.predict(pid, "rita", "", api_name="/include_rater")
+    with session_scope(ctx.factory) as s:
+        assert rita not in excluded_rater_ids(s, pid)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from annotation.accounts import exclude_rater, include_rater, rater_by_name
 from annotation.ensembles import make_ensemble
 from annotation.exports import FORMATS, WHATS, export
 from annotation.views import image_detail, project_images, project_overview
@@ -68,6 +69,11 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         refresh = gr.Button("Refresh", size="sm")
     overview = gr.HTML(elem_id="sr-overview")
     raters = gr.Dataframe(headers=RATER_COLUMNS, label="raters", interactive=False)
+    with gr.Row():  # exclusions: aggregation, agreement and exports leave an excluded rater's votes out
+        ex_name = gr.Textbox(label="rater", placeholder="account name", scale=1)
+        ex_reason = gr.Textbox(label="reason (for the audit log)", placeholder="e.g. failed gold items", scale=2)
+        exclude_btn = gr.Button("Exclude from this project", size="sm")
+        include_btn = gr.Button("Include again", size="sm")
     with gr.Row():
         with gr.Column(scale=1, min_width=240):
             lr_view = gr.HTML()
@@ -95,6 +101,17 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                    for i in imgs]
         first = next((i.id for i in imgs if i.n_votes), imgs[0].id if imgs else None)
         return overview_html(o), raters_frame(o), gr.update(choices=choices, value=first)
+
+    def set_exclusion(project_id, rater_name, reason, excluded: bool, request: gr.Request):
+        actor = ctx.actor(request, *ROLES)
+        pid = _int(project_id, "a project")
+        with ctx.tx() as s:
+            rater = rater_by_name(s, str(rater_name or "").strip())
+            if excluded:
+                exclude_rater(s, actor.id, pid, rater.id, str(reason or ""))
+            else:
+                include_rater(s, actor.id, pid, rater.id)
+        return show_project(pid, request)[:2]
 
     def render_image(d) -> tuple:
         agg = d.aggregate
@@ -166,5 +183,13 @@ def build_analyst(ctx: AppContext) -> AnalystView:
     refresh.click(show_project, [project], [overview, raters, image], api_name=False)
     image.change(show_image, [image], image_outputs, api_name="analyst_image")
     ens_btn.click(compute_ensemble, [image], image_outputs, api_name="make_ensemble")
+    def exclude(project_id, rater_name, reason, request: gr.Request):  # Gradio injects the request by annotation
+        return set_exclusion(project_id, rater_name, reason, True, request)
+
+    def include(project_id, rater_name, reason, request: gr.Request):
+        return set_exclusion(project_id, rater_name, reason, False, request)
+
+    exclude_btn.click(exclude, [project, ex_name, ex_reason], [overview, raters], api_name="exclude_rater")
+    include_btn.click(include, [project, ex_name, ex_reason], [overview, raters], api_name="include_rater")
     export_btn.click(do_export, [project, what, fmt_], [download], api_name="export")
     return AnalystView(project)
