@@ -342,6 +342,20 @@ def skip(session: Session, rater_id: int, assignment_id: int, reason: str, *,
     return _result(session, a, replayed=False)
 
 
+def submitted_task(session: Session, rater_id: int, assignment_id: int, *,
+                   now: datetime | None = None) -> tuple[Task, SubmitResult]:
+    """A rater's own submitted assignment, still inside the revision window, as the task it was (same sample
+    order) with what was submitted: what a Revise screen shows before :func:`revise`."""
+    now = now or utcnow()
+    a = _owned(session, rater_id, assignment_id, lock=False)
+    project = _project(session, a.project_id)
+    if a.status != SUBMITTED:
+        raise Conflict("only a submitted assignment can be revised")
+    if (now - a.submitted_at).total_seconds() > project.revision_window_s:
+        raise Conflict(f"the revision window of {project.revision_window_s} s has closed")
+    return _task(session, a, project.k_picks), _result(session, a, replayed=False)
+
+
 def revisable(session: Session, rater_id: int, project_id: int, *, now: datetime | None = None) -> list[SubmitResult]:
     """The rater's own submissions that may still be revised (newest first)."""
     now = now or utcnow()

@@ -187,3 +187,29 @@ def test_analyst_excludes_and_includes_a_rater(served):
     a.predict(pid, "rita", "", api_name="/include_rater")
     with session_scope(ctx.factory) as s:
         assert rita not in excluded_rater_ids(s, pid)
+
+
+def test_rater_revises_the_last_submission(served):
+    url, ctx, pid = served
+    from db.engine import session_scope
+    from db.models import Assignment, Pick, Reading
+
+    c = client(url, "rob")
+    out = c.predict(pid, api_name="/next_task")
+    sids = [int(x) for x in re.findall(r"data-sid='(\d+)'", out[1])]
+    c.predict(f"{sids[0]},{sids[2]}", "a 6", api_name="/submit")
+    out = c.predict(pid, api_name="/revise_last")
+    assert out[2] == f"{sids[0]},{sids[2]}" and out[6] == "a 6" and "Revising task" in out[5]
+    assert "data-rank='1'" in out[1] and "data-rank='2'" in out[1]
+    out = c.predict(f"{sids[4]},{sids[0]}", "a 5", api_name="/submit")
+    assert "Revised." in out[5]
+    with session_scope(ctx.factory) as s:
+        a = s.scalars(select(Assignment).join(Pick, Pick.assignment_id == Assignment.id)
+                      .where(Pick.sample_id == sids[4])).one()
+        assert a.revisions == 1
+        assert s.scalars(select(Pick.sample_id).where(Pick.assignment_id == a.id).order_by(Pick.rank)).all() == [
+            sids[4], sids[0]]
+        assert s.scalar(select(Reading.text).where(Reading.assignment_id == a.id)) == "a 5"
+    # another rater has nothing of rob's to revise
+    with pytest.raises(AppError, match="Nothing to revise"):
+        client(url, "rita").predict(pid, api_name="/revise_last")

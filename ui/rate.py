@@ -1,5 +1,6 @@
 """The Rate view: the LR image large and pixelated, the bank as a top-k picker, "what do you read?", Submit (only
-with exactly k picks), Skip with a reason, keyboard shortcuts, progress, and a clear message when nothing is left.
+with exactly k picks), Skip with a reason, Revise the last submission within the project's window, keyboard
+shortcuts, progress, and a clear message when nothing is left.
 
 The picker is an HTML grid of buttons (lossless PNG, nearest-neighbour enlarged): a click picks or unpicks a
 sample, the rank is drawn on it, and the picks (sample ids, best first) go into a hidden textbox that the server
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from annotation.tasks import next_task, skip, submit
+from annotation.tasks import next_task, revisable, revise, skip, submit, submitted_task
 from annotation.views import rater_progress
 
 from .context import AppContext
@@ -80,6 +81,7 @@ class RaterTask:
     project_id: int
     k: int
     sample_ids: tuple[int, ...]
+    revising: bool = False  # Submit replaces an earlier submission (annotation.tasks.revise)
 
 
 @dataclass
@@ -140,6 +142,7 @@ def build_rate(ctx: AppContext) -> RateView:
             with gr.Row():
                 submit_btn = gr.Button("Submit", variant="primary", interactive=False, elem_id="sr-submit")
                 skip_btn = gr.Button("Skip", interactive=False, elem_id="sr-skip")
+            revise_btn = gr.Button("Revise my last submission", size="sm", elem_id="sr-revise")
             reason = gr.Dropdown(SKIP_REASONS, value=SKIP_REASONS[0], label="skip reason",
                                  allow_custom_value=True)
             gr.Markdown(SHORTCUTS)
@@ -168,9 +171,31 @@ def build_rate(ctx: AppContext) -> RateView:
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
         with ctx.tx() as s:
-            res = submit(s, actor.id, task.assignment_id, picks_, reading_)
-        note = "Saved." if not res.replayed else "Already saved."
+            if task.revising:
+                revise(s, actor.id, task.assignment_id, picks_, reading_)
+                note = "Revised."
+            else:
+                res = submit(s, actor.id, task.assignment_id, picks_, reading_)
+                note = "Saved." if not res.replayed else "Already saved."
         return show_task(ctx, actor.id, task.project_id, note)
+
+    def do_revise(project_id, request: gr.Request):
+        """Put the rater's newest submission that is still inside the revision window back on screen."""
+        actor = ctx.actor(request, "rater")
+        pid = _project_id(project_id)
+        with ctx.tx() as s:
+            recent = revisable(s, actor.id, pid)
+            if not recent:
+                raise gr.Error("Nothing to revise: no submission of yours is inside the revision window.")
+            task, done = submitted_task(s, actor.id, recent[0].assignment_id)
+        state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
+                          revising=True)
+        grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, done.picks)
+        msg = message_html(f"Revising task {task.assignment_id}: change your picks or reading, then Submit. "
+                           "Your earlier answer stays in the audit log.")
+        return (lr_html(task.lr_png, "the LR image, enlarged"), grid, ",".join(map(str, done.picks)),
+                counter_html(len(done.picks), task.k), gr.update(), msg, done.reading or "",
+                gr.update(interactive=True), gr.update(interactive=False), state)
 
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
@@ -187,6 +212,7 @@ def build_rate(ctx: AppContext) -> RateView:
     reading.submit(None, js="() => { const b = document.querySelector('#sr-submit'); "
                             "if (b && !b.disabled) b.click(); }")
     skip_btn.click(do_skip, [reason, state], outputs, api_name="skip")
+    revise_btn.click(do_revise, [project], outputs, api_name="revise_last")
     return RateView(project, outputs)
 
 

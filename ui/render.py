@@ -48,11 +48,20 @@ def lr_html(png: bytes | None, caption: str = "LR image") -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int) -> str:
+def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int,
+                picked: Sequence[int] = ()) -> str:
     """The rater's grid: one button per sample (``data-sid`` = sample id), in the order given. The click handler
-    (``ui.rate.PICKER_JS``) writes the picks, best first, into the hidden picks box and draws the ranks."""
+    (``ui.rate.PICKER_JS``) writes the picks, best first, into the hidden picks box and draws the ranks;
+    ``picked`` (sample ids, best first) are drawn as already picked (a revision)."""
+    rank = {int(sid): r for r, sid in enumerate(picked, start=1)}
+
+    def state(sid: int) -> str:
+        r = rank.get(int(sid))
+        return (f"class='sr-tile sr-picked' data-rank='{r}' aria-pressed='true'" if r
+                else "class='sr-tile' aria-pressed='false'")
+
     tiles = "".join(
-        f"<button type='button' class='sr-tile' data-sid='{int(sid)}' aria-pressed='false' "
+        f"<button type='button' {state(sid)} data-sid='{int(sid)}' "
         f"title='sample {pos}'><img src='{data_uri(png)}' alt='sample {pos}' width='{TILE_PX}' "
         f"height='{TILE_PX}'><span class='sr-num'>{pos}</span></button>"
         for pos, (sid, png) in enumerate(samples, start=1))
