@@ -97,6 +97,18 @@ def _state_path(cfg: TrainConfig, stage: str) -> Path:
     return Path(cfg.work_dir) / cfg.model / f"{stage}.pt"
 
 
+def resume(path: Path, **stateful) -> tuple[int, float]:
+    """Load a resumable checkpoint into ``stateful`` (checkpoint key -> object with ``load_state_dict``) and
+    return its (step, seconds); (0, 0.0) when there is none yet."""
+    if not path.exists():
+        return 0, 0.0
+    st = torch.load(path, weights_only=True)
+    for key, obj in stateful.items():
+        obj.load_state_dict(st[key])
+    print(f"resumed {path} at step {st['step']}")
+    return st["step"], st["seconds"]
+
+
 def _save(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -115,13 +127,7 @@ def train_flow(cfg: TrainConfig) -> None:
     flow = PseudoInverseFlow(fcfg)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
     path = _state_path(cfg, "flow")
-    step, seconds = 0, 0.0
-    if path.exists():
-        st = torch.load(path, weights_only=True)
-        flow.load_state_dict(st["flow_state"])
-        opt.load_state_dict(st["opt_state"])
-        step, seconds = st["step"], st["seconds"]
-        print(f"resumed flow at step {step}")
+    step, seconds = resume(path, flow_state=flow, opt_state=opt)
     batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + step)
     gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"flow {cfg.model}", mininterval=5)
@@ -167,14 +173,7 @@ def train_ddpm(cfg: TrainConfig) -> None:
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = make_scheduler(dcfg, "ddpm")
     path = _state_path(cfg, "ddpm")
-    step, seconds = 0, 0.0
-    if path.exists():
-        st = torch.load(path, weights_only=True)
-        unet.load_state_dict(st["unet_state"])
-        opt.load_state_dict(st["opt_state"])
-        ema.load_state_dict(st["ema_state"])
-        step, seconds = st["step"], st["seconds"]
-        print(f"resumed ddpm at step {step}")
+    step, seconds = resume(path, unet_state=unet, opt_state=opt, ema_state=ema)
     batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
     gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"ddpm {cfg.model}", mininterval=5)

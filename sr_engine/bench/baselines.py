@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..classifier import load_classifier, train_classifier
 from ..data import load_mnist
 from ..kernel_diffusion import KernelDDPMConfig, config_dict, make_scheduler
-from ..train import HRBatches, _lr_at, _save, lr_of
+from ..train import HRBatches, _lr_at, _save, lr_of, resume
 from .config import PAD_TO, BaselineConfig
 
 BASELINE_FORMAT = "sr_engine.bench-baseline/1"
@@ -97,12 +97,7 @@ def train_regression(cfg: BaselineConfig, scale: int) -> Path:
     torch.manual_seed(cfg.seed)
     net = RegressionNet(cfg.reg_width, cfg.reg_blocks)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, seconds = 0, 0.0
-    if state_path.exists():
-        st = torch.load(state_path, weights_only=True)
-        net.load_state_dict(st["state"])
-        opt.load_state_dict(st["opt_state"])
-        step, seconds = st["step"], st["seconds"]
+    step, seconds = resume(state_path, state=net, opt_state=opt)
     batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + step)
     net.train()
     t0 = time.time()
@@ -140,13 +135,7 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int) -> Path:
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = make_scheduler(dcfg, "ddpm")
-    step, seconds = 0, 0.0
-    if state_path.exists():
-        st = torch.load(state_path, weights_only=True)
-        unet.load_state_dict(st["state"])
-        opt.load_state_dict(st["opt_state"])
-        ema.load_state_dict(st["ema_state"])
-        step, seconds = st["step"], st["seconds"]
+    step, seconds = resume(state_path, state=unet, opt_state=opt, ema_state=ema)
     batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
     gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
     unet.train()
