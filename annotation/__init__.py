@@ -12,6 +12,7 @@ Modules:
 - ``banks``      bank generation as a resumable job (``run_bank_jobs``); a bank is visible only once complete
 - ``tasks``      ``next_task`` / ``submit`` / ``revise`` / ``skip``: leases, slots, gold items, idempotent submits
 - ``aggregate``  pure: approval counts, Borda, Plackett-Luce, most-voted order, consensus reading and its share
+- ``positions``  pure: readings aligned per position (plates), consensus string, distributions, alpha over positions
 - ``agreement``  pure: Krippendorff's alpha on picks and readings, pairwise Jaccard, rater vs consensus, gold
                  accuracy, median time per task
 - ``analysis``   the store's votes as plain records (exclusions honoured) and the project's aggregates

@@ -3,6 +3,7 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
 
     python -m annotation init [--admin-password PW]           # migrate the schema, create the first admin
     python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
+    python -m annotation create-project --name P --model diffusers:/models/my-sr --mode guided [--prompt TEXT]
     python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
@@ -27,9 +28,13 @@ def _engine(model: str):
     import torch
 
     torch.set_num_threads(1)  # one torch thread, like the app's worker
-    from sr_engine import load_engine
+    from .errors import InvalidInput
+    from .projects import load_model
 
-    return load_engine(model)
+    try:
+        return load_model(model)  # a diffusers folder is named by its full path: what the project stores
+    except ValueError as err:  # a missing folder, pickled weights, ...: one line, not a traceback
+        raise InvalidInput(str(err)) from err
 
 
 def _cmd_init(a, Session) -> int:
@@ -52,9 +57,10 @@ def _cmd_create_project(a, Session) -> int:
     settings = settings_for_engine(eng, a.name, bank_size=a.bank_size, k_picks=a.k, raters_per_image=a.raters_per_image,
                                    ensemble_size=a.ensemble_size, steps=a.steps, mode=a.mode, scheduler=a.scheduler,
                                    seed=a.seed, gold_rate=a.gold_rate, revision_window_s=a.revision_window,
-                                   lease_s=a.lease)
+                                   lease_s=a.lease, max_lr_side=a.max_lr_side,
+                                   engine_options={"prompt": a.prompt} if a.prompt else {})
     with session_scope(Session) as s:
-        p = create_project(s, settings)
+        p = create_project(s, settings, engine=eng)
         print(f"project {p.name!r} (id {p.id}) for model {p.model_name!r} at x{p.scale}")
     return 0
 
@@ -131,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("create-project", parents=[common], help="a new project for a model")
     c.add_argument("--name", required=True)
-    c.add_argument("--model", required=True, help="a shipped model name or a checkpoint path")
+    c.add_argument("--model", required=True,
+                   help="a shipped model name, a checkpoint path, or diffusers:/path/to/pipeline (a local folder)")
     c.add_argument("--bank-size", type=int, default=64)
     c.add_argument("--k", type=int, default=3, help="picks per rater and image")
     c.add_argument("--raters-per-image", type=int, default=5)
@@ -143,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gold-rate", type=float, default=0.0)
     c.add_argument("--revision-window", type=int, default=600, help="seconds")
     c.add_argument("--lease", type=int, default=900, help="seconds")
+    c.add_argument("--max-lr-side", type=int, default=128, help="larger LR images are refused on import (pixels)")
+    c.add_argument("--prompt", default="", help="text prompt, for pipelines that take one (SD upscaler)")
     c.set_defaults(func=_cmd_create_project)
 
     c = sub.add_parser("import", parents=[common], help="import LR images")

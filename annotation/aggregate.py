@@ -9,7 +9,9 @@ Votes on one image's bank of ``n`` samples come as :class:`Vote` records (a rate
   prior so that never-picked samples keep a finite, small worth; normalised to sum to 1;
 - ranking ("most-voted", DESIGN.md): approval count, ties broken by Borda score, then by the lower sample index;
 - the consensus reading: the most frequent reading (after trimming surrounding whitespace) and its share, e.g.
-  22 of 30 raters read "5": share 0.733; a tie is reported as such and resolved by the lexically first reading.
+  22 of 30 raters read "5": share 0.733; a tie is reported as such and resolved by the lexically first reading;
+- the readings per position (:mod:`annotation.positions`): the readings aligned to positions, the consensus
+  string, each position's distribution and Krippendorff's alpha over positions (plates; trivial for one digit).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .positions import PositionalReading, positional_reading
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ImageAggregate:
     order: list[int]  # sample indices, most-voted first
     top: list[int]  # the first ensemble_size of order (only samples with at least one vote)
     consensus: ConsensusReading
+    positions: PositionalReading  # the readings aligned per position (empty without readings)
 
 
 def _check(votes: Sequence[Vote], n: int, k: int | None = None) -> None:
@@ -147,4 +152,5 @@ def aggregate_image(votes: Sequence[Vote], image: int, n: int, k: int, m: int) -
     return ImageAggregate(image=image, n_votes=len(votes), approval=a.tolist(), borda=b.tolist(),
                           plackett_luce=plackett_luce(votes, n).tolist(), order=order,
                           top=[i for i in order if a[i] > 0][:m],
-                          consensus=consensus_reading(v.reading for v in votes))
+                          consensus=consensus_reading(v.reading for v in votes),
+                          positions=positional_reading(v.reading for v in votes))

@@ -80,7 +80,8 @@ def gold_labels(session: Session, project_id: int) -> dict[int, str]:
 
 def image_aggregates(session: Session, project_id: int, *, include_excluded: bool = False,
                      votes: list[Vote] | None = None) -> dict[int, ImageAggregate]:
-    """Approval, Borda, Plackett-Luce, most-voted order and consensus reading of every image with votes."""
+    """Approval, Borda, Plackett-Luce, most-voted order, consensus reading and readings per position of every
+    image with votes."""
     project = _project(session, project_id)
     votes = load_votes(session, project_id, include_excluded=include_excluded) if votes is None else votes
     sizes = bank_sizes(session, project_id)

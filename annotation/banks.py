@@ -18,6 +18,7 @@ own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_en
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -55,6 +56,7 @@ class ClaimedBank:
     scheduler: str
     model_name: str
     discarded_samples: int  # samples of an earlier, unfinished attempt that the claim deleted
+    engine_options: dict = field(default_factory=dict)  # the project's (e.g. a diffusers pipeline's prompt)
 
 
 @dataclass
@@ -123,6 +125,7 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
                                     .execution_options(synchronize_session=False)).rowcount or 0
         bank = session.get(Bank, bank_id, populate_existing=True)
         image = session.get(LRImage, bank.image_id)
+        options = dict(session.get(Project, image.project_id).engine_options or {})
         if discarded:
             record(session, "bank.discarded", "bank", bank_id, project_id=image.project_id,
                    samples=int(discarded), previous_status=BankStatus(status).value)
@@ -131,7 +134,7 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
         return ClaimedBank(bank_id=bank_id, attempt=attempts + 1, project_id=image.project_id,
                            image_id=image.id, lr=lr_array(image), n=bank.n, seed=int(bank.seed), steps=bank.steps,
                            mode=SampleMode(bank.mode).value, scheduler=bank.scheduler, model_name=bank.model_name,
-                           discarded_samples=int(discarded))
+                           discarded_samples=int(discarded), engine_options=options)
     return None
 
 
@@ -211,7 +214,24 @@ def _engine_projects(session: Session, engine: Any, project_id: int | None) -> l
         if SampleMode(p.mode).value not in engine.modes:
             raise InvalidInput(f"project {p.name!r} uses mode {SampleMode(p.mode).value!r}; "
                                f"the engine supports {engine.modes}")
+        unknown = set(p.engine_options or {}) - set(getattr(engine, "option_names", ()))
+        if unknown:
+            raise InvalidInput(f"project {p.name!r} sets {sorted(unknown)}; model {engine.name!r} does not take them")
     return projects
+
+
+def configured_engine(engine: Any, options: dict, cache: dict | None = None) -> tuple[Any, dict]:
+    """(engine, its config) with a project's own options: a diffusers pipeline's prompt is applied here, on the
+    loaded pipeline (``engine.with_options``, weights shared); without options, the engine itself. ``cache``
+    keeps one configured engine per set of options for the length of a job."""
+    key = json.dumps(options, sort_keys=True)
+    if cache is not None and key in cache:
+        return cache[key]
+    eng = engine.with_options(**options) if options else engine
+    out = (eng, dict(eng.config))
+    if cache is not None:
+        cache[key] = out
+    return out
 
 
 def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = None, *, limit: int | None = None,
@@ -229,7 +249,7 @@ def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = N
         project_ids = [p.id for p in _engine_projects(session, engine, project_id)]
         for pid in project_ids:
             enqueue_missing(session, pid)
-    config = dict(engine.config)
+    configured: dict[str, tuple[Any, dict]] = {}
     while limit is None or len(report.completed) + len(report.failed) < limit:
         with session_scope(factory) as session:
             claim = claim_next(session, project_ids, worker=worker, stale_after_s=stale_after_s,
@@ -239,8 +259,9 @@ def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = N
         if claim.discarded_samples:
             report.discarded[claim.bank_id] = claim.discarded_samples
         try:
-            result = engine.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
-                                        scheduler=claim.scheduler)
+            eng, config = configured_engine(engine, claim.engine_options, configured)
+            result = eng.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
+                                     scheduler=claim.scheduler)
             with session_scope(factory) as session:
                 store_bank(session, claim, result, config, int(engine.scale))
             report.completed.append(claim.bank_id)

@@ -8,6 +8,14 @@ Text (rater names, readings, sources) is written verbatim: quotes, HTML and SQL 
 commands. Raters excluded by an analyst are left out unless ``include_excluded=True`` (the provenance says which).
 Tables read back with ``pandas.read_csv`` / ``read_json(orient="records")`` / ``read_parquet``; list-valued
 columns (votes per sample, top samples) are JSON strings in every format, so the three files hold the same table.
+The summary carries the readings per position (:mod:`annotation.positions`): ``position_consensus`` (the consensus
+string), ``position_alpha`` (Krippendorff's alpha over positions), ``positions`` (a JSON list, one object per
+aligned position: label, consensus character, counts per character, ``?`` and gaps) and ``position_text``
+("pos 3: B 7 of 9, 8 2 of 9; ..."); the provenance names the alignment method.
+
+``flow_consistency`` / ``ensemble_flow_consistency`` is missing (an empty CSV cell, JSON ``null``, Parquet null;
+never the text "None") where the model has no flow to check against, i.e. a diffusers pipeline: the flow check
+``||y_hat - y||^2 / dim y`` is not available for such a model, and its consistency is the LR-PSNR against D.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -29,6 +37,8 @@ from db.models import Assignment, Bank, BankStatus, LRImage, Project, Rater, Rat
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows
 from .ensembles import latest_ensembles
+from .positions import METHOD as POSITIONS_METHOD
+from .positions import PositionalReading
 from .errors import InvalidInput, NotFound
 
 What = Literal["votes", "summary", "ensembles"]
@@ -41,7 +51,8 @@ VOTE_COLUMNS = ["project", "image_id", "image_source", "rater", "rater_id", "ass
 SUMMARY_COLUMNS = ["project", "image_id", "image_source", "label", "is_gold", "bank_id", "bank_size", "n_votes",
                    "votes", "borda", "top", "consensus_reading", "consensus_count", "consensus_share",
                    "consensus_tied", "alpha_picks", "jaccard_mean", "ensemble_id", "ensemble_samples",
-                   "ensemble_lr_psnr", "ensemble_flow_consistency", "ensemble_reprojected", "ensemble_current"]
+                   "ensemble_lr_psnr", "ensemble_flow_consistency", "ensemble_reprojected", "ensemble_current",
+                   "position_consensus", "position_alpha", "positions", "position_text"]
 MANIFEST_COLUMNS = ["image_id", "image_source", "file", "ensemble_id", "bank_id", "samples", "weights", "method",
                     "n_submissions", "lr_psnr", "lr_psnr_before", "consistency_mse", "flow_consistency",
                     "reprojected"]
@@ -86,7 +97,8 @@ def provenance(session: Session, project_id: int, *, include_excluded: bool = Fa
         models[key] = {"model_name": name, "checkpoint_sha256": sha, "engine_config": config}
     settings = {c: getattr(project, c) for c in ("name", "model_name", "scale", "channels", "bank_size", "k_picks",
                                                  "raters_per_image", "ensemble_size", "steps", "scheduler", "seed",
-                                                 "gold_rate", "revision_window_s", "lease_s")}
+                                                 "gold_rate", "revision_window_s", "lease_s", "max_lr_side",
+                                                 "engine_options")}
     settings["mode"] = SampleMode(project.mode).value
     excluded = session.execute(select(Rater.name, RaterExclusion.reason).join(
         Rater, Rater.id == RaterExclusion.rater_id).where(RaterExclusion.project_id == project_id)
@@ -95,7 +107,7 @@ def provenance(session: Session, project_id: int, *, include_excluded: bool = Fa
             "package_version": _package_version(), "sr_engine_version": sr_engine.__version__,
             "pandas_version": pd.__version__, "exported_at": datetime.now(timezone.utc).isoformat(),
             "excluded_raters": [{"name": n, "reason": r} for n, r in excluded],
-            "include_excluded": include_excluded}
+            "include_excluded": include_excluded, "reading_positions": POSITIONS_METHOD}
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------
@@ -124,7 +136,8 @@ def votes_frame(session: Session, project_id: int, *, include_excluded: bool = F
 
 def summary_frame(session: Session, project_id: int, *, include_excluded: bool = False) -> pd.DataFrame:
     """One row per image: votes per sample, most-voted samples, consensus reading and share, alpha on picks,
-    pairwise Jaccard, and the newest ensemble's figures (``ensemble_current``: made from the current votes)."""
+    pairwise Jaccard, the newest ensemble's figures (``ensemble_current``: made from the current votes) and the
+    readings per position (consensus string, alpha over positions, distributions)."""
     project = _project(session, project_id)
     votes = load_votes(session, project_id, include_excluded=include_excluded)
     aggs = image_aggregates(session, project_id, votes=votes)
@@ -149,14 +162,23 @@ def summary_frame(session: Session, project_id: int, *, include_excluded: bool =
             alpha, pairwise_jaccard(vs) if vs else None,
             e.ensemble_id if e else None, json.dumps(e.sample_indices) if e else None,
             e.lr_psnr if e else None, e.flow_consistency if e else None, e.reprojected if e else None,
-            bool(e and agg and e.sample_indices == agg.top and e.n_submissions == len(vs)) if e else None])
+            bool(e and agg and e.sample_indices == agg.top and e.n_submissions == len(vs)) if e else None,
+            *_position_cells(agg.positions if agg else None)])
     df = pd.DataFrame(data, columns=SUMMARY_COLUMNS)
     return _typed(df, ints=["image_id", "bank_id", "bank_size", "n_votes", "consensus_count", "ensemble_id"],
                   floats=["consensus_share", "alpha_picks", "jaccard_mean", "ensemble_lr_psnr",
-                          "ensemble_flow_consistency"],
+                          "ensemble_flow_consistency", "position_alpha"],
                   bools=["is_gold", "consensus_tied", "ensemble_reprojected", "ensemble_current"],
                   texts=["project", "image_source", "label", "votes", "borda", "top", "consensus_reading",
-                         "ensemble_samples"])
+                         "ensemble_samples", "position_consensus", "positions", "position_text"])
+
+
+def _position_cells(p: PositionalReading | None) -> list:
+    """The summary's per-position cells: consensus string, alpha, positions as a JSON list, the "pos i" text."""
+    if p is None or p.consensus is None:
+        return [None, None, None, None]
+    positions = json.dumps([{**asdict(x), "text": x.text} for x in p.positions], ensure_ascii=False)
+    return [p.consensus, p.alpha, positions, p.text]
 
 
 def _typed(df: pd.DataFrame, *, ints=(), floats=(), times=(), bools=(), texts=()) -> pd.DataFrame:

@@ -1,9 +1,18 @@
-"""Projects: which model makes the banks (N samples, steps, mode, scheduler, seed) and how votes are collected
-(k picks per rater, raters_per_image M, ensemble_size m, gold rate, lease, revision window)."""
+"""Projects: which model makes the banks (N samples, steps, mode, scheduler, seed, the model's own options such
+as a diffusers pipeline's prompt) and how votes are collected (k picks per rater, raters_per_image M,
+ensemble_size m, gold rate, lease, revision window), and which LR images are accepted (``max_lr_side``).
+
+A project names its model by a string that loads it again anywhere (the app's worker, ``python -m annotation
+generate`` on another machine): a shipped name, or ``diffusers:<absolute folder>`` for a local diffusers pipeline
+(:func:`model_spec`, :func:`load_model`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +24,9 @@ from .accounts import check_text, require_role
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
 
-SCHEDULERS = ("ddim", "dpmsolver", "ddpm")
+SCHEDULERS = ("ddim", "dpmsolver", "ddpm", "euler")  # every engine's; each engine takes some (engine_schedulers)
+DIFFUSERS_PREFIX = "diffusers:"
+MAX_PROMPT = 1000
 
 
 @dataclass
@@ -35,7 +46,8 @@ class ProjectSettings:
     gold_rate: float = 0.0  # share of a rater's tasks that are gold items (known label), 0..1
     revision_window_s: int = 600  # how long after submitting a rater may revise
     lease_s: int = 900  # an assignment's lease (15 minutes)
-    max_lr_side: int = 128  # larger LR images are refused on import
+    max_lr_side: int = 128  # larger LR images are refused on import (at most the engine's own limit)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # load keywords beyond the name: {"prompt": ...}
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -67,18 +79,66 @@ def validate_settings(s: ProjectSettings) -> None:
         raise InvalidInput(f"scheduler must be one of {SCHEDULERS}, got {s.scheduler!r}")
     if isinstance(s.gold_rate, bool) or not isinstance(s.gold_rate, (int, float)) or not 0 <= s.gold_rate <= 1:
         raise InvalidInput(f"gold_rate must be a number in [0, 1], got {s.gold_rate!r}")
+    _check_options(s.engine_options)
 
 
-def create_project(session: Session, settings: ProjectSettings, *, actor_id: int | None = None) -> Project:
-    """A new project (``actor_id``, when given, must be an admin's)."""
-    validate_settings(settings)
+def _check_options(options: object) -> None:
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise InvalidInput(f"engine_options must be a dict with string keys, got {options!r}")
+    for k, v in options.items():
+        if not isinstance(v, (str, int, float, bool)) or (isinstance(v, float) and v != v):  # NaN: not JSON
+            raise InvalidInput(f"engine option {k!r} must be a string, a number or a boolean, got {v!r}")
+    if "prompt" in options:
+        check_text(options["prompt"], "prompt", MAX_PROMPT)
+    if len(json.dumps(options)) > 4000:
+        raise InvalidInput("engine_options are longer than 4000 characters as JSON")
+
+
+def engine_schedulers(engine) -> tuple[str, ...]:
+    """The schedulers an engine takes: its own ``schedulers``, else the flow engine's kernel DDPM ones."""
+    from sr_engine.kernel_diffusion import SCHEDULERS as FLOW_SCHEDULERS
+
+    return tuple(getattr(engine, "schedulers", FLOW_SCHEDULERS))
+
+
+def check_engine_settings(engine, s: ProjectSettings) -> None:
+    """Refuse settings the engine cannot honour, before any bank is queued: a mode or scheduler it does not
+    have (flow models: strict, flow, prior; diffusers pipelines: strict, guided, free), an option it does not
+    take (a prompt for a pipeline without one), an LR size limit above its own."""
+    name = getattr(engine, "name", s.model_name)
+    if s.mode not in engine.modes:
+        raise InvalidInput(f"mode {s.mode!r} is not available for model {name!r}; it supports "
+                           f"{', '.join(engine.modes)}")
+    schedulers = engine_schedulers(engine)
+    if s.scheduler not in schedulers:
+        raise InvalidInput(f"scheduler {s.scheduler!r} is not available for model {name!r}; it supports "
+                           f"{', '.join(schedulers)}")
+    takes = tuple(getattr(engine, "option_names", ()))
+    unknown = sorted(set(s.engine_options) - set(takes))
+    if unknown:
+        what = "prompt" if unknown == ["prompt"] else f"option(s) {', '.join(unknown)}"
+        raise InvalidInput(f"model {name!r} takes no {what}; it takes {', '.join(takes) or 'no options'}")
+    limit = getattr(engine, "max_lr_side", None)
+    if limit is not None and s.max_lr_side > int(limit):
+        raise InvalidInput(f"max_lr_side {s.max_lr_side} is above what model {name!r} accepts ({limit} pixels "
+                           "a side)")
+
+
+def create_project(session: Session, settings: ProjectSettings, *, actor_id: int | None = None,
+                   engine: Any = None) -> Project:
+    """A new project (``actor_id``, when given, must be an admin's). With ``engine`` (the loaded model) the
+    settings are also checked against what it supports (:func:`check_engine_settings`)."""
     if actor_id is not None:
         require_role(session, actor_id, "admin")
+    validate_settings(settings)
+    if engine is not None:
+        check_engine_settings(engine, settings)
     if session.scalar(select(Project.id).where(Project.name == settings.name)) is not None:
         raise Conflict(f"a project named {settings.name!r} already exists")
     values = asdict(settings)
     values["mode"] = SampleMode(settings.mode)
     values["gold_rate"] = float(settings.gold_rate)
+    values["engine_options"] = dict(settings.engine_options)
     project = Project(**values)
     session.add(project)
     session.flush()
@@ -91,6 +151,42 @@ def settings_for_engine(engine, name: str, **overrides) -> ProjectSettings:
     """Settings whose model name, scale and channels come from an engine (``sr_engine.load_engine(...)``)."""
     return ProjectSettings(name=name, model_name=engine.name, scale=int(engine.scale),
                            channels=int(getattr(engine, "channels", 1)), **overrides)
+
+
+def model_spec(model: str) -> str:
+    """The string a project stores for a model: a shipped name or checkpoint path as given; a diffusers folder
+    as ``diffusers:<absolute path>`` (``diffusers:./my-sr/`` and ``diffusers:/abs/my-sr`` are one model)."""
+    model = str(model or "").strip()
+    if not model.startswith(DIFFUSERS_PREFIX):
+        return model
+    folder = model[len(DIFFUSERS_PREFIX):].strip()
+    if not folder:
+        raise InvalidInput("give the pipeline's folder: diffusers:/path/to/pipeline")
+    return DIFFUSERS_PREFIX + str(Path(folder).expanduser().resolve())
+
+
+def load_model(model: str, **engine_kwargs: Any):
+    """``sr_engine.load_engine`` for a project's model string. A diffusers pipeline is named by its
+    :func:`model_spec`, so the name a project stores (``engine.name``) loads the same folder again."""
+    from sr_engine import load_engine
+
+    spec = model_spec(model)
+    if spec.startswith(DIFFUSERS_PREFIX):
+        return load_engine(spec, name=spec, **engine_kwargs)
+    return load_engine(spec, **engine_kwargs)
+
+
+def model_modes(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(modes, schedulers) of a model string, without loading its weights: a diffusers pipeline's (strict,
+    guided, free) or a flow model's (strict, flow, prior). Creating the project checks them on the engine."""
+    if str(model or "").strip().startswith(DIFFUSERS_PREFIX):
+        from sr_engine.diffusers_engine import DiffusersEngine
+
+        return DiffusersEngine.modes, DiffusersEngine.schedulers
+    from sr_engine import FlowEngine
+    from sr_engine.kernel_diffusion import SCHEDULERS as FLOW_SCHEDULERS
+
+    return FlowEngine.modes, FLOW_SCHEDULERS
 
 
 def get_project(session: Session, project: int | str) -> Project:

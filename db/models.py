@@ -141,6 +141,9 @@ class Project(Base):
     revision_window_s: Mapped[int] = mapped_column(Integer, default=600)
     lease_s: Mapped[int] = mapped_column(Integer, default=900)  # an assignment's lease, 15 min
     max_lr_side: Mapped[int] = mapped_column(Integer, default=128)
+    # keywords the model is loaded with beyond its name (a diffusers pipeline's prompt); {} for most models.
+    # The server default fills rows made before this column existed (migration 0002).
+    engine_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list[LRImage]] = relationship(back_populates="project", passive_deletes=True)

@@ -275,6 +275,7 @@ class DiffusersEngine:
     RGB in and out; any LR size up to ``max_lr_side`` (padded internally, cropped back, never resized)."""
 
     modes: tuple[str, ...] = ("strict", "guided", "free")
+    schedulers: tuple[str, ...] = SCHEDULERS
     channels: int = 3
 
     def __init__(self, adapter: PipelineAdapter, folder: Path, weights_sha256: dict[str, str], *,
@@ -309,6 +310,21 @@ class DiffusersEngine:
 
     def __repr__(self) -> str:
         return f"DiffusersEngine({self.name!r}, {self.adapter.pipeline_class}, scale={self.scale})"
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The pipeline options this engine takes (StableDiffusionUpscalePipeline: prompt, ...; LDM: none)."""
+        return tuple(self.adapter.options)
+
+    def with_options(self, **options) -> DiffusersEngine:
+        """This engine with other pipeline options (e.g. a project's prompt): the same pipeline, weights shared,
+        not copied or reloaded. Unknown options are a ValueError."""
+        _check_options(type(self.adapter), options)
+        adapter = type(self.adapter)(self.adapter.pipe, device=str(self.adapter.device),
+                                     **{**self.adapter.settings, **options})
+        return DiffusersEngine(adapter, self.folder, self.weights_sha256, name=self.name,
+                               max_lr_side=self.max_lr_side, batch_size=self.batch_size,
+                               projection_tol=self.projection_tol, kernel=self.kernel)
 
     # ---- schedules -----------------------------------------------------------------------------------------
     def make_scheduler(self, name: SchedulerName = "ddim"):
@@ -481,6 +497,13 @@ def weight_files(folder: Path, index: dict) -> dict[str, str]:
     return out
 
 
+def _check_options(adapter_cls: type[PipelineAdapter], options: dict) -> None:
+    unknown = set(options) - set(adapter_cls.options)
+    if unknown:
+        raise ValueError(f"{adapter_cls.pipeline_class} takes no option(s) {sorted(unknown)}; "
+                         f"it takes {sorted(adapter_cls.options) or 'none'}")
+
+
 def load_diffusers_engine(folder: str | Path, *, scale: int | None = None, name: str | None = None,
                           max_lr_side: int = 128, batch_size: int = 8, projection_tol: float = 1e-6,
                           kernel: str = "bicubic", device: str = "cpu", **options) -> DiffusersEngine:
@@ -490,10 +513,7 @@ def load_diffusers_engine(folder: str | Path, *, scale: int | None = None, name:
         raise ValueError("give the pipeline's folder: diffusers:/path/to/pipeline")
     folder = Path(folder).expanduser().resolve()
     index, adapter_cls = read_model_index(folder)
-    unknown = set(options) - set(adapter_cls.options)
-    if unknown:
-        raise ValueError(f"{adapter_cls.pipeline_class} takes no option(s) {sorted(unknown)}; "
-                         f"it takes {sorted(adapter_cls.options) or 'none'}")
+    _check_options(adapter_cls, options)
     hashes = weight_files(folder, index)
     pipe = adapter_cls.load(folder)
     pipe.set_progress_bar_config(disable=True)

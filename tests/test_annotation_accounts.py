@@ -94,9 +94,11 @@ def test_exclusions(factory):
 
 
 @pytest.mark.parametrize("bad", [dict(k_picks=0), dict(k_picks=9), dict(ensemble_size=9), dict(scale=1),
-                                 dict(mode="sideways"), dict(scheduler="euler"), dict(gold_rate=2.0),
+                                 dict(mode="sideways"), dict(scheduler="pndm"), dict(gold_rate=2.0),
                                  dict(channels=2), dict(name=""), dict(bank_size=True), dict(lease_s=0),
-                                 dict(seed=-1)])
+                                 dict(seed=-1), dict(engine_options={"prompt": ""}),
+                                 dict(engine_options={"prompt": "x" * 1001}), dict(engine_options={"n": [1]}),
+                                 dict(engine_options={"n": float("nan")}), dict(engine_options="prompt")])
 def test_bad_project_settings(factory, bad):
     values = dict(name="p", model_name="m", scale=4, bank_size=8, k_picks=2, ensemble_size=2)
     values.update(bad)

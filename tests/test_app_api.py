@@ -72,7 +72,7 @@ def test_rater_is_refused_analyst_and_admin_endpoints(served):
              ("/export", (pid, "votes", "csv")), ("/generate_banks", (pid,)), ("/bank_progress", (pid,)),
              ("/add_rater", ("mallory", "admin", "pw")), ("/exclude_rater", (pid, "rob", "x")),
              ("/include_rater", (pid, "rob", "")),
-             ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0))]
+             ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0, "", 128))]
     for api_name, args in calls:
         with pytest.raises(AppError, match="Not allowed"):
             c.predict(*args, api_name=api_name)
@@ -139,10 +139,11 @@ def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
         paths.append(tmp_path / f"lr-{i}.png")
         Image.fromarray(img).save(paths[-1])
     c = client(url, "admin")
-    msg, _, _ = c.predict("uploaded", "tiny-x4", "strict", "ddim", 8, 2, 2, 2, 2, 0, 0.0, api_name="/create_project")
+    settings = ("tiny-x4", "strict", "ddim", 8, 2, 2, 2, 2, 0, 0.0, "", 128)  # ..., prompt, LR size limit
+    msg, _, _ = c.predict("uploaded", *settings, api_name="/create_project")
     pid = int(re.search(r"id (\d+)", msg).group(1))
     with pytest.raises(AppError, match="already exists"):
-        c.predict("uploaded", "tiny-x4", "strict", "ddim", 8, 2, 2, 2, 2, 0, 0.0, api_name="/create_project")
+        c.predict("uploaded", *settings, api_name="/create_project")
     msg, _ = c.predict(pid, [handle_file(str(p)) for p in paths], api_name="/upload_images")
     assert "Imported 2 image(s)" in msg
     c.predict(pid, api_name="/generate_banks")
@@ -213,3 +214,23 @@ def test_rater_revises_the_last_submission(served):
     # another rater has nothing of rob's to revise
     with pytest.raises(AppError, match="Nothing to revise"):
         client(url, "rita").predict(pid, api_name="/revise_last")
+
+
+def test_analyst_sees_readings_per_position(served):
+    """Plate-like readings: the analyst's image view carries the per-position bars, consensus and text."""
+    url, ctx, _ = served
+    from annotation.accounts import create_rater
+    from annotation.tasks import next_task, submit
+    from db.engine import session_scope
+
+    pid = seeded_project(ctx.factory, ctx.engines.get("tiny-x4"), n_images=1, name="plates-api")
+    with session_scope(ctx.factory) as s:
+        raters = [create_rater(s, f"plate-rater-{i}").id for i in range(3)]
+    for rid, reading in zip(raters, ["8B0D12", "8b0d1", "88OD12"]):
+        with session_scope(ctx.factory) as s:
+            t = next_task(s, rid, pid)
+            submit(s, rid, t.assignment_id, [x.sample_id for x in t.samples[:2]], reading)
+    out = client(url, "ana").predict(t.image_id, api_name="/analyst_image")
+    assert len(out) == 7 and "8b0d1" in str(out[5])  # the votes table keeps the reading verbatim
+    assert "consensus <b>8B0D12</b>" in out[6] and "pos 2: B 2 of 3, 8 1 of 3" in out[6]
+    assert "pos 6: 2 2 of 3, gap 1 of 3" in out[6] and out[6].count("class='sr-pos-col") == 6

@@ -17,12 +17,13 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, DBAPIError
 
 from conftest import make_store
-from db.engine import make_engine, session_scope
+from db.engine import make_engine, make_session_factory, session_scope
 from db.migrations import current_revision, downgrade, upgrade
 from db.models import (Assignment, AuditLog, Bank, BankStatus, Base, LRImage, Pick, Project, Rater, Sample,
                        SampleMode, utcnow)
 
 ROOT = Path(__file__).resolve().parents[1]
+HEAD = "0002"  # the newest migration
 
 
 def _schema(engine):
@@ -46,7 +47,7 @@ def _check_migration(url):
     upgrade(url)
     migrated = make_engine(url)
     try:
-        assert current_revision(migrated) == "0001"
+        assert current_revision(migrated) == HEAD
         with migrated.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
                                     Base.metadata) == []
@@ -66,6 +67,31 @@ def test_migrating_an_empty_sqlite_file_gives_the_models_schema(tmp_path):
     downgrade(url)
     eng = make_engine(url)
     assert set(inspect(eng).get_table_names()) <= {"alembic_version"}
+    eng.dispose()
+
+
+def test_0002_keeps_existing_projects_and_gives_them_no_engine_options(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    upgrade(url, "0001")
+    eng = make_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO projects (name, model_name, scale, channels, bank_size, k_picks, "
+                          "raters_per_image, ensemble_size, steps, mode, scheduler, seed, gold_rate, "
+                          "revision_window_s, lease_s, max_lr_side, created_at) VALUES ('old', 'mnist-x4', 4, 1, 8, "
+                          "2, 2, 2, 2, 'strict', 'ddim', 0, 0, 600, 900, 128, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO lr_images (project_id, content_sha256, source, png, width, height, channels, "
+                          "is_gold, created_at) VALUES (1, 'h', 's', x'00', 4, 4, 1, 0, '2026-01-01 00:00:00')"))
+    eng.dispose()
+    upgrade(url)
+    eng = make_engine(url)
+    with session_scope(make_session_factory(eng)) as s:
+        assert s.get(Project, 1).engine_options == {} and s.scalar(select(LRImage.id)) == 1
+    eng.dispose()
+    downgrade(url, "0001")  # in place: the project and its image stay
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        assert "engine_options" not in {c["name"] for c in inspect(conn).get_columns("projects")}
+        assert conn.execute(text("SELECT count(*) FROM lr_images")).scalar() == 1
     eng.dispose()
 
 

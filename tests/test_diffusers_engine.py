@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import smooth_hr
+from conftest import smooth_hr, tiny_ldm_pipeline as _tiny_ldm, tiny_sd_upscale_pipeline as _tiny_sd_upscale
 from sr_engine import Bank, DiffusersEngine, EnsembleReport, SREngine, load_engine
 from sr_engine.diffusers_engine import _alpha_bar, output_for_x0, predicted_x0
 from sr_engine.metrics import CONSISTENT_DB, EXACT_DB, downscale_255, lr_psnr, lr_psnr_batch
@@ -27,60 +27,6 @@ SCALE = 4
 N, STEPS = 4, 2
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 PIPELINES = ["ldm", "sd-upscale"]
-
-
-# ---- tiny pipelines from random weights ------------------------------------------------------------------
-def _tiny_ldm():
-    from diffusers import DDIMScheduler, UNet2DModel, VQModel
-    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
-        LDMSuperResolutionPipeline,
-    )
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(block_out_channels=(16, 32), layers_per_block=1, in_channels=6, out_channels=3,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8)
-    vq = VQModel(block_out_channels=[8, 16, 16], in_channels=3, out_channels=3, layers_per_block=1,
-                 down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
-                 latent_channels=3, norm_num_groups=8, num_vq_embeddings=32)  # three blocks: x4
-    return LDMSuperResolutionPipeline(vqvae=vq, unet=unet, scheduler=DDIMScheduler())
-
-
-def _tiny_tokenizer(folder):
-    """A CLIP tokenizer from a small vocabulary the test writes (characters only, no merges)."""
-    from transformers import CLIPTokenizer
-
-    chars = list("abcdefghijklmnopqrstuvwxyz")
-    vocab = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=16)
-
-
-def _tiny_sd_upscale(tok_dir):
-    from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline,
-                           UNet2DConditionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 16, 32), layers_per_block=1, sample_size=8, in_channels=7, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=8, use_linear_projection=True, only_cross_attention=(True, True, False),
-        num_class_embeds=100, norm_num_groups=8)
-    vae = AutoencoderKL(block_out_channels=[8, 16, 16], in_channels=3, out_channels=3, layers_per_block=1,
-                        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
-                        latent_channels=4, norm_num_groups=8, scaling_factor=0.08333)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=2, vocab_size=64, max_position_embeddings=16, hidden_act="gelu",
-        projection_dim=32))
-    return StableDiffusionUpscalePipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=_tiny_tokenizer(tok_dir), unet=unet,
-        low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
-        max_noise_level=350)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""The Admin view: create a project (model, scale, N, k, M, m, steps, mode, ...), upload LR images (PNG, JPEG,
-zip), generate banks in the background worker with a progress bar, add accounts. Admins only."""
+"""The Admin view: create a project (a shipped model or a local ``diffusers:/dir`` pipeline, N, k, M, m, steps,
+mode, scheduler, prompt, LR size limit, ...), upload LR images (PNG, JPEG, zip), generate banks in the background
+worker with a progress bar, add accounts. Admins only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from annotation.accounts import ROLES as ACCOUNT_ROLES
 from annotation.accounts import create_rater
 from annotation.banks import progress
 from annotation.images import import_images
-from annotation.projects import SCHEDULERS, create_project, get_project, settings_for_engine
+from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
+                                 settings_for_engine)
 
 from .context import AppContext
 from .render import esc, message_html, progress_html
@@ -52,8 +54,10 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         name = gr.Textbox(label="name")
         model = gr.Dropdown(ctx.engines.names(), label="model (its scale comes with it)",
-                            value=(ctx.engines.names() or [None])[0])
-        mode = gr.Dropdown(MODES, value="strict", label="mode")
+                            value=(ctx.engines.names() or [None])[0], allow_custom_value=True,
+                            info="a shipped model, or type diffusers:/path/to/pipeline (a local folder)")
+        mode = gr.Dropdown(MODES, value="strict", label="mode",
+                           info="flow models: strict, flow, prior; diffusers pipelines: strict, guided, free")
         scheduler = gr.Dropdown(list(SCHEDULERS), value="ddim", label="scheduler")
     with gr.Row():
         n = gr.Number(64, precision=0, label="N samples per bank")
@@ -63,6 +67,9 @@ def build_admin(ctx: AppContext) -> AdminView:
         steps = gr.Number(8, precision=0, label="steps")
         seed = gr.Number(0, precision=0, label="seed")
         gold_rate = gr.Number(0.0, label="gold rate (0..1)")
+    with gr.Row():
+        prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
+        max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
     new_project = gr.Button("Create project")
     gr.Markdown("### Accounts")
     with gr.Row():
@@ -73,25 +80,32 @@ def build_admin(ctx: AppContext) -> AdminView:
     acct_msg = gr.HTML()
     timer = gr.Timer(2.0, active=False)
 
-    def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, request: gr.Request):
+    def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
+                  request: gr.Request):
         actor = ctx.actor(request, "admin")
-        if not model_:
+        if not str(model_ or "").strip():
             raise gr.Error("Choose a model.")
         try:
-            engine = ctx.engines.get(str(model_))
-        except ValueError as err:
+            engine = ctx.engines.get(model_spec(str(model_)))
+        except ValueError as err:  # a missing folder, not an SR pipeline, pickled weights: said plainly
             raise gr.Error(str(err)) from None
-        if mode_ not in engine.modes:
-            raise gr.Error(f"{engine.name} supports the modes {', '.join(engine.modes)}.")
+        prompt_ = str(prompt_ or "")
         settings = settings_for_engine(engine, str(name_ or "").strip(), bank_size=_int(n_, "N"),
                                        k_picks=_int(k_, "k"), raters_per_image=_int(mr_, "M"),
                                        ensemble_size=_int(me_, "m"), steps=_int(steps_, "steps"), mode=str(mode_),
                                        scheduler=str(scheduler_), seed=_int(seed_, "seed"),
-                                       gold_rate=float(gold_ or 0.0))
-        with ctx.tx() as s:
-            p = create_project(s, settings, actor_id=actor.id)
+                                       gold_rate=float(gold_ or 0.0), max_lr_side=_int(max_side_, "the size limit"),
+                                       engine_options={"prompt": prompt_} if prompt_.strip() else {})
+        with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
+            p = create_project(s, settings, actor_id=actor.id, engine=engine)
             pid, pname, scale = p.id, p.name, p.scale
         return message_html(f"Created project {pname!r} (id {pid}, x{scale}). Import images next."), pid
+
+    def model_changed(model_, mode_, scheduler_, request: gr.Request):
+        ctx.actor(request, "admin")
+        modes, schedulers = model_modes(str(model_ or ""))
+        return (gr.update(choices=list(modes), value=mode_ if mode_ in modes else modes[0]),
+                gr.update(choices=list(schedulers), value=scheduler_ if scheduler_ in schedulers else schedulers[0]))
 
     def do_upload(project_id, paths, request: gr.Request):
         actor = ctx.actor(request, "admin")
@@ -141,7 +155,8 @@ def build_admin(ctx: AppContext) -> AdminView:
             info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
         return message_html(f"Added {info.role} {esc(info.name)!s}."), ""
 
-    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate]
+    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side]
+    model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
     upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")

@@ -1,6 +1,7 @@
 """The Analyst view: a project overview (progress, agreement, gold accuracy, raters), per image the LR image, a
-vote heat-map over the bank, the ensemble with its LR-PSNR and flow check, the readings as bars with shares,
-alpha and the rater table; exports as downloads (CSV, JSON, Parquet, ensembles zip). Analysts and admins only."""
+vote heat-map over the bank, the ensemble with its LR-PSNR and flow check, the readings as bars with shares
+(plates: per position under the ensemble), alpha and the rater table; exports as downloads (CSV, JSON, Parquet,
+ensembles zip). Analysts and admins only."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from annotation.views import image_detail, project_images, project_overview
 
 from .context import AppContext
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
+from .render import flow_check_text  # "not available for this model" where the engine has no flow
+from .render import positions_html  # plates: readings per position under the ensemble
 
 ROLES = ("analyst", "admin")
 RATER_COLUMNS = ["rater", "tasks", "Jaccard vs consensus", "reading agreement", "gold", "median s", "excluded"]
@@ -83,6 +86,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         with gr.Column(scale=1, min_width=240):
             ens_view = gr.HTML(elem_id="sr-ensemble")
             ens_btn = gr.Button("Compute ensemble from the current votes", size="sm")
+            positions = gr.HTML(elem_id="sr-positions")  # readings per position (more than one character)
     bars = gr.HTML(elem_id="sr-readings")
     votes = gr.Dataframe(headers=VOTE_COLUMNS, label="votes on this image", interactive=False)
     with gr.Row():
@@ -131,7 +135,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                 [v for v in d.votes if not v.excluded])
             ens = (lr_html(e.png, f"ensemble of samples {e.sample_indices}")
                    + f"<div>LR-PSNR {db_text(e.lr_psnr)} (before re-projection {db_text(e.lr_psnr_before)})</div>"
-                   + f"<div>flow check ‖ŷ−y‖²/dim y = {fmt(e.flow_consistency, '.2e')}</div>"
+                   + f"<div>{flow_check_text(e.flow_consistency)}</div>"
                    + f"<div>{'consistent' if e.lr_psnr >= 45 else 'NOT consistent'} (≥ 45 dB); "
                      f"{'re-projected' if e.reprojected else 'not re-projected'}; from {e.n_submissions} vote(s)"
                      f"{'' if current else ' – older than the current votes'}</div>")
@@ -140,13 +144,14 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         rows = pd.DataFrame([[v.rater, ", ".join(map(str, v.picks)), v.reading or "", fmt(v.seconds, ".1f"),
                               "yes" if v.excluded else ""] for v in d.votes], columns=VOTE_COLUMNS)
         bars_ = bars_html(agg.consensus.counts if agg else {}, d.label)
-        return lr_html(d.lr_png, "LR image, enlarged"), stat, heat_, ens, bars_, rows
+        return (lr_html(d.lr_png, "LR image, enlarged"), stat, heat_, ens, bars_, rows,
+                positions_html(agg.positions if agg else None))
 
     def show_image(image_id, request: gr.Request):
         actor = ctx.actor(request, *ROLES)
         if image_id in (None, ""):
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
-                columns=VOTE_COLUMNS)
+                columns=VOTE_COLUMNS), ""
         with ctx.tx() as s:
             d = image_detail(s, actor.id, _int(image_id, "an image"))
         return render_image(d)
@@ -178,7 +183,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             res = export(s, pid, what_, format_, out)
         return str(res.path)
 
-    image_outputs = [lr_view, stats, heat, ens_view, bars, votes]
+    image_outputs = [lr_view, stats, heat, ens_view, bars, votes, positions]
     project.change(show_project, [project], [overview, raters, image], api_name="analyst_overview")
     refresh.click(show_project, [project], [overview, raters, image], api_name=False)
     image.change(show_image, [image], image_outputs, api_name="analyst_image")

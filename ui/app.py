@@ -56,9 +56,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         do_create, create_inputs, admin_msg = admin.create_outputs
 
-        def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold,
-                               request: gr.Request):
-            msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, request)
+        def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
+                               max_lr_side, request: gr.Request):
+            msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
+                                 max_lr_side, request)
             return msg, projects_for(pid), projects_for(pid)
 
         admin.new_project.click(create_and_refresh, create_inputs, [admin_msg, admin.project, analyst.project],

@@ -45,16 +45,19 @@ class EngineRegistry:
         return sorted(set(list_models()) | set(self._engines))
 
     def get(self, name: str) -> Any:
+        """The engine of a model string: a shipped name, or ``diffusers:/dir`` (kept under its absolute path,
+        which is also the engine's name and what a project stores)."""
+        from annotation.projects import load_model, model_spec
+
+        name = name if name in self._engines else model_spec(name)
         with self._lock:
             if name not in self._engines:
-                from sr_engine import load_engine
-
                 for attempt in range(3):  # a checkpoint being re-exported at this moment reads as truncated
                     try:
-                        self._engines[name] = load_engine(name)
+                        self._engines[name] = load_model(name)
                         break
                     except ValueError:
-                        if attempt == 2:
+                        if attempt == 2 or name.startswith("diffusers:"):  # a folder does not heal in 4 s
                             raise
                         time.sleep(2.0)
             return self._engines[name]

@@ -137,8 +137,8 @@ def build_rate(ctx: AppContext) -> RateView:
             lr_view = gr.HTML(elem_id="sr-lr")
             progress = gr.HTML(elem_id="sr-progress")
             counter = gr.HTML(counter_html(0, 0))
-            reading = gr.Textbox(label="What do you read?", placeholder="e.g. 5", max_lines=1,
-                                 elem_id="sr-reading")
+            reading = gr.Textbox(label="What do you read?", max_lines=1, elem_id="sr-reading",
+                                 placeholder="e.g. 5, or a plate as 8B0D12; ? for a character you cannot read")
             with gr.Row():
                 submit_btn = gr.Button("Submit", variant="primary", interactive=False, elem_id="sr-submit")
                 skip_btn = gr.Button("Skip", interactive=False, elem_id="sr-skip")

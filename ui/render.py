@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from annotation.positions import PositionalReading
+
 TILE_PX = 112  # a bank sample's side on screen
 LR_PX = 224  # the LR image's side on screen
 
@@ -28,6 +30,14 @@ def enlarged_png(png: bytes, target: int) -> bytes:
         buf = io.BytesIO()
         im.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def is_wide(png: bytes | None) -> bool:
+    """True for plate-like images (at least twice as wide as high): they get the wide grid layout."""
+    if not png:
+        return False
+    with Image.open(io.BytesIO(png)) as im:
+        return im.width >= 2 * im.height
 
 
 def data_uri(png: bytes, target: int | None = None) -> str:
@@ -60,13 +70,16 @@ def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int
         return (f"class='sr-tile sr-picked' data-rank='{r}' aria-pressed='true'" if r
                 else "class='sr-tile' aria-pressed='false'")
 
+    wide = bool(samples) and is_wide(samples[0][1])  # plates: fewer, wider columns (CSS .sr-wide)
+    w, h = (3 * TILE_PX, 3 * TILE_PX // 4) if wide else (TILE_PX, TILE_PX)
     tiles = "".join(
         f"<button type='button' {state(sid)} data-sid='{int(sid)}' "
-        f"title='sample {pos}'><img src='{data_uri(png)}' alt='sample {pos}' width='{TILE_PX}' "
-        f"height='{TILE_PX}'><span class='sr-num'>{pos}</span></button>"
+        f"title='sample {pos}'><img src='{data_uri(png)}' alt='sample {pos}' width='{w}' "
+        f"height='{h}'><span class='sr-num'>{pos}</span></button>"
         for pos, (sid, png) in enumerate(samples, start=1))
     # the render stamp makes every new task a new value, so the grid always re-renders without old ranks
-    return (f"<div class='sr-grid' id='sr-grid-inner' data-k='{int(k)}' data-assignment='{int(assignment_id)}' "
+    cls = "sr-grid sr-wide" if wide else "sr-grid"
+    return (f"<div class='{cls}' id='sr-grid-inner' data-k='{int(k)}' data-assignment='{int(assignment_id)}' "
             f"data-render='{time.monotonic_ns()}'>{tiles}</div>")
 
 
@@ -92,7 +105,8 @@ def heatmap_html(samples: Sequence[tuple[int, bytes, float]], approval: Sequence
             f"<img src='{data_uri(png)}' alt='sample {index}'>"
             f"<div class='sr-heat' style='opacity:{0.65 * heat:.3f}'></div>"
             f"<span class='sr-count'>{votes}</span><span class='sr-num'>#{index}</span></div>")
-    return ("<div class='sr-heatmap'>" + "".join(tiles) + "</div>"
+    cls = "sr-heatmap sr-wide" if is_wide(samples[0][1]) else "sr-heatmap"
+    return (f"<div class='{cls}'>" + "".join(tiles) + "</div>"
             "<div class='sr-legend'>tint and number: raters who picked the sample; outlined: in the ensemble</div>")
 
 
@@ -111,6 +125,40 @@ def bars_html(counts: dict[str, int], label: str | None = None) -> str:
     return "<div class='sr-bars'>" + "".join(rows) + "</div>"
 
 
+POSITION_COLOURS = ("#1c7ed6", "#e8590c", "#2f9e44", "#ae3ec9", "#f08c00", "#0ca678")  # by rank within a position
+
+
+def positions_html(p: PositionalReading | None) -> str:
+    """Readings per position (plates): the consensus string, alpha over positions, one stacked bar per aligned
+    position (characters by count, then '?' in grey, then gaps hatched; a dropped column faded) and the
+    "pos i: ..." lines. Empty for single-character readings (digits), where the reading bars say it all."""
+    if p is None or p.consensus is None or not p.multi_character:
+        return ""
+    cols = []
+    for pos in p.positions:
+        segs = [(c, n, POSITION_COLOURS[r % len(POSITION_COLOURS)], "sr-pos-char") for r, (c, n) in
+                enumerate(sorted(pos.counts.items(), key=lambda kv: (-kv[1], kv[0])))]
+        segs += [("?", pos.unreadable, "#adb5bd", "sr-pos-unreadable"), ("–", pos.gaps, "", "sr-pos-gap")]
+        stack = "".join(
+            f"<div class='sr-pos-seg {cls}' style='height:{100 * n / pos.total:.1f}%"
+            f"{';background:' + colour if colour else ''}' title='{esc(c)}: {n} of {pos.total}'>"
+            f"<span>{esc(c)}</span></div>" for c, n, colour, cls in segs if n)
+        head = "–" if pos.consensus is None else pos.consensus
+        cls = "sr-pos-col sr-pos-dropped" if pos.consensus is None else "sr-pos-col"
+        short = pos.label[4:] if pos.label.startswith("pos ") else "+"  # the title says "after pos i"
+        cols.append(f"<div class='{cls}' title='{esc(pos.text)}'><div class='sr-pos-stack'>{stack}</div>"
+                    f"<div class='sr-pos-head'>{esc(head)}{'*' if pos.tied else ''}</div>"
+                    f"<div class='sr-pos-label'>{esc(short)}</div></div>")
+    lines = "".join(f"<li>{esc(line)}</li>" for line in p.lines)
+    alpha = "–" if p.alpha is None else f"{p.alpha:.3f}"
+    return (f"<div class='sr-positions'><div class='sr-pos-consensus'>consensus <b>{esc(p.consensus)}</b> "
+            f"from {p.n_readings} reading(s); alpha over positions {alpha}</div>"
+            f"<div class='sr-pos-grid'>{''.join(cols)}</div>"
+            "<div class='sr-legend'>one bar per position, characters by count; grey: ? (unreadable); hatched: "
+            "no character; * a tie; faded (+): an extra character most raters did not type</div>"
+            f"<ul class='sr-pos-text'>{lines}</ul></div>")
+
+
 def progress_html(done: int, total: int, caption: str) -> str:
     frac = done / total if total else 0.0
     return (f"<div class='sr-progress' role='progressbar' aria-valuenow='{done}' aria-valuemax='{total}'>"
@@ -120,6 +168,14 @@ def progress_html(done: int, total: int, caption: str) -> str:
 
 def fmt(value: float | None, spec: str = ".3f", none: str = "–") -> str:
     return none if value is None else format(value, spec)
+
+
+def flow_check_text(value: float | None) -> str:
+    """The ensemble's flow check ``||y_hat - y||^2 / dim y``, or a plain statement that the model has none (a
+    diffusers pipeline has no flow, so there is nothing to check; never a blank or "None")."""
+    if value is None:
+        return "flow check: not available for this model"
+    return f"flow check ‖ŷ−y‖²/dim y = {value:.2e}"
 
 
 def db_text(value: float | None) -> str:
@@ -137,6 +193,9 @@ CSS = """
 .sr-tile:focus-visible { outline: 3px solid #1c7ed6; }
 .sr-tile img { width: 112px; height: 112px; max-width: 100%; object-fit: contain; }
 .sr-tile.sr-picked { border-color: #e8590c; }
+.sr-grid.sr-wide { grid-template-columns: repeat(auto-fill, minmax(342px, 1fr)); }
+.sr-grid.sr-wide .sr-tile img { width: 336px; height: 84px; }
+.sr-heatmap.sr-wide { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); }
 .sr-tile[data-rank]::after { content: attr(data-rank); position: absolute; top: 4px; left: 4px; width: 1.7em;
            height: 1.7em; line-height: 1.7em; border-radius: 50%; background: #e8590c; color: #fff;
            font-weight: 700; text-align: center; font-size: 14px; }
@@ -156,6 +215,16 @@ CSS = """
 .sr-bar-row { display: grid; grid-template-columns: 6em 1fr 6em; align-items: center; gap: 6px; }
 .sr-bar { display: block; height: 14px; background: #1c7ed6; border-radius: 3px; min-width: 2px; }
 .sr-bar-value { font-size: 0.85em; }
+.sr-pos-grid { display: flex; gap: 4px; align-items: flex-start; flex-wrap: wrap; margin: 6px 0; }
+.sr-pos-col { width: 30px; text-align: center; } .sr-pos-col.sr-pos-dropped { opacity: 0.45; }
+.sr-pos-stack { height: 90px; display: flex; flex-direction: column-reverse; border: 1px solid #ced4da; }
+.sr-pos-seg { display: flex; align-items: center; justify-content: center; overflow: hidden; color: #fff;
+              font-size: 11px; font-weight: 600; min-height: 1px; }
+.sr-pos-gap { background: repeating-linear-gradient(45deg, #e9ecef, #e9ecef 3px, #fff 3px, #fff 6px);
+              color: #868e96; }
+.sr-pos-head { font-weight: 700; font-family: monospace; font-size: 1.1em; }
+.sr-pos-label { font-size: 0.75em; color: var(--body-text-color-subdued); }
+.sr-pos-text { font-size: 0.85em; margin: 4px 0 0 1.2em; padding: 0; }
 .sr-progress { height: 16px; background: var(--background-fill-secondary); border-radius: 8px; overflow: hidden; }
 .sr-progress-fill { height: 100%; background: #2f9e44; }
 .sr-progress-caption { font-size: 0.9em; margin-top: 4px; }

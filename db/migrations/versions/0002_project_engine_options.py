@@ -1,0 +1,34 @@
+"""Projects remember the keywords their model is loaded with beyond its name (issue 8: a diffusers pipeline's
+prompt), as ``projects.engine_options`` (JSON, ``{}`` for every existing project).
+
+A plain ``ADD COLUMN`` with a constant default on every backend, so SQLite does not copy the table (a copy would
+drop and re-create ``projects``, which its children reference with ``ON DELETE CASCADE``).
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("projects", sa.Column("engine_options", sa.JSON(), server_default="{}", nullable=False))
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite >= 3.35 drops a column in place; alembic's batch mode would copy the table (see above)
+        op.execute("ALTER TABLE projects DROP COLUMN engine_options")
+    else:
+        op.drop_column("projects", "engine_options")
