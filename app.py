@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 ADMIN_PASSWORD_ENV = "SR_ADMIN_PASSWORD"
 DEMO_MODEL = "mnist-x4"
+PLATES_DEMO_MODEL = "plates-x4"
 
 
 def bootstrap(factory, engines, *, admin_password: str | None, demo_model: str = DEMO_MODEL,
@@ -60,8 +61,31 @@ def bootstrap(factory, engines, *, admin_password: str | None, demo_model: str =
 
     rep = run_bank_jobs(factory, engine, acc.project_id, on_progress=show)
     log(f"demo banks ready in {rep.seconds:.1f} s")
+    _plates_demo(factory, engines, log)
     log(f"demo rater:   {acc.rater} / {acc.rater_password}")
     log(f"demo analyst: {acc.analyst} / {acc.analyst_password}")
+
+
+def _plates_demo(factory, engines, log: Callable[[str], None]) -> None:
+    """The second demo project, ambiguous plates, when the plates model and its reader are installed."""
+    from annotation.banks import run_bank_jobs
+    from annotation.demo import seed_plates_demo
+    from db.engine import session_scope
+    from sr_engine.data import data_dir
+
+    reader_path = data_dir() / "readers" / "plates-reader.pt"
+    if PLATES_DEMO_MODEL not in engines.names() or not reader_path.is_file():
+        log(f"no plates demo: {PLATES_DEMO_MODEL!r} or its reader is not installed")
+        return
+    from sr_engine.reader import load_reader
+
+    engine = engines.get(PLATES_DEMO_MODEL)
+    log("plates demo: choosing the plates the reader disagrees on most ...")
+    with session_scope(factory) as s:
+        pid, chosen = seed_plates_demo(s, engine, load_reader(reader_path))
+    log(f"plates demo: generating {len(chosen)} banks with {engine.name} ...")
+    rep = run_bank_jobs(factory, engine, pid)
+    log(f"plates demo banks ready in {rep.seconds:.1f} s")
 
 
 def create_app(db_url: str | None = None, data_dir: str | Path | None = None, *,

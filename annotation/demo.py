@@ -60,3 +60,62 @@ def seed_demo(session: Session, model_name: str, scale: int, *, per_class: int =
     create_rater(session, DEMO_RATER, "rater", rpw)
     create_rater(session, DEMO_ANALYST, "analyst", apw)
     return DemoAccounts(pid, DEMO_RATER, rpw, DEMO_ANALYST, apw)
+
+
+# ---- plates --------------------------------------------------------------------------------------------------
+PLATES_DEMO_PROJECT = "demo: ambiguous plates"
+
+
+@dataclass(frozen=True)
+class AmbiguousPlate:
+    index: int  # position in sr_engine.plates.eval_plates()
+    text: str  # the true string
+    distinct_readings: int  # distinct strings the reader reads across the probe bank
+    modal_share: float  # share of the probe bank read as the most common string
+
+
+def ambiguous_plates(engine, reader, *, candidates: int = 32, count: int = 8, probe_n: int = 8,
+                     probe_steps: int = 4, seed: int = 0) -> list[AmbiguousPlate]:
+    """The ``count`` evaluation plates (of the first ``candidates``) on which the plate reader disagrees most
+    across a small probe bank: most distinct readings, then the lowest share of the most common one, then the
+    lower index. Evaluation items only; nothing is tuned on them (the rule and its sizes are fixed here)."""
+    from collections import Counter
+
+    from sr_engine.evaluate import make_lr
+    from sr_engine.plates import eval_plates
+    from sr_engine.reader import read_plates
+
+    if candidates <= count:
+        raise ValueError(f"choose {count} of more than {count} candidates, got {candidates}")
+    ev = eval_plates()
+    scored = []
+    for i in range(min(candidates, len(ev.texts))):
+        bank = engine.sample_bank(make_lr(ev.images[i], engine.scale), n=probe_n, steps=probe_steps, seed=seed + i)
+        texts, _ = read_plates(reader, bank.images)
+        counts = Counter(texts)
+        scored.append(AmbiguousPlate(i, ev.texts[i], len(counts), counts.most_common(1)[0][1] / len(texts)))
+    scored.sort(key=lambda p: (-p.distinct_readings, p.modal_share, p.index))
+    return scored[:count] + scored[-1:]  # the last one: the least ambiguous, used as a gold item
+
+
+def seed_plates_demo(session: Session, engine, reader, *, count: int = 8, bank_size: int = 16, steps: int = 8,
+                     k_picks: int = 3, raters_per_image: int = 3, ensemble_size: int = 3) -> tuple[int, list]:
+    """A second demo project: ``count`` ambiguous evaluation plates (:func:`ambiguous_plates`) and the least
+    ambiguous candidate as a gold item. Uses the demo accounts made by :func:`seed_demo` (or none). Returns
+    (project id, the chosen plates). Banks are queued by the caller (``run_bank_jobs``)."""
+    from sr_engine.evaluate import make_lr
+    from sr_engine.plates import eval_plates
+
+    chosen = ambiguous_plates(engine, reader, count=count)
+    ambiguous, gold = chosen[:-1], chosen[-1:]
+    settings = ProjectSettings(name=PLATES_DEMO_PROJECT, model_name=engine.name, scale=int(engine.scale),
+                               bank_size=bank_size, k_picks=k_picks, raters_per_image=raters_per_image,
+                               ensemble_size=ensemble_size, steps=steps, gold_rate=0.1)
+    pid = create_project(session, settings).id
+    ev = eval_plates()
+    items = gold + ambiguous
+    hr = [ev.images[p.index] for p in items]
+    import_arrays(session, pid, [make_lr(h, engine.scale) for h in hr],
+                  [f"plates:eval:{p.index}" for p in items], hr=hr, labels=[p.text for p in items],
+                  gold=[True] * len(gold) + [False] * len(ambiguous))
+    return pid, chosen

@@ -133,7 +133,8 @@ class FlowEngine:
 
     def __init__(self, name: str, flow: PseudoInverseFlow, unet, ddpm_config: KernelDDPMConfig,
                  checkpoint_sha256: str = "", train_info: dict | None = None, max_lr_side: int = 128,
-                 batch_size: int = 64, projection_tol: float = 1e-6):
+                 batch_size: int = 64, projection_tol: float = 1e-6,
+                 lr_shape: tuple[int | None, int | None] | None = None, domain: str = ""):
         self.name = name
         self.flow = flow.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
@@ -146,6 +147,23 @@ class FlowEngine:
         self.max_lr_side = max_lr_side  # larger LR images are refused (configurable)
         self.batch_size = batch_size  # samples per network batch
         self.projection_tol = projection_tol  # max |D x - y| on [0, 1] that the strict projection iterates to
+        # the LR (height, width) the model was trained for; None in a place: any size there (up to max_lr_side)
+        self.lr_shape = tuple(lr_shape) if lr_shape is not None else None
+        self.domain = domain  # what the model was trained on ("mnist", "plates"); "" when unknown
+
+    def check_lr_shape(self, shape: tuple[int, int]) -> None:
+        """Refuse an LR image of another size than the model's (a clear error naming the model's input size)."""
+        if self.lr_shape is None:
+            return
+        want_h, want_w = self.lr_shape
+        if (want_h is not None and shape[0] != want_h) or (want_w is not None and shape[1] != want_w):
+            s = self.scale
+            if want_w is None:
+                need = f"LR images {want_h} pixels high (any width up to {self.max_lr_side}; HR {want_h * s} high)"
+            else:
+                need = f"{want_h}x{want_w} LR images ({want_h * s}x{want_w * s} HR)"
+            raise ValueError(f"model {self.name!r} takes {need}; got a {shape[0]}x{shape[1]} image "
+                             "(images are never resized: give one of the model's size)")
 
     @property
     def config(self) -> dict:
@@ -156,7 +174,8 @@ class FlowEngine:
 
         return {"engine": "flow", "name": self.name, "scale": self.scale, "channels": self.channels,
                 "kernel": self.kernel, "flow": asdict(self.flow.config), "ddpm": config_dict(self.ddpm_config),
-                "checkpoint_sha256": self.checkpoint_sha256, "projection_tol": self.projection_tol}
+                "checkpoint_sha256": self.checkpoint_sha256, "projection_tol": self.projection_tol,
+                "lr_shape": list(self.lr_shape) if self.lr_shape is not None else None, "domain": self.domain}
 
     def __repr__(self) -> str:
         return f"FlowEngine({self.name!r}, scale={self.scale}, channels={self.channels})"
@@ -187,6 +206,7 @@ class FlowEngine:
             raise ValueError(f"tau must be > 0, got {tau}")
         t0 = time.perf_counter()
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)
+        self.check_lr_shape(y_np.shape[-2:])
         y = torch.from_numpy(y_np).float()[None]  # (1, C, h, w)
         seeds = sample_seeds(int(seed), int(n))
         grid_shape = (4 * self.channels, y.shape[-2] * self.scale // 2, y.shape[-1] * self.scale // 2)
@@ -240,6 +260,7 @@ class FlowEngine:
                  reproject: Literal["auto", "always", "never"] = "auto") -> EnsembleReport:
         """Pixel mean of chosen samples (LDM-SS), checked against D (LR-PSNR) and the flow."""
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)
+        self.check_lr_shape(y_np.shape[-2:])
         return ensemble_of(images, y_np, self.scale, self.kernel, weights=weights, reproject=reproject,
                            flow_y=lambda x: self.flow(x).y)
 
@@ -273,6 +294,11 @@ def _flow_engine_from_state(st: dict, path: Path, **engine_kwargs) -> FlowEngine
     ddpm_config = KernelDDPMConfig(**dcfg)
     unet = build_unet(ddpm_config)
     unet.load_state_dict(st["unet_state"])
+    lr_shape = st.get("lr_shape")
+    if lr_shape is None and st.get("name", "").startswith("mnist-"):  # shipped before the field existed
+        lr_shape = [n // flow.config.scale for n in fcfg["hr_size"]]
+    engine_kwargs.setdefault("lr_shape", lr_shape)
+    engine_kwargs.setdefault("domain", st.get("domain", "mnist" if st.get("name", "").startswith("mnist-") else ""))
     return FlowEngine(st.get("name", path.stem), flow, unet, ddpm_config, checkpoint_sha256=_sha256(path),
                       train_info=st.get("train_info"), **engine_kwargs)
 

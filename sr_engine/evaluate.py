@@ -1,6 +1,8 @@
-"""Evaluate a model on the MNIST evaluation rows (row i with i % 500 >= 400).
+"""Evaluate a model on the MNIST evaluation rows (row i with i % 500 >= 400), or a plates model on the
+evaluation plates (held-out fonts and strings; :mod:`sr_engine.evaluate_plates`).
 
     python -m sr_engine evaluate --model mnist-x4 --per-digit 20 --n 64 --steps 8 --out results/eval-mnist-x4
+    python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4
 
 Per mode: LR-PSNR (mean with exact = 100 dB, median, worst, share >= 45 dB, share exact), consistency MSE
 (x 1e-5), PSNR / SSIM against HR of single samples and of the bank mean, diversity, the share of single samples
@@ -157,9 +159,11 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mnist-x4")
     p.add_argument("--per-digit", type=int, default=20, help="evaluation rows per digit (max 100)")
+    p.add_argument("--plates", type=int, default=100, help="plates models: evaluation plates (max 300)")
+    p.add_argument("--regression", default=None, help="plates models: a regression baseline checkpoint to add")
     p.add_argument("--n", type=int, default=64, help="samples per bank")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--modes", default="strict,flow,prior,prior@0.6",
+    p.add_argument("--modes", default=None,
                    help="comma-separated; prior@T runs prior mode at temperature T")
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -168,10 +172,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--figure", default=None, help="also write this PNG: HR | LR | bicubic | 8 samples | mean")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    if a.figure:
-        print(f"wrote {figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
-    rows = evaluate(a.model, a.per_digit, a.n, a.steps, tuple(a.modes.split(",")), a.tau, a.seed)
-    md = to_markdown(rows)
+    if getattr(load_engine(a.model), "domain", "") == "plates":
+        from . import evaluate_plates as ep
+
+        if a.figure:
+            print(f"wrote {ep.plates_figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
+        rows = ep.evaluate_plates(a.model, a.plates, a.n, a.steps, tuple((a.modes or "strict,flow").split(",")),
+                                  a.seed, regression=a.regression)
+        md = ep.to_markdown(rows)
+    else:
+        if a.figure:
+            print(f"wrote {figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
+        rows = evaluate(a.model, a.per_digit, a.n, a.steps,
+                        tuple((a.modes or "strict,flow,prior,prior@0.6").split(",")), a.tau, a.seed)
+        md = to_markdown(rows)
     print(md)
     if a.out:
         import pandas as pd

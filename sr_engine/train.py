@@ -27,10 +27,13 @@ from .degradation import get_degradation
 from .flow import FlowConfig, PseudoInverseFlow, zs_to_grid
 from .kernel_diffusion import KernelDDPMConfig, build_unet, config_dict, make_scheduler, training_loss
 
-# the shipped settings: name -> (scale, HR canvas)
+# the shipped settings: name -> scale, domain, HR size the engine samples at, training crop, LR input shape
+# (None: any width), and for plates the number of training renders and their seed
 PRESETS: dict[str, dict] = {
-    "mnist-x4": {"scale": 4, "pad_to": 28},
-    "mnist-x8": {"scale": 8, "pad_to": 32},
+    "mnist-x4": {"scale": 4, "domain": "mnist", "hr_size": (28, 28), "lr_shape": (7, 7)},
+    "mnist-x8": {"scale": 8, "domain": "mnist", "hr_size": (32, 32), "lr_shape": (4, 4)},
+    "plates-x4": {"scale": 4, "domain": "plates", "hr_size": (32, 128), "crop": (32, 64), "lr_shape": (8, None),
+                  "n_train": 24000, "render_seed": 1},
 }
 CHECKPOINT_FORMAT = "sr_engine.flow-kernel-ddpm/1"
 
@@ -82,6 +85,47 @@ class HRBatches:
         return x
 
 
+class PlateBatches:
+    """Endless shuffled batches of training plates (training fonts and strings only), randomly cropped to
+    ``crop`` at horizontal offsets that are multiples of 4 (the flow's Haar grid). The renders are cached in
+    ``cache_dir`` (they are a pure function of ``n`` and ``render_seed``)."""
+
+    def __init__(self, n: int, render_seed: int, crop: tuple[int, int], batch_size: int, seed: int,
+                 cache_dir: str | Path = "runs"):
+        from .plates import HR_SHAPE, render_plates
+
+        cache = Path(cache_dir) / f"plates-train-{n}-{render_seed}.npy"
+        if cache.exists():
+            images = np.load(cache)
+        else:
+            images = render_plates(n, render_seed, "train").images
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, images)
+        self.images = torch.from_numpy(images.astype(np.float32))[:, None]
+        if crop[0] != HR_SHAPE[0] or crop[1] > HR_SHAPE[1] or crop[1] % 4:
+            raise ValueError(f"crop {crop} must be (32, w) with w <= 128 a multiple of 4")
+        self.crop, self.batch_size = crop, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def next(self) -> torch.Tensor:
+        if len(self.order) < self.batch_size:
+            self.order = np.concatenate([self.order, self.rng.permutation(len(self.images))])
+        idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        w = self.crop[1]
+        offs = self.rng.integers(0, (self.images.shape[-1] - w) // 4 + 1, size=len(idx)) * 4
+        return torch.stack([self.images[i, :, :, o : o + w] for i, o in zip(idx, offs)])
+
+
+def make_batches(cfg: "TrainConfig", seed: int):
+    """The training batches of ``cfg.model``'s domain."""
+    preset = PRESETS[cfg.model]
+    if preset["domain"] == "plates":
+        return PlateBatches(preset["n_train"], preset["render_seed"], preset["crop"], cfg.batch_size, seed,
+                            cache_dir=cfg.work_dir)
+    return HRBatches(preset["hr_size"][0], cfg.batch_size, cfg.shift, seed)
+
+
 def dequantize(x255: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Uniform dequantisation centred on the grey levels: (u8 + U(-1/2, 1/2)) / 255."""
     return (x255 + torch.rand(x255.shape, generator=gen) - 0.5) / 255.0
@@ -118,7 +162,7 @@ def _save(path: Path, payload: dict) -> None:
 
 def build_flow_config(cfg: TrainConfig) -> FlowConfig:
     preset = PRESETS[cfg.model]
-    return FlowConfig(scale=preset["scale"], hr_size=(preset["pad_to"],) * 2, **cfg.flow)
+    return FlowConfig(scale=preset["scale"], hr_size=tuple(preset["hr_size"]), **cfg.flow)
 
 
 def train_flow(cfg: TrainConfig) -> None:
@@ -128,7 +172,7 @@ def train_flow(cfg: TrainConfig) -> None:
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
     path = _state_path(cfg, "flow")
     step, seconds = resume(path, flow_state=flow, opt_state=opt)
-    batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + step)
+    batches = make_batches(cfg, cfg.seed + step)
     gen = torch.Generator().manual_seed(cfg.seed + 1 + step)
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"flow {cfg.model}", mininterval=5)
     t0 = time.time()
@@ -174,7 +218,7 @@ def train_ddpm(cfg: TrainConfig) -> None:
     sched = make_scheduler(dcfg, "ddpm")
     path = _state_path(cfg, "ddpm")
     step, seconds = resume(path, unet_state=unet, opt_state=opt, ema_state=ema)
-    batches = HRBatches(fcfg.hr_size[0], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
+    batches = make_batches(cfg, cfg.seed + 7 + step)
     gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"ddpm {cfg.model}", mininterval=5)
     t0 = time.time()
@@ -215,6 +259,8 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
         "format": CHECKPOINT_FORMAT,
         "engine": "flow",
         "name": cfg.model,
+        "domain": PRESETS[cfg.model]["domain"],
+        "lr_shape": list(PRESETS[cfg.model]["lr_shape"]),
         "flow_config": asdict(flow.config),
         "flow_state": {k: v.clone() for k, v in flow.state_dict().items()},
         "ddpm_config": config_dict(dcfg),
@@ -247,11 +293,32 @@ def train_digit_classifier(seed: int, out: Path, rows: str = "train", epochs: in
     print(f"saved {out} ({hashlib.sha256(out.read_bytes()).hexdigest()[:12]})")
 
 
+# plate readers: role -> (training renders, their seed offset, epochs); renders are training fonts and strings
+READER_ROLES = {"judge": (16000, 100, 4), "rater": (6000, 200, 4)}
+
+
+def train_plate_reader(role: str, seed: int, out: Path) -> None:
+    """The judge (``data/readers/plates-reader.pt``) or simulated rater ``seed`` (``data/readers/rater-<seed>.pt``):
+    each trains on its own renders (render seed = offset + model seed), so no two share a plate."""
+    from .plates import render_plates
+    from .reader import save_reader, train_reader
+
+    n, offset, epochs = READER_ROLES[role]
+    t0 = time.time()
+    plates = render_plates(n, offset + seed, "train")
+    model = train_reader(plates.images, plates.texts, seed=seed, epochs=epochs)
+    save_reader(model, out, role=role, seed=seed, render_seed=offset + seed, n_plates=n, epochs=epochs,
+                seconds=round(time.time() - t0, 1))
+    print(f"saved {out} ({hashlib.sha256(out.read_bytes()).hexdigest()[:12]}) in {time.time() - t0:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sr_engine train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mnist-x4", choices=sorted(PRESETS))
-    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier"])
+    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier", "reader"])
+    p.add_argument("--reader-role", default="judge", choices=sorted(READER_ROLES),
+                   help="reader stage: the judge or a simulated rater (its --seed names it)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=None)
@@ -263,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(a.threads)
     if a.stage == "classifier":
         train_digit_classifier(a.seed, data_dir() / "classifiers" / "mnist-cnn.pt")
+        return
+    if a.stage == "reader":
+        name = "plates-reader.pt" if a.reader_role == "judge" else f"rater-{a.seed}.pt"
+        train_plate_reader(a.reader_role, a.seed, data_dir() / "readers" / name)
         return
     defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
     cfg = TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0], batch_size=a.batch_size,

@@ -1,4 +1,5 @@
-"""Every shipped model on disk: strict banks of LR images made from MNIST *training* rows are consistent."""
+"""Every shipped model on disk: strict banks of LR images made from *training* data (MNIST training rows, or
+training renders for a plates model) are consistent."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def _pad_to(engine) -> int:
 
 
 def _lr_images(engine) -> tuple[np.ndarray, np.ndarray]:
+    if getattr(engine, "domain", "") == "plates":
+        from sr_engine.plates import render_plates
+
+        hr = render_plates(3, seed=12345, split="train").images
+        return hr, np.round(np.clip(downscale_255(hr, engine.scale), 0, 255)).astype(np.uint8)
     digits = load_mnist("train", pad_to=_pad_to(engine))
     assert not (digits.rows[TRAIN_INDICES] % 500 >= 400).any()
     hr = digits.images[TRAIN_INDICES]

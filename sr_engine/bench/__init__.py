@@ -2,6 +2,7 @@
 
     python -m sr_engine benchmark --quick                       # CI: tiny baselines trained on the spot (minutes)
     python -m sr_engine benchmark train-baselines               # once: data/baselines/ (resumes; hours on a CPU)
+    python -m sr_engine benchmark train-baselines --plates --reg-steps 1500   # the plates regression baseline
     python -m sr_engine benchmark                               # the full setting; loads data/baselines/
     python -m sr_engine benchmark timing --model mnist-x4 --out results/timing-mnist-x4
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the per-method peak-memory subprocesses")
     p.add_argument("--reg-steps", type=int, default=None, help="regression net training steps (train-baselines)")
     p.add_argument("--ddpm-steps", type=int, default=None, help="pixel DDPM training steps (train-baselines)")
+    p.add_argument("--plates", action="store_true",
+                   help="train-baselines: only the plates regression net (x4, crops of the training plates)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
 
@@ -72,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = replace(cfg, baselines=base, engines=engines, threads=a.threads, memory=cfg.memory and not a.no_memory,
                   per_digit=a.per_digit or cfg.per_digit)
 
+    if part == "train-baselines" and a.plates:
+        from .baselines import train_regression
+
+        print(train_regression(replace(cfg.baselines, batch_size=32), 4, domain="plates"))
+        return
     if part == "train-baselines":
         from .baselines import train_baselines
 

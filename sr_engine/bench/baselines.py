@@ -91,18 +91,27 @@ def _schedule(cfg: BaselineConfig, steps: int) -> SimpleNamespace:
     return SimpleNamespace(lr=cfg.lr, warmup=cfg.warmup, steps=steps)
 
 
-def train_regression(cfg: BaselineConfig, scale: int) -> Path:
-    """Train (or resume) the L2 regression net for one scale; returns the exported weights' path."""
-    state_path, out = _paths(cfg, scale, "regression")
+def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> Path:
+    """Train (or resume) the L2 regression net for one scale; returns the exported weights' path. ``domain``
+    "plates" trains on crops of the training plates (``sr_engine.train.PlateBatches``, as the plates-x4 engine)
+    and writes ``plates-regression.pt``."""
+    from ..train import PRESETS, PlateBatches
+
+    state_path, out = _paths(cfg, scale, "regression" if domain == "mnist" else f"{domain}-regression")
     torch.manual_seed(cfg.seed)
     net = RegressionNet(cfg.reg_width, cfg.reg_blocks)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, seconds = resume(state_path, state=net, opt_state=opt)
-    batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + step)
+    if domain == "plates":
+        pr = PRESETS[f"plates-x{scale}"]
+        batches = PlateBatches(pr["n_train"], pr["render_seed"], pr["crop"], cfg.batch_size, cfg.seed + step,
+                               cache_dir=Path(cfg.work_dir).parent)
+    else:
+        batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + step)
     net.train()
     t0 = time.time()
-    bar = tqdm(range(step, cfg.reg_steps), initial=step, total=cfg.reg_steps, desc=f"regression x{scale}",
-               mininterval=5)
+    bar = tqdm(range(step, cfg.reg_steps), initial=step, total=cfg.reg_steps,
+               desc=f"{domain} regression x{scale}", mininterval=5)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, _schedule(cfg, cfg.reg_steps))
@@ -117,7 +126,7 @@ def train_regression(cfg: BaselineConfig, scale: int) -> Path:
                                "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
             bar.set_postfix(loss=f"{loss.item():.5f}")
     st = torch.load(state_path, weights_only=True) if state_path.exists() else {"seconds": seconds, "step": step}
-    _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale,
+    _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale, "domain": domain,
                 "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": net.state_dict(),
                 "train_info": {"steps": cfg.reg_steps, "seconds": round(st["seconds"], 1), "rows": "train",
                                "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}})

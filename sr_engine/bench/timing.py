@@ -1,5 +1,6 @@
 """Wall time of a bank on this CPU: the median of ``repeats`` runs after one warm-up, against the number of
-samples (1 to 256, 8 steps) and the number of steps (1 to 50, 64 samples), strict mode, DDIM."""
+samples (1 to 256, 8 steps) and the number of steps (1 to 50, 64 samples), strict mode, DDIM. For a plates model,
+also against the plate's width (64-sample banks, 8 steps): LR 8x16 to 8x64."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ def _median_seconds(eng, lr, n, steps, repeats) -> float:
 def run_timing(model: str, threads: int, repeats: int, out: str | None) -> str:
     torch.set_num_threads(threads)
     eng = load_engine(model)
-    pad_to = eng.flow.config.hr_size[0]
-    hr, _, _ = eval_subset(1, pad_to)
-    lr = make_lr(hr[3], eng.scale)
+    plates = getattr(eng, "domain", "") == "plates"
+    if plates:
+        from ..plates import eval_plates
+
+        hr0 = eval_plates().images[0]
+    else:
+        hr0 = eval_subset(1, eng.flow.config.hr_size[0])[0][3]
+    lr = make_lr(hr0, eng.scale)
     lines = [f"model {model}, torch {torch.__version__}, {threads} threads, {platform.processor() or platform.machine()}, "
              f"median of {repeats} runs after a warm-up, strict mode, DDIM", "",
              "| samples | steps | seconds per bank | ms per sample |", "|---|---|---|---|"]
@@ -39,6 +45,14 @@ def run_timing(model: str, threads: int, repeats: int, out: str | None) -> str:
         s = _median_seconds(eng, lr, n, steps, repeats if n * steps <= 64 * 16 else max(1, repeats // 2))
         lines.append(f"| {n} | {steps} | {s:.3f} | {1000 * s / n:.1f} |")
         print(lines[-1], flush=True)
+    if plates:  # how the time grows with the plate's width (the evaluation plate tiled, then cut)
+        lines += ["", "| LR size | HR size | samples | steps | seconds per bank |", "|---|---|---|---|---|"]
+        wide = np.tile(hr0, (1, 2))
+        for w in (16, 32, 48, 64):
+            lr_w = make_lr(wide[:, : 4 * w], eng.scale)
+            s = _median_seconds(eng, lr_w, 64, 8, repeats)
+            lines.append(f"| 8x{w} | 32x{4 * w} | 64 | 8 | {s:.3f} |")
+            print(lines[-1], flush=True)
     text = "\n".join(lines)
     print(text)
     if out:

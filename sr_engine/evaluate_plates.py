@@ -1,0 +1,196 @@
+"""Evaluate a plates model on the fixed evaluation plates (held-out fonts and strings, :mod:`sr_engine.plates`).
+
+    python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4
+
+Per method: LR-PSNR (mean with exact = 100 dB, median, worst, share >= 45 dB, share exact), consistency MSE
+(x 1e-5), PSNR / SSIM of single samples and of the bank mean, diversity, and what the project's plate reader
+(the judge, trained on HR training renders only) reads: character accuracy (1 - edit distance / characters) and
+whole-plate accuracy of single samples, of the bank mean and of the *picked ensemble*: simulated raters (readers
+trained on other renders and seeds) each pick the k samples they read most confidently, and the m most-voted
+samples are averaged (approval count, ties by Borda score then index, as the app). Rows for HR, bicubic
+upsampling and, when one is given, a regression baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .bank import load_engine
+from .bench.raters import most_voted
+from .data import data_dir
+from .metrics import CONSISTENT_DB, EXACT_DB, consistency_mse, diversity, lr_psnr_batch, psnr, ssim
+from .plates import eval_plates
+from .reader import char_accuracy, load_reader, plate_accuracy, read_plates
+
+
+@dataclass
+class PlateEvalRow:
+    method: str
+    images: int
+    samples: int
+    lr_psnr_mean: float
+    lr_psnr_median: float
+    lr_psnr_worst: float
+    share_consistent: float  # LR-PSNR >= 45 dB
+    share_exact: float
+    consistency_mse_1e5: float
+    psnr_single: float
+    ssim_single: float
+    psnr_mean_of_bank: float
+    ssim_mean_of_bank: float
+    diversity: float
+    char_acc_single: float  # the judge on single samples
+    plate_acc_single: float
+    char_acc_bank_mean: float  # the judge on the pixel mean of the whole bank
+    plate_acc_bank_mean: float
+    char_acc_picked: float  # the judge on the simulated raters' picked ensemble (NaN: not a bank)
+    plate_acc_picked: float
+    seconds_per_bank: float
+
+
+def readers_dir() -> Path:
+    return data_dir() / "readers"
+
+
+def load_plate_readers(root: str | Path | None = None):
+    """(judge, [simulated raters]) from ``data/readers/``."""
+    root = Path(root) if root else readers_dir()
+    judge = root / "plates-reader.pt"
+    if not judge.is_file():
+        raise FileNotFoundError(f"plate reader {judge} not found; run `python -m sr_engine train --stage reader`")
+    raters = [load_reader(p) for p in sorted(root.glob("rater-*.pt"))]
+    return load_reader(judge), raters
+
+
+def picked_ensemble(bank: np.ndarray, raters, k: int, m: int) -> np.ndarray:
+    """uint8 bank (n, H, W) -> uint8 (H, W): each rater picks the k samples it reads most confidently (highest
+    best-path log-probability), the m most-voted are averaged."""
+    picks = []
+    for r in raters:
+        _, conf = read_plates(r, bank)
+        picks.append(np.argsort(-conf, kind="stable")[: min(k, len(bank))])
+    chosen = most_voted(picks, len(bank), m)
+    return np.round(bank[chosen].astype(np.float64).mean(0)).astype(np.uint8)
+
+
+def _mean_u8(banks: np.ndarray) -> np.ndarray:
+    return np.round(banks.astype(np.float64).mean(1)).astype(np.uint8)
+
+
+def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, texts: list[str], judge, raters,
+              scale: int, seconds: float, k: int = 5, m: int = 5) -> PlateEvalRow:
+    """banks: uint8 (N_img, n, H, W); the picked ensemble is computed when n > 1 and raters are given."""
+    n_img, n = banks.shape[:2]
+    lrp = np.concatenate([lr_psnr_batch(b, l, scale) for b, l in zip(banks, lr)])
+    cmse = [consistency_mse(s, l, scale) for b, l in zip(banks, lr) for s in b]
+    means = _mean_u8(banks)
+    single, _ = read_plates(judge, banks.reshape(-1, *banks.shape[2:]))
+    truth_rep = [t for t in texts for _ in range(n)]
+    mean_read, _ = read_plates(judge, means)
+    if n > 1 and raters:
+        picked = np.stack([picked_ensemble(b, raters, k, m) for b in banks])
+        picked_read, _ = read_plates(judge, picked)
+        ca_p, pa_p = char_accuracy(picked_read, texts), plate_accuracy(picked_read, texts)
+    else:
+        ca_p = pa_p = float("nan")
+    return PlateEvalRow(
+        method=method, images=n_img, samples=n_img * n,
+        lr_psnr_mean=float(lrp.mean()), lr_psnr_median=float(np.median(lrp)), lr_psnr_worst=float(lrp.min()),
+        share_consistent=float((lrp >= CONSISTENT_DB).mean()), share_exact=float((lrp >= EXACT_DB).mean()),
+        consistency_mse_1e5=float(np.mean(cmse)),
+        psnr_single=float(np.mean([psnr(s, h) for b, h in zip(banks, hr) for s in b])),
+        ssim_single=float(np.mean([ssim(s, h) for b, h in zip(banks, hr) for s in b])),
+        psnr_mean_of_bank=float(np.mean([psnr(mm, h) for mm, h in zip(means, hr)])),
+        ssim_mean_of_bank=float(np.mean([ssim(mm, h) for mm, h in zip(means, hr)])),
+        diversity=float(np.mean([diversity(b) for b in banks])),
+        char_acc_single=char_accuracy(single, truth_rep), plate_acc_single=plate_accuracy(single, truth_rep),
+        char_acc_bank_mean=char_accuracy(mean_read, texts), plate_acc_bank_mean=plate_accuracy(mean_read, texts),
+        char_acc_picked=ca_p, plate_acc_picked=pa_p, seconds_per_bank=seconds,
+    )
+
+
+def to_markdown(rows: list[PlateEvalRow]) -> str:
+    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"  # noqa: E731  (NaN: not a bank)
+    head = ("| method | samples | LR-PSNR mean | median | worst | >= 45 dB | exact | cons. MSE x1e-5 | PSNR single "
+            "| SSIM single | PSNR bank mean | SSIM bank mean | diversity | char acc. single | plate acc. single "
+            "| char acc. bank mean | char acc. picked | plate acc. picked | s / bank |")
+    lines = [head, "|" + "---|" * 19]
+    for r in rows:
+        lines.append(
+            f"| {r.method} | {r.samples} | {r.lr_psnr_mean:.2f} | {r.lr_psnr_median:.2f} | {r.lr_psnr_worst:.2f} | "
+            f"{pct(r.share_consistent)} | {pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | "
+            f"{r.psnr_single:.2f} | {r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | "
+            f"{r.diversity:.4f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
+            f"{pct(r.char_acc_bank_mean)} | {pct(r.char_acc_picked)} | {pct(r.plate_acc_picked)} | "
+            f"{r.seconds_per_bank:.3f} |")
+    return "\n".join(lines)
+
+
+def evaluate_plates(model: str, plates: int = 100, n: int = 64, steps: int = 8, modes=("strict", "flow"),
+                    seed: int = 0, k: int = 5, m: int = 5, regression: str | None = None) -> list[PlateEvalRow]:
+    from .evaluate import bicubic_up, make_lr
+
+    eng = load_engine(model)
+    ev = eval_plates()
+    hr, texts = ev.images[:plates], ev.texts[:plates]
+    lr = make_lr(hr, eng.scale)
+    judge, raters = load_plate_readers()
+    out = [plate_row("HR (reference)", hr, lr, hr[:, None], texts, judge, raters, eng.scale, 0.0)]
+    t0 = time.perf_counter()
+    up = bicubic_up(lr, eng.scale)
+    out.append(plate_row("bicubic upsampling", hr, lr, up[:, None], texts, judge, raters, eng.scale,
+                         (time.perf_counter() - t0) / len(lr)))
+    if regression:
+        from .bench.baselines import RegressionNet  # noqa: F401  (its loader below)
+        import torch
+
+        st = torch.load(regression, weights_only=True)
+        net = RegressionNet(**st["config"])
+        net.load_state_dict(st["state"])
+        net.eval()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            reg = net(torch.from_numpy(up.astype(np.float32) / 255)[:, None]).clamp(0, 1).numpy()[:, 0]
+        reg = np.round(reg * 255).astype(np.uint8)
+        out.append(plate_row("regression (L2)", hr, lr, reg[:, None], texts, judge, raters, eng.scale,
+                             (time.perf_counter() - t0) / len(lr)))
+    for mode in modes:
+        banks, secs = [], []
+        for i, l in enumerate(tqdm(lr, desc=f"{model} {mode}", mininterval=5)):
+            b = eng.sample_bank(l, n=n, steps=steps, seed=seed + i, mode=mode)
+            banks.append(b.images)
+            secs.append(b.seconds)
+        out.append(plate_row(f"{mode} (n={n}, {steps} steps)", hr, lr, np.stack(banks), texts, judge, raters,
+                             eng.scale, float(np.median(secs)), k, m))
+    return out
+
+
+def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, steps: int = 8, seed: int = 0,
+                  zoom: int = 2) -> Path:
+    """A PNG, one evaluation plate per row: HR | LR (nearest) | bicubic | n strict samples | bank mean of 64."""
+    from PIL import Image
+
+    from .evaluate import bicubic_up, make_lr
+
+    eng = load_engine(model)
+    hr = eval_plates().images[:count]
+    lr = make_lr(hr, eng.scale)
+    up = bicubic_up(lr, eng.scale)
+    rows = []
+    for i, (h, l, u) in enumerate(zip(hr, lr, up)):
+        bank = eng.sample_bank(l, n=64, steps=steps, seed=seed + i)
+        mean = _mean_u8(bank.images[None])[0]
+        l_big = np.asarray(Image.fromarray(l).resize((h.shape[1], h.shape[0]), Image.NEAREST))
+        tiles = [h, l_big, u, *bank.images[:n], mean]
+        rows.append(np.concatenate([np.pad(t, 1, constant_values=128) for t in tiles], axis=1))
+    img = Image.fromarray(np.concatenate(rows, axis=0))
+    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
