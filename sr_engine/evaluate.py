@@ -67,26 +67,31 @@ def eval_subset(per_digit: int, pad_to: int):
     return d.images[keep], d.labels[keep], d.rows[keep]
 
 
-def _row(method, hr, lr, banks, labels, clf, scale, seconds) -> EvalRow:
-    """banks: uint8 (N_img, n, H, W)."""
+def bank_figures(banks: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict:
+    """The consistency and fidelity columns of a table row, for banks uint8 (N_img, n, H, W): LR-PSNR mean /
+    median / worst / shares, consistency MSE, PSNR / SSIM of single samples and of the bank mean, diversity."""
     n_img, n = banks.shape[:2]
     lrp = np.concatenate([lr_psnr_batch(b, l, scale) for b, l in zip(banks, lr)])
     cmse = [consistency_mse(s, l, scale) for b, l in zip(banks, lr) for s in b]
-    ps = [psnr(s, h) for b, h in zip(banks, hr) for s in b]
-    ss = [ssim(s, h) for b, h in zip(banks, hr) for s in b]
     means = np.round(banks.astype(np.float64).mean(1)).astype(np.uint8)
-    probs = predict_digits(clf, banks.reshape(-1, *banks.shape[2:]))
-    acc = float((probs.argmax(1) == np.repeat(labels, n)).mean())
-    return EvalRow(
-        method=method, images=n_img, samples=n_img * n,
+    return dict(
+        images=n_img, samples=n_img * n,
         lr_psnr_mean=float(lrp.mean()), lr_psnr_median=float(np.median(lrp)), lr_psnr_worst=float(lrp.min()),
         share_consistent=float((lrp >= CONSISTENT_DB).mean()), share_exact=float((lrp >= EXACT_DB).mean()),
         consistency_mse_1e5=float(np.mean(cmse)),
-        psnr_single=float(np.mean(ps)), ssim_single=float(np.mean(ss)),
+        psnr_single=float(np.mean([psnr(s, h) for b, h in zip(banks, hr) for s in b])),
+        ssim_single=float(np.mean([ssim(s, h) for b, h in zip(banks, hr) for s in b])),
         psnr_mean_of_bank=float(np.mean([psnr(m, h) for m, h in zip(means, hr)])),
         ssim_mean_of_bank=float(np.mean([ssim(m, h) for m, h in zip(means, hr)])),
-        diversity=float(np.mean([diversity(b) for b in banks])), digit_accuracy=acc, seconds_per_bank=seconds,
+        diversity=float(np.mean([diversity(b) for b in banks])),
     )
+
+
+def _row(method, hr, lr, banks, labels, clf, scale, seconds) -> EvalRow:
+    """banks: uint8 (N_img, n, H, W)."""
+    probs = predict_digits(clf, banks.reshape(-1, *banks.shape[2:]))
+    acc = float((probs.argmax(1) == np.repeat(labels, banks.shape[1])).mean())
+    return EvalRow(method=method, **bank_figures(banks, hr, lr, scale), digit_accuracy=acc, seconds_per_bank=seconds)
 
 
 def to_markdown(rows: list[EvalRow]) -> str:
@@ -144,9 +149,16 @@ def figure(model: str, path: str | Path, per_digit_index: int = 0, n: int = 8, s
         bank = eng.sample_bank(l, n=64, steps=steps, seed=seed)
         mean = np.round(bank.images.astype(np.float64).mean(0)).astype(np.uint8)
         l_big = np.asarray(Image.fromarray(l).resize((side, side), Image.NEAREST))
-        tiles = [h, l_big, u, *bank.images[:n], mean]
-        rows.append(np.concatenate([np.pad(t, 1, constant_values=128) for t in tiles], axis=1))
-    img = Image.fromarray(np.concatenate(rows, axis=0))
+        rows.append([h, l_big, u, *bank.images[:n], mean])
+    return save_tile_rows(rows, path, zoom)
+
+
+def save_tile_rows(rows: list[list[np.ndarray]], path: str | Path, zoom: int) -> Path:
+    """A PNG of uint8 tiles, one list per row, each tile framed in grey, enlarged ``zoom`` times (nearest)."""
+    from PIL import Image
+
+    img = Image.fromarray(np.concatenate(
+        [np.concatenate([np.pad(t, 1, constant_values=128) for t in tiles], axis=1) for tiles in rows], axis=0))
     img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

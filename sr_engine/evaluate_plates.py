@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .bank import load_engine
 from .bench.raters import most_voted
 from .data import data_dir
-from .metrics import CONSISTENT_DB, EXACT_DB, consistency_mse, diversity, lr_psnr_batch, psnr, ssim
+from .evaluate import bank_figures
 from .plates import eval_plates
 from .reader import char_accuracy, load_reader, plate_accuracy, read_plates
 
@@ -85,9 +85,7 @@ def _mean_u8(banks: np.ndarray) -> np.ndarray:
 def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, texts: list[str], judge, raters,
               scale: int, seconds: float, k: int = 5, m: int = 5) -> PlateEvalRow:
     """banks: uint8 (N_img, n, H, W); the picked ensemble is computed when n > 1 and raters are given."""
-    n_img, n = banks.shape[:2]
-    lrp = np.concatenate([lr_psnr_batch(b, l, scale) for b, l in zip(banks, lr)])
-    cmse = [consistency_mse(s, l, scale) for b, l in zip(banks, lr) for s in b]
+    n = banks.shape[1]
     means = _mean_u8(banks)
     single, _ = read_plates(judge, banks.reshape(-1, *banks.shape[2:]))
     truth_rep = [t for t in texts for _ in range(n)]
@@ -99,15 +97,7 @@ def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, te
     else:
         ca_p = pa_p = float("nan")
     return PlateEvalRow(
-        method=method, images=n_img, samples=n_img * n,
-        lr_psnr_mean=float(lrp.mean()), lr_psnr_median=float(np.median(lrp)), lr_psnr_worst=float(lrp.min()),
-        share_consistent=float((lrp >= CONSISTENT_DB).mean()), share_exact=float((lrp >= EXACT_DB).mean()),
-        consistency_mse_1e5=float(np.mean(cmse)),
-        psnr_single=float(np.mean([psnr(s, h) for b, h in zip(banks, hr) for s in b])),
-        ssim_single=float(np.mean([ssim(s, h) for b, h in zip(banks, hr) for s in b])),
-        psnr_mean_of_bank=float(np.mean([psnr(mm, h) for mm, h in zip(means, hr)])),
-        ssim_mean_of_bank=float(np.mean([ssim(mm, h) for mm, h in zip(means, hr)])),
-        diversity=float(np.mean([diversity(b) for b in banks])),
+        method=method, **bank_figures(banks, hr, lr, scale),
         char_acc_single=char_accuracy(single, truth_rep), plate_acc_single=plate_accuracy(single, truth_rep),
         char_acc_bank_mean=char_accuracy(mean_read, texts), plate_acc_bank_mean=plate_accuracy(mean_read, texts),
         char_acc_picked=ca_p, plate_acc_picked=pa_p, seconds_per_bank=seconds,
@@ -175,7 +165,7 @@ def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, step
     """A PNG, one evaluation plate per row: HR | LR (nearest) | bicubic | n strict samples | bank mean of 64."""
     from PIL import Image
 
-    from .evaluate import bicubic_up, make_lr
+    from .evaluate import bicubic_up, make_lr, save_tile_rows
 
     eng = load_engine(model)
     hr = eval_plates().images[:count]
@@ -186,11 +176,5 @@ def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, step
         bank = eng.sample_bank(l, n=64, steps=steps, seed=seed + i)
         mean = _mean_u8(bank.images[None])[0]
         l_big = np.asarray(Image.fromarray(l).resize((h.shape[1], h.shape[0]), Image.NEAREST))
-        tiles = [h, l_big, u, *bank.images[:n], mean]
-        rows.append(np.concatenate([np.pad(t, 1, constant_values=128) for t in tiles], axis=1))
-    img = Image.fromarray(np.concatenate(rows, axis=0))
-    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+        rows.append([h, l_big, u, *bank.images[:n], mean])
+    return save_tile_rows(rows, path, zoom)

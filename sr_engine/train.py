@@ -74,10 +74,15 @@ class HRBatches:
         self.rng = np.random.default_rng(seed)
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
 
-    def next(self) -> torch.Tensor:
+    def _indices(self) -> np.ndarray:
+        """The next batch's image indices: epochs of shuffled orders, carried over between epochs."""
         if len(self.order) < self.batch_size:
             self.order = np.concatenate([self.order, self.rng.permutation(len(self.images))])
         idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return idx
+
+    def next(self) -> torch.Tensor:
+        idx = self._indices()
         x = self.images[idx]
         if self.shift:
             dy, dx = self.rng.integers(-self.shift, self.shift + 1, size=2)
@@ -85,7 +90,7 @@ class HRBatches:
         return x
 
 
-class PlateBatches:
+class PlateBatches(HRBatches):
     """Endless shuffled batches of training plates (training fonts and strings only), randomly cropped to
     ``crop`` at horizontal offsets that are multiples of 4 (the flow's Haar grid). The renders are cached in
     ``cache_dir`` (they are a pure function of ``n`` and ``render_seed``)."""
@@ -109,9 +114,7 @@ class PlateBatches:
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
 
     def next(self) -> torch.Tensor:
-        if len(self.order) < self.batch_size:
-            self.order = np.concatenate([self.order, self.rng.permutation(len(self.images))])
-        idx, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        idx = self._indices()
         w = self.crop[1]
         offs = self.rng.integers(0, (self.images.shape[-1] - w) // 4 + 1, size=len(idx)) * 4
         return torch.stack([self.images[i, :, :, o : o + w] for i, o in zip(idx, offs)])

@@ -82,3 +82,22 @@ def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
     key = lambda p: (-p.distinct_readings, p.modal_share, p.index)  # noqa: E731
     assert key(amb[0]) <= key(amb[1]) <= key(gold)
     assert all(0 <= p.index < 5 and p.text == eval_plates().texts[p.index] for p in chosen)
+
+
+@pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
+def test_evaluate_plates_rows(tmp_path):
+    from sr_engine.evaluate_plates import evaluate_plates, plates_figure, to_markdown
+
+    rows = evaluate_plates("plates-x4", plates=2, n=3, steps=1, modes=("strict",), k=1, m=2)
+    by = {r.method.split(" (")[0]: r for r in rows}
+    assert set(by) == {"HR", "bicubic upsampling", "strict"}
+    strict = by["strict"]
+    assert strict.samples == 6 and strict.lr_psnr_worst >= 45 and strict.share_consistent == 1.0
+    assert 0 <= strict.char_acc_picked <= 1 and 0 <= strict.char_acc_single <= 1
+    assert by["HR"].char_acc_picked != by["HR"].char_acc_picked  # NaN: one image is not a bank
+    assert by["bicubic upsampling"].share_consistent == 0.0
+    assert "| strict (n=3, 1 steps) |" in to_markdown(rows)
+    from PIL import Image
+
+    img = Image.open(plates_figure("plates-x4", tmp_path / "f.png", count=2, n=2, steps=1, zoom=1))
+    assert img.size == (6 * 130, 2 * 34)  # HR, LR, bicubic, 2 samples, mean; 1-pixel frames
