@@ -29,7 +29,9 @@ from .metrics import CONSISTENT_DB, EXACT_DB, consistency_mse, diversity, downsc
 
 
 @dataclass
-class EvalRow:
+class BankRow:
+    """The columns every evaluation table shares (:func:`bank_figures` computes all but ``method``)."""
+
     method: str
     images: int
     samples: int
@@ -44,6 +46,10 @@ class EvalRow:
     psnr_mean_of_bank: float
     ssim_mean_of_bank: float
     diversity: float
+
+
+@dataclass
+class EvalRow(BankRow):
     digit_accuracy: float  # classifier reads the true digit, single samples
     seconds_per_bank: float
 

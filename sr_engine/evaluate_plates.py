@@ -23,27 +23,13 @@ from tqdm import tqdm
 from .bank import load_engine
 from .bench.raters import most_voted
 from .data import data_dir
-from .evaluate import bank_figures
+from .evaluate import BankRow, bank_figures
 from .plates import eval_plates
 from .reader import char_accuracy, load_reader, plate_accuracy, read_plates
 
 
 @dataclass
-class PlateEvalRow:
-    method: str
-    images: int
-    samples: int
-    lr_psnr_mean: float
-    lr_psnr_median: float
-    lr_psnr_worst: float
-    share_consistent: float  # LR-PSNR >= 45 dB
-    share_exact: float
-    consistency_mse_1e5: float
-    psnr_single: float
-    ssim_single: float
-    psnr_mean_of_bank: float
-    ssim_mean_of_bank: float
-    diversity: float
+class PlateEvalRow(BankRow):
     char_acc_single: float  # the judge on single samples
     plate_acc_single: float
     char_acc_bank_mean: float  # the judge on the pixel mean of the whole bank
