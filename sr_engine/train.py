@@ -149,7 +149,7 @@ def resume(path: Path, **stateful) -> tuple[int, float]:
     return its (step, seconds); (0, 0.0) when there is none yet."""
     if not path.exists():
         return 0, 0.0
-    st = torch.load(path, weights_only=True)
+    st = torch.load(path, map_location="cpu", weights_only=True)
     for key, obj in stateful.items():
         obj.load_state_dict(st[key])
     print(f"resumed {path} at step {st['step']}")

@@ -150,3 +150,33 @@ def test_train_baselines_resumes_and_keeps_finished(tmp_path):
     assert len(raters) == 1 and judge is not None
     with pytest.raises(FileNotFoundError, match="train-baselines"):
         load_regression(tmp_path / "nowhere", 4)
+
+
+def test_plates_section_and_parallel_units(tmp_path):
+    """Digits (tiny engine) and the plates section (the shipped plates-x4 engine, tiny plates baselines trained
+    here on 64 renders) in two worker processes: one benchmark.md with both, the plates files, strict exact."""
+    from dataclasses import replace
+
+    cfg = tiny_config(str(tmp_path / "out"), {4: _tiny_engine_checkpoint(tmp_path / "tiny-x4.pt")})
+    cfg = replace(cfg, domains=("mnist", "plates"), plates=2, jobs=2)
+    res = run_benchmark(cfg)
+    md = res.files["markdown"].read_text()
+    assert "## x4" in md and "## Plates (x4)" in md and "plates x4 consistency" in md
+    for name in ("plates.md", "plates_metrics.csv", "plates_ambiguity.csv", "plates_steps_tradeoff.png",
+                 "ambiguous_plates.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 100, name
+    df = pd.read_csv(tmp_path / "out" / "plates_metrics.csv")
+    assert set(df.family) == set(FAMILIES) and (df.images == 2).all()
+    strict = df[df.family == "kernel-strict"]
+    assert (strict.share_exact == 1).all() and (strict.lr_psnr_worst == 100).all()
+    assert df.char_acc_single.between(0, 1).all()
+    amb = pd.read_csv(tmp_path / "out" / "plates_ambiguity.csv")
+    assert len(amb) == 1 + 4 and amb.char_hr.gt(0.5).all()  # the judge reads the HR plates
+    assert len(res.rows) > 0 and res.plates is not None and len(res.plates.rows) == len(df)
+
+
+def test_plates_baselines_loaders_name_their_files(tmp_path):
+    from sr_engine.bench.baselines import load_pixel_ddpm
+
+    with pytest.raises(FileNotFoundError, match="--plates"):
+        load_pixel_ddpm(tmp_path, 4, "plates")

@@ -2,8 +2,9 @@
 
     python -m sr_engine benchmark --quick                       # CI: tiny baselines trained on the spot (minutes)
     python -m sr_engine benchmark train-baselines               # once: data/baselines/ (resumes; hours on a CPU)
-    python -m sr_engine benchmark train-baselines --plates --reg-steps 1500   # the plates regression baseline
-    python -m sr_engine benchmark                               # the full setting; loads data/baselines/
+    python -m sr_engine benchmark train-baselines --plates     # the plates baselines (x4)
+    python -m sr_engine benchmark --jobs 2                      # the full setting; loads data/baselines/
+    python -m sr_engine benchmark --domains plates              # only the plates section
     python -m sr_engine benchmark timing --model mnist-x4 --out results/timing-mnist-x4
 
 Parts: ``run`` (the default), ``train-baselines`` (with ``--quick``: the tiny ones), ``timing`` (bank wall
@@ -46,8 +47,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reg-steps", type=int, default=None, help="regression net training steps (train-baselines)")
     p.add_argument("--ddpm-steps", type=int, default=None, help="pixel DDPM training steps (train-baselines)")
     p.add_argument("--plates", action="store_true",
-                   help="train-baselines: only the plates regression net (x4, crops of the training plates)")
+                   help="train-baselines: the plates baselines (x4, crops of the training plates, batch 32)")
+    p.add_argument("--only", choices=["regression", "pixel-ddpm", "raters"], default=None,
+                   help="train-baselines: only this part")
+    p.add_argument("--device", default="cpu", help="train-baselines: torch device of the nets (cpu, cuda)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="run the scales (and the plates) in this many processes")
+    p.add_argument("--domains", default=None,
+                   help="comma-separated: mnist (the digits at each scale), plates (the plates section); default both")
+    p.add_argument("--plates-images", type=int, default=None, help="evaluation plates of the plates section")
+    p.add_argument("--sweep-n", type=int, default=None, help="samples per bank in the step sweeps")
     a = p.parse_args(argv)
 
     import torch
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.reg_steps:
         base = replace(base, reg_steps=a.reg_steps)
     if a.ddpm_steps:
-        base = replace(base, ddpm_steps=a.ddpm_steps)
+        base = replace(base, ddpm_steps=a.ddpm_steps, plates_ddpm_steps=a.ddpm_steps)
     if a.work_dir:
         base = replace(base, work_dir=a.work_dir)
     if a.scales:
@@ -72,22 +81,28 @@ def main(argv: list[str] | None = None) -> None:
     for spec in a.engine:
         s, _, model = spec.partition("=")
         engines[int(s)] = model
-    cfg = replace(cfg, baselines=base, engines=engines, threads=a.threads, memory=cfg.memory and not a.no_memory,
-                  per_digit=a.per_digit or cfg.per_digit)
+    cfg = replace(cfg, baselines=base, engines=engines, threads=a.threads, jobs=a.jobs,
+                  memory=cfg.memory and not a.no_memory, per_digit=a.per_digit or cfg.per_digit,
+                  plates=cfg.plates if a.plates_images is None else a.plates_images,
+                  sweep_n=a.sweep_n or cfg.sweep_n, plates_sweep_n=a.sweep_n or cfg.plates_sweep_n)
+    if a.domains:
+        cfg = replace(cfg, domains=tuple(d.strip() for d in a.domains.split(",") if d.strip()))
 
-    if part == "train-baselines" and a.plates:
-        from .baselines import train_regression
-
-        print(train_regression(replace(cfg.baselines, batch_size=32), 4, domain="plates"))
-        return
     if part == "train-baselines":
         from .baselines import train_baselines
 
-        for path in train_baselines(cfg.baselines):
+        base = replace(cfg.baselines, device=a.device)
+        if a.plates:
+            from .config import plates_baselines
+
+            base = plates_baselines(base)
+        parts = (a.only,) if a.only else ("regression", "pixel-ddpm", "raters")
+        for path in train_baselines(base, parts, domain="plates" if a.plates else "mnist"):
             print(path)
         return
     from .run import run_benchmark
 
     res = run_benchmark(cfg)
-    print(res.files["markdown"].read_text())
+    md = res.files.get("markdown") or res.files.get("plates_markdown")
+    print(md.read_text() if md else "nothing was run (no domain and scale selected)")
     print("wrote", ", ".join(str(f) for f in res.files.values()))

@@ -91,24 +91,47 @@ def _schedule(cfg: BaselineConfig, steps: int) -> SimpleNamespace:
     return SimpleNamespace(lr=cfg.lr, warmup=cfg.warmup, steps=steps)
 
 
+def _batches(cfg: BaselineConfig, scale: int, domain: str, seed: int):
+    """HR training batches (uint8 values as float, on the CPU): MNIST digits padded to the scale's canvas, or
+    crops of the training plates exactly as the plates engine was trained (``sr_engine.train.PlateBatches``)."""
+    from ..train import PRESETS, PlateBatches
+
+    if domain == "plates":
+        pr = PRESETS[f"plates-x{scale}"]
+        return PlateBatches(cfg.plates_train or pr["n_train"], pr["render_seed"], pr["crop"], cfg.batch_size, seed,
+                            cache_dir=Path(cfg.work_dir).parent)
+    if domain != "mnist":
+        raise ValueError(f"unknown domain {domain!r}; expected 'mnist' or 'plates'")
+    return HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, seed)
+
+
+def _cpu(state: dict) -> dict:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _train_info(cfg: BaselineConfig, steps: int, seconds: float) -> dict:
+    dev = torch.device(cfg.device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return {"steps": steps, "seconds": round(seconds, 1), "rows": "train", "device": where,
+            "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}
+
+
+def _name(kind: str, domain: str) -> str:
+    return kind if domain == "mnist" else f"{domain}-{kind}"
+
+
 def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> Path:
     """Train (or resume) the L2 regression net for one scale; returns the exported weights' path. ``domain``
     "plates" trains on crops of the training plates (``sr_engine.train.PlateBatches``, as the plates-x4 engine)
     and writes ``plates-regression.pt``."""
-    from ..train import PRESETS, PlateBatches
-
-    state_path, out = _paths(cfg, scale, "regression" if domain == "mnist" else f"{domain}-regression")
+    state_path, out = _paths(cfg, scale, _name("regression", domain))
     torch.manual_seed(cfg.seed)
     net = RegressionNet(cfg.reg_width, cfg.reg_blocks)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, seconds = resume(state_path, state=net, opt_state=opt)
-    if domain == "plates":
-        pr = PRESETS[f"plates-x{scale}"]
-        batches = PlateBatches(pr["n_train"], pr["render_seed"], pr["crop"], cfg.batch_size, cfg.seed + step,
-                               cache_dir=Path(cfg.work_dir).parent)
-    else:
-        batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + step)
-    net.train()
+    batches = _batches(cfg, scale, domain, cfg.seed + step)
+    dev = torch.device(cfg.device)
+    net.to(dev).train()
     t0 = time.time()
     bar = tqdm(range(step, cfg.reg_steps), initial=step, total=cfg.reg_steps,
                desc=f"{domain} regression x{scale}", mininterval=5)
@@ -116,8 +139,8 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, _schedule(cfg, cfg.reg_steps))
         x255 = batches.next()
-        up = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale)
-        loss = F.mse_loss(net(up), x255 / 255.0)
+        up = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale).to(dev)
+        loss = F.mse_loss(net(up), x255.to(dev) / 255.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,27 +148,31 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
             _save(state_path, {"state": net.state_dict(), "opt_state": opt.state_dict(), "step": step + 1,
                                "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
             bar.set_postfix(loss=f"{loss.item():.5f}")
-    st = torch.load(state_path, weights_only=True) if state_path.exists() else {"seconds": seconds, "step": step}
+    st = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {"seconds": seconds, "step": step}
     _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale, "domain": domain,
-                "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": net.state_dict(),
-                "train_info": {"steps": cfg.reg_steps, "seconds": round(st["seconds"], 1), "rows": "train",
-                               "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}})
+                "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": _cpu(net.state_dict()),
+                "train_info": _train_info(cfg, cfg.reg_steps, st["seconds"])})
     return out
 
 
-def train_pixel_ddpm(cfg: BaselineConfig, scale: int) -> Path:
-    """Train (or resume) the SR3-style pixel DDPM for one scale; exports the EMA weights."""
+def train_pixel_ddpm(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> Path:
+    """Train (or resume) the SR3-style pixel DDPM for one scale; exports the EMA weights. ``domain`` "plates"
+    trains on crops of the training plates and writes ``plates-pixel-ddpm.pt``. Noise and timesteps are drawn on
+    the CPU, so a run on ``cfg.device`` "cuda" sees the same draws as one on the CPU."""
     from diffusers.training_utils import EMAModel
 
-    state_path, out = _paths(cfg, scale, "pixel-ddpm")
+    state_path, out = _paths(cfg, scale, _name("pixel-ddpm", domain))
     dcfg = pixel_chain_config(cfg, scale)
+    dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     unet = build_pixel_unet(dcfg)
-    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    unet.to(dev)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     sched = make_scheduler(dcfg, "ddpm")
     step, seconds = resume(state_path, state=unet, opt_state=opt, ema_state=ema)
-    batches = HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, cfg.seed + 7 + step)
+    ema.to(dev)
+    batches = _batches(cfg, scale, domain, cfg.seed + 7 + step)
     gen = torch.Generator().manual_seed(cfg.seed + 11 + step)
     unet.train()
     t0 = time.time()
@@ -155,10 +182,10 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int) -> Path:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, _schedule(cfg, cfg.ddpm_steps))
         x255 = batches.next()
-        x0 = x255 / 127.5 - 1  # [-1, 1]
-        cond = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale) * 2 - 1
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, dcfg.num_train_timesteps, (x0.shape[0],), generator=gen)
+        cond = (bicubic_up_t(lr_of(x255, scale, "bicubic"), scale) * 2 - 1).to(dev)
+        x0 = (x255 / 127.5 - 1).to(dev)  # [-1, 1]
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
+        t = torch.randint(0, dcfg.num_train_timesteps, (x0.shape[0],), generator=gen).to(dev)
         x_t = sched.add_noise(x0, noise, t)  # q_sample (Ho et al. eq. 4)
         target = noise if dcfg.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
         loss = F.mse_loss(unet(torch.cat([x_t, cond], 1), t).sample, target)
@@ -173,13 +200,13 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int) -> Path:
                                "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
             bar.set_postfix(loss=f"{loss.item():.4f}")
     shadow = build_pixel_unet(dcfg)
-    shadow.load_state_dict(unet.state_dict())
+    shadow.load_state_dict(_cpu(unet.state_dict()))
+    ema.to("cpu")
     ema.copy_to(shadow.parameters())
-    st = torch.load(state_path, weights_only=True) if state_path.exists() else {"seconds": seconds}
-    _save(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "config": config_dict(dcfg),
-                "state": shadow.state_dict(),
-                "train_info": {"steps": cfg.ddpm_steps, "seconds": round(st["seconds"], 1), "rows": "train",
-                               "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}})
+    st = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {"seconds": seconds}
+    _save(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "domain": domain,
+                "config": config_dict(dcfg), "state": shadow.state_dict(),
+                "train_info": _train_info(cfg, cfg.ddpm_steps, st["seconds"])})
     return out
 
 
@@ -195,16 +222,26 @@ def train_rater(cfg: BaselineConfig, half: int, seed: int, out: Path) -> Path:
     return out
 
 
-def train_baselines(cfg: BaselineConfig) -> list[Path]:
-    """Train whatever is missing from ``cfg.export_path()`` or trained for fewer steps than ``cfg`` asks (it
-    resumes from its state in ``cfg.work_dir``); finished files are kept (delete one to retrain)."""
+def train_baselines(cfg: BaselineConfig, parts=("regression", "pixel-ddpm", "raters"),
+                    domain: str = "mnist") -> list[Path]:
+    """Train whatever of ``parts`` is missing from ``cfg.export_path()`` or trained for fewer steps than ``cfg``
+    asks (it resumes from its state in ``cfg.work_dir``); finished files are kept (delete one to retrain).
+    ``domain`` "plates": the plates nets at x4 (their raters and judge are the plate readers of
+    ``sr_engine.reader``, trained by ``python -m sr_engine train --stage reader``)."""
+    unknown = set(parts) - {"regression", "pixel-ddpm", "raters"}
+    if unknown:
+        raise ValueError(f"unknown baseline parts {sorted(unknown)}")
     done = []
-    for scale in cfg.scales:
-        for name, fn, steps in (("regression", train_regression, cfg.reg_steps),
-                                ("pixel-ddpm", train_pixel_ddpm, cfg.ddpm_steps)):
-            out = _paths(cfg, scale, name)[1]
-            finished = out.exists() and torch.load(out, weights_only=True)["train_info"]["steps"] >= steps
-            done.append(out if finished else fn(cfg, scale))  # an unfinished one resumes from its state
+    nets = [(n, fn, steps) for n, fn, steps in (("regression", train_regression, cfg.reg_steps),
+                                                  ("pixel-ddpm", train_pixel_ddpm, cfg.ddpm_steps)) if n in parts]
+    for scale in (cfg.scales if domain == "mnist" else (4,)):
+        for name, fn, steps in nets:
+            out = _paths(cfg, scale, _name(name, domain))[1]
+            finished = out.exists() and torch.load(out, map_location="cpu",
+                                                   weights_only=True)["train_info"]["steps"] >= steps
+            done.append(out if finished else fn(cfg, scale, domain))  # an unfinished one resumes from its state
+    if "raters" not in parts or domain != "mnist":
+        return done
     raters = cfg.export_path() / "raters"
     for i in range(cfg.raters):
         out = raters / f"rater-{i}.pt"
@@ -217,24 +254,25 @@ def train_baselines(cfg: BaselineConfig) -> list[Path]:
 # ---- loading -----------------------------------------------------------------------------------------------
 def _load(path: Path, kind: str) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"baseline {path} not found; run `python -m sr_engine benchmark train-baselines` "
-                                "(or the benchmark with --quick, which trains tiny ones)")
+        plates = " --plates" if path.name.startswith("plates-") else ""
+        raise FileNotFoundError(f"baseline {path} not found; run `python -m sr_engine benchmark train-baselines"
+                                f"{plates}` (or the benchmark with --quick, which trains tiny ones)")
     st = torch.load(path, map_location="cpu", weights_only=True)
     if st.get("format") != BASELINE_FORMAT or st.get("kind") != kind:
         raise ValueError(f"{path} is not a {kind} baseline")
     return st
 
 
-def load_regression(root: Path, scale: int) -> RegressionNet:
-    st = _load(Path(root) / f"x{scale}" / "regression.pt", "regression")
+def load_regression(root: Path, scale: int, domain: str = "mnist") -> RegressionNet:
+    st = _load(Path(root) / f"x{scale}" / f"{_name('regression', domain)}.pt", "regression")
     net = RegressionNet(**st["config"])
     net.load_state_dict(st["state"])
     return net.eval().requires_grad_(False)
 
 
-def load_pixel_ddpm(root: Path, scale: int):
+def load_pixel_ddpm(root: Path, scale: int, domain: str = "mnist"):
     """(unet, KernelDDPMConfig of its chain)."""
-    st = _load(Path(root) / f"x{scale}" / "pixel-ddpm.pt", "pixel-ddpm")
+    st = _load(Path(root) / f"x{scale}" / f"{_name('pixel-ddpm', domain)}.pt", "pixel-ddpm")
     d = dict(st["config"])
     d["block_out_channels"] = tuple(d["block_out_channels"])
     dcfg = KernelDDPMConfig(**d)

@@ -103,15 +103,20 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 
 class Methods:
     """Every family at one scale. ``baselines``: the folder with ``x<s>/regression.pt`` and
-    ``x<s>/pixel-ddpm.pt``; ``engine``: a ``load_engine`` name or path. Only what ``families`` names is loaded."""
+    ``x<s>/pixel-ddpm.pt`` (``plates-regression.pt`` ... for ``domain`` "plates"); ``engine``: a ``load_engine``
+    name or path. Only what ``families`` names is loaded. LR images may be rectangular (plates: 8 x 32)."""
 
-    def __init__(self, scale: int, engine: str, baselines: str | Path, families=FAMILIES, batch_size: int = 64):
+    def __init__(self, scale: int, engine: str, baselines: str | Path, families=FAMILIES, batch_size: int = 64,
+                 domain: str = "mnist"):
         self.scale = scale
         self.batch_size = batch_size
         fam = set(families)
         self.engine = load_engine(engine, scale=scale) if fam & {"prior", "kernel-flow", "kernel-strict"} else None
-        self.regression = load_regression(Path(baselines), scale) if "regression" in fam else None
-        self.pixel = load_pixel_ddpm(Path(baselines), scale) if fam & {"pixel-ddpm", "pixel-ddnm"} else None
+        if self.engine is not None and getattr(self.engine, "domain", "") not in ("", domain):
+            raise ValueError(f"engine {engine!r} was trained on {self.engine.domain}, not {domain}")
+        root = Path(baselines)
+        self.regression = load_regression(root, scale, domain) if "regression" in fam else None
+        self.pixel = load_pixel_ddpm(root, scale, domain) if fam & {"pixel-ddpm", "pixel-ddnm"} else None
 
     def bank(self, s: Setting, lr: np.ndarray, n: int, seed: int) -> np.ndarray:
         """uint8 LR (h, w) -> uint8 (n, H, W); deterministic families return one image (n is ignored)."""

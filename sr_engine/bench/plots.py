@@ -4,6 +4,7 @@
   the one-step methods (bicubic, regression, prior) as horizontal lines.
 - ``time_vs_samples.png``: wall time of one bank against its number of samples (log-log).
 - ``ambiguous_x<s>.png``: a few ambiguous LR digits with samples from each method.
+- ``plates_steps_tradeoff.png``, ``ambiguous_plates.png``: the same for the plates section (one method per row).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ COLORS = {"pixel-ddpm": "tab:orange", "pixel-ddnm": "tab:red", "kernel-flow": "t
           "kernel-strict": "tab:blue", "bicubic": "grey", "regression": "black", "prior": "tab:green"}
 
 
-def steps_tradeoff(df, path: Path) -> Path:
-    """df: the metrics table (pandas) with columns scale, family, steps, tau, psnr_single, lr_psnr_mean."""
+def steps_tradeoff(df, path: Path, prefix: str = "") -> Path:
+    """df: the metrics table (pandas) with columns scale, family, steps, tau, psnr_single, lr_psnr_mean;
+    ``prefix`` starts each panel's title (e.g. "plates ")."""
     scales = sorted(df.scale.unique())
     fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
     for j, s in enumerate(scales):
@@ -45,7 +47,7 @@ def steps_tradeoff(df, path: Path) -> Path:
             ticks = sorted(int(v) for v in d[d.family.isin(SAMPLERS)].steps.unique())
             ax.set_xticks(ticks, [str(v) for v in ticks])
             ax.set_xlabel("sampling steps")
-            ax.set_title(f"x{s}: {name}", fontsize=10)
+            ax.set_title(f"{prefix}x{s}: {name}", fontsize=10)
             ax.grid(alpha=0.3)
         axes[0, j].legend(fontsize=7)
     fig.tight_layout()
@@ -79,22 +81,42 @@ def time_vs_samples(df, path: Path) -> Path:
     return path
 
 
-def ambiguous_figure(columns: list[tuple[str, np.ndarray]], titles: list[str], path: Path) -> Path:
-    """columns: (name, uint8 (N_rows, H, W)) per column (an LR column is drawn with nearest-neighbour);
-    titles: one per row (e.g. the true digit and the judge's reading of bicubic)."""
-    rows = len(titles)
-    fig, axes = plt.subplots(rows, len(columns), figsize=(1.25 * len(columns), 1.35 * rows + 0.4), squeeze=False)
-    for c, (name, imgs) in enumerate(columns):
-        for r in range(rows):
+def _image_grid(grid: list[list[np.ndarray]], top: list[str], left: list[str], path: Path, figsize,
+                left_kw: dict | None = None) -> Path:
+    """grid[r][c] uint8 images (nearest-neighbour, grey 0..255), ``top`` titles over the first row, ``left``
+    labels beside the first column."""
+    fig, axes = plt.subplots(len(grid), len(grid[0]), figsize=figsize, squeeze=False)
+    for r, row in enumerate(grid):
+        for c, img in enumerate(row):
             ax = axes[r, c]
-            ax.imshow(imgs[r], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(name, fontsize=6.5)
+                ax.set_title(top[c], fontsize=6.5 if left_kw is None else 7)
             if c == 0:
-                ax.set_ylabel(titles[r], fontsize=7)
+                ax.set_ylabel(left[r], **(left_kw or {"fontsize": 7}))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def ambiguous_figure(columns: list[tuple[str, np.ndarray]], titles: list[str], path: Path) -> Path:
+    """columns: (name, uint8 (N_rows, H, W)) per column (an LR column is drawn with nearest-neighbour);
+    titles: one per row (e.g. the true digit and the judge's reading of bicubic)."""
+    rows = len(titles)
+    grid = [[imgs[r] for _, imgs in columns] for r in range(rows)]
+    return _image_grid(grid, [name for name, _ in columns], titles, path,
+                       (1.25 * len(columns), 1.35 * rows + 0.4))
+
+
+def plates_figure(panels: list[tuple[str, np.ndarray]], titles: list[str], path: Path) -> Path:
+    """Wide images: one row per method (``panels``: (name, uint8 (N, H, W))), one column per plate (``titles``:
+    one per plate, e.g. the true string and the judge's reading of bicubic)."""
+    cols, rows = len(titles), len(panels)
+    h, w = panels[0][1].shape[1:]
+    grid = [[imgs[c] for c in range(cols)] for _, imgs in panels]
+    return _image_grid(grid, titles, [name for name, _ in panels], path,
+                       (cols * 2.6, rows * (2.6 * h / w + 0.28) + 0.5),
+                       {"fontsize": 5.5, "rotation": 0, "ha": "right", "va": "center"})

@@ -48,6 +48,7 @@ class BenchResult:
     timing: list[dict]  # scale, family, n, seconds
     files: dict[str, Path] = field(default_factory=dict)
     rss_floor_mib: float = float("nan")  # the same process without loading or sampling anything
+    plates: object = None  # the plates section's PlateResult (bench.plates), when it ran
 
 
 def settings_for(cfg: BenchConfig) -> list[Setting]:
@@ -149,8 +150,9 @@ def metrics_markdown(rows: list[BenchRow], scale: int, timing_n: int) -> str:
     return "\n".join(lines)
 
 
-def claims_markdown(rows: list[BenchRow]) -> str:
-    """The issue's two claims, checked on this run's numbers (stated either way)."""
+def claims_markdown(rows: list, prefix: str = "") -> str:
+    """The issue's two claims, checked on this run's numbers (stated either way); ``rows``: BenchRows or the plates
+    section's rows, ``prefix`` names the latter ("plates ")."""
     out = []
     for scale in sorted({r.scale for r in rows}):
         rs = [r for r in rows if r.scale == scale]
@@ -163,7 +165,7 @@ def claims_markdown(rows: list[BenchRow]) -> str:
         s_mse = max(r.consistency_mse_1e5 for r in strict)
         best_mse = min(others, key=lambda r: r.consistency_mse_1e5)
         ok = s_worst >= best.lr_psnr_mean and s_mse <= best_mse.consistency_mse_1e5
-        out.append(f"- x{scale} consistency: kernel-strict's lowest LR-PSNR mean over its steps is {s_worst:.2f} dB "
+        out.append(f"- {prefix}x{scale} consistency: kernel-strict's lowest LR-PSNR mean over its steps is {s_worst:.2f} dB "
                    f"and its highest consistency MSE {s_mse:.4f} x1e-5; the most consistent other method is "
                    f"{best.method} ({best.lr_psnr_mean:.2f} dB) / {best_mse.method} "
                    f"({best_mse.consistency_mse_1e5:.4f} x1e-5): **{'holds' if ok else 'does not hold'}**.")
@@ -171,7 +173,7 @@ def claims_markdown(rows: list[BenchRow]) -> str:
             pix = [p for p in rs if p.family == "pixel-ddpm" and p.steps == r.steps]
             if pix:
                 faster = r.seconds_per_bank < pix[0].seconds_per_bank
-                out.append(f"- x{scale}, {r.steps} steps: kernel-strict {r.seconds_per_bank:.3f} s vs pixel-ddpm "
+                out.append(f"- {prefix}x{scale}, {r.steps} steps: kernel-strict {r.seconds_per_bank:.3f} s vs pixel-ddpm "
                            f"{pix[0].seconds_per_bank:.3f} s per {r.timing_n}-sample bank: "
                            f"**{'faster' if faster else 'not faster'}**.")
     return "\n".join(out)
@@ -185,6 +187,26 @@ def timing_markdown(tdf: pd.DataFrame) -> str:
     for (scale, fam), g in tdf.groupby(["scale", "family"], sort=False):
         secs = dict(zip(g.n, g.seconds))
         lines.append(f"| x{scale} | {fam} | " + " | ".join(f"{secs[n]:.3f}" if n in secs else "" for n in ns) + " |")
+    return "\n".join(lines)
+
+
+def baselines_markdown(root: Path, scales) -> str:
+    """One line per baseline network as its file records its training (steps, batch, time, device)."""
+    lines = []
+    for scale in scales:
+        for kind in ("regression", "pixel-ddpm"):
+            path = Path(root) / f"x{scale}" / f"{kind}.pt"
+            if not path.is_file():
+                continue
+            ti = torch.load(path, map_location="cpu", weights_only=True)["train_info"]
+            bc = ti["baseline_config"]
+            lines.append(f"- x{scale} {kind}: {ti['steps']} steps of batch {bc['batch_size']}, "
+                         f"{ti['seconds'] / 60:.1f} min on {ti.get('device', 'CPU')} (`{path.name}`)")
+    raters = sorted((Path(root) / "raters").glob("rater-*.pt"))
+    if raters:
+        st = torch.load(raters[0], map_location="cpu", weights_only=True)
+        lines.append(f"- simulated raters: {len(raters)} digit classifiers on training half 0, judge on half 1, "
+                     f"{st['epochs']} epochs each ({st['n_train']} rows per rater)")
     return "\n".join(lines)
 
 
@@ -210,12 +232,19 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None
              f"{cfg.per_digit} evaluation rows of each digit, `i % 500 >= 400`"
              + (f", first {cfg.max_images} only" if cfg.max_images else "") + f"); {cfg.sweep_n}-sample banks in "
              f"the step sweep; DDIM for every sampler; torch {torch.__version__}, {cfg.threads} thread(s), "
-             f"{platform.machine()}; run took {seconds:.0f} s. Baselines from `{b.export_path()}` "
-             f"(regression {b.reg_steps} steps, pixel DDPM {b.ddpm_steps} steps, {b.raters} raters, "
-             f"classifier epochs {b.classifier_epochs}).", ""]
+             f"{platform.machine()}" + (f", scales in {cfg.jobs} parallel processes" if cfg.jobs > 1 else "")
+             + f"; run took {seconds:.0f} s. Baselines from `{b.export_path()}`:", "",
+             baselines_markdown(b.export_path(), cfg.scales), ""]
     for scale in cfg.scales:
         lines += [f"## x{scale}", "", metrics_markdown(result.rows, scale, cfg.timing_n), ""]
-    lines += ["## Checks of the issue's claims", "", claims_markdown(result.rows), "",
+    if result.plates is not None:
+        from .plates import plates_markdown
+
+        lines += ["## Plates (x4)", "", plates_markdown(cfg, result.plates.rows, result.plates.ambiguity), ""]
+    claims = claims_markdown(result.rows)
+    if result.plates is not None:
+        claims += "\n" + claims_markdown(result.plates.rows, "plates ")
+    lines += ["## Checks of the issue's claims", "", claims, "",
               f"## Ambiguity resolution ({cfg.ambiguity_n}-sample banks at {cfg.ref_steps} steps, "
               f"k = {cfg.k_picks} picks per rater, m = {cfg.ensemble_size} most-voted averaged)", "",
               ambiguity_markdown(result.ambiguity), "",
@@ -244,18 +273,61 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None
     result.files["markdown"] = out / "benchmark.md"
 
 
+def _one_unit(cfg: BenchConfig, unit: tuple[str, int]):
+    """One unit of work (what a worker process of ``jobs > 1`` returns): ("mnist", scale) -> a BenchResult with
+    every method at that scale; ("plates", 4) -> the plates section's PlateResult (its files written)."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if unit[0] == "plates":
+        from .plates import run_plates
+
+        return run_plates(cfg)
+    raters, judge = load_raters(cfg.baselines.export_path())
+    result = BenchResult(rows=[], ambiguity=[], timing=[])
+    run_scale(cfg, unit[1], raters, judge, result, Path(cfg.out))
+    return result
+
+
 def run_benchmark(cfg: BenchConfig) -> BenchResult:
-    """Run every method at every scale of ``cfg`` and write the results folder ``cfg.out``."""
+    """Run every method at every scale of ``cfg`` (and the plates section when ``cfg.domains`` names it) and write
+    the results folder ``cfg.out``. With ``cfg.jobs`` > 1 the units (each scale, the plates) run in that many worker
+    processes (each with ``cfg.threads`` torch threads); the figures are the same as one after the other, the wall
+    times are then measured beside the other units' work."""
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    unknown = set(cfg.domains) - {"mnist", "plates"}
+    if unknown:
+        raise ValueError(f"unknown benchmark domains {sorted(unknown)}; expected mnist and/or plates")
+    units = [("mnist", s) for s in cfg.scales] if "mnist" in cfg.domains else []
+    units += [("plates", 4)] if "plates" in cfg.domains and cfg.plates else []
     if cfg.train_baselines:
-        train_baselines(cfg.baselines)
-    raters, judge = load_raters(cfg.baselines.export_path())
+        if "mnist" in cfg.domains:
+            train_baselines(cfg.baselines)
+        if ("plates", 4) in units:
+            from .config import plates_baselines
+
+            train_baselines(plates_baselines(cfg.baselines), ("regression", "pixel-ddpm"), domain="plates")
+    if cfg.jobs > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(cfg.jobs, len(units)), mp_context=mp.get_context("spawn")) as pool:
+            parts = list(pool.map(_one_unit, [cfg] * len(units), units))
+    else:
+        parts = [_one_unit(cfg, u) for u in units]
     result = BenchResult(rows=[], ambiguity=[], timing=[])
-    for scale in cfg.scales:
-        torch.manual_seed(cfg.seed)
-        run_scale(cfg, scale, raters, judge, result, out)
-    write_outputs(cfg, result, time.perf_counter() - t0)
+    for unit, part in zip(units, parts):
+        result.files.update(part.files)
+        if unit[0] == "plates":
+            result.plates = part
+            continue
+        result.rows += part.rows
+        result.ambiguity += part.ambiguity
+        result.timing += part.timing
+        if part.rss_floor_mib == part.rss_floor_mib:
+            result.rss_floor_mib = part.rss_floor_mib
+    if result.rows:
+        write_outputs(cfg, result, time.perf_counter() - t0)
     return result
