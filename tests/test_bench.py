@@ -76,7 +76,20 @@ def test_tiny_run_writes_sane_table_csv_and_plots(tiny_run):
 
     md = res.files["markdown"].read_text()
     assert "not results" in md and "## x4" in md and "kernel-strict (2 steps)" in md
-    assert "Ambiguity resolution" in md and "consistency: kernel-strict" in md
+    assert "Ambiguity resolution" in md and "consistency: kernel-strict" in md and "Partial" not in md
+
+
+def test_outputs_written_while_units_pending_say_so(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    from sr_engine.bench.run import write_outputs
+
+    cfg, res = tiny_run
+    part = replace(cfg, out=str(tmp_path), scales=(4, 8))  # x8 not done: no empty x8 table, a partial header
+    write_outputs(part, res, 12.0, pending=[("mnist", 8), ("plates", 4)])
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "**Partial: x8, plates still running" in md and "12 s so far" in md
+    assert "## x4" in md and "## x8" not in md and "ambiguous_x8" not in md
 
 
 def test_pixel_ddnm_step_makes_x0_consistent():

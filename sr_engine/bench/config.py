@@ -79,6 +79,8 @@ class BenchConfig:
     plates: int = 12  # evaluation plates of the plates section (the first of eval_plates())
     plates_engine: str = "plates-x4"  # its kernel-space engine (x4)
     plates_sweep_n: int = 8  # samples per bank in its step sweep
+    plates_timing_repeats: int = 1  # its wall times: one run after the warm-up (a 32x128 pixel-DDPM bank at 50
+    #                                 steps takes minutes on one core; the digits take the median of timing_repeats)
     readers: str = ""  # folder with plates-reader.pt (judge) and rater-*.pt; "" = data/readers
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     train_baselines: bool = False  # train missing baselines first (quick); the full run loads committed ones

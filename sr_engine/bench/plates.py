@@ -108,7 +108,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
             warm.add(s.family)
         banks = np.stack([methods.bank(s, l, n, cfg.seed + i) for i, l in enumerate(lr)])
         timing_n = 1 if s.deterministic else cfg.timing_n
-        _, secs = _timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.timing_repeats)
+        _, secs = _timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
         r = plate_row(s.label, hr, lr, banks, texts, judge, None, SCALE, secs)
         rows.append(PlateBenchRow(**asdict(r), scale=SCALE, family=s.family, steps=s.steps,
                                   tau=s.tau if s.family == "prior" else float("nan"), nfe=s.nfe, timing_n=timing_n))
@@ -200,5 +200,7 @@ def plates_markdown(cfg: BenchConfig, rows: list[PlateBenchRow], ambiguity: list
                      f"{pct(a.char_bicubic)} ({pct(a.plate_bicubic)}) | {pct(a.char_hr)} ({pct(a.plate_hr)}) | "
                      f"{pct(a.amb_char_ensemble)} | {pct(a.amb_char_single)} | {pct(a.amb_char_regression)} | "
                      f"{pct(a.amb_char_bicubic)} | {a.ensemble_lr_psnr_mean:.2f} |")
-    lines += ["", "Plots: `plates_steps_tradeoff.png`, `ambiguous_plates.png`."]
+    lines += ["", f"s / bank: wall time of one {cfg.timing_n}-sample bank for one plate after a warm-up call, "
+              + ("one run" if cfg.plates_timing_repeats == 1 else f"median of {cfg.plates_timing_repeats} runs")
+              + " (one-answer methods: one plate).", "", "Plots: `plates_steps_tradeoff.png`, `ambiguous_plates.png`."]
     return "\n".join(lines)

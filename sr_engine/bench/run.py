@@ -210,8 +210,11 @@ def baselines_markdown(root: Path, scales) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None:
+def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending=()) -> None:
+    """Write ``benchmark.md``, the CSVs and the plots of what ``result`` holds so far; ``pending`` names the units
+    still running (the header then says the file is partial)."""
     out = Path(cfg.out)
+    scales = sorted({r.scale for r in result.rows})
     df = pd.DataFrame([asdict(r) for r in result.rows])
     first = ["scale", "family", "method", "steps", "tau", "nfe"]
     df = df[first + [c for c in df.columns if c not in first]]
@@ -225,7 +228,12 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None
     result.files["time_vs_samples"] = time_vs_samples(tdf, out / "time_vs_samples.png")
 
     n_img = result.rows[0].images if result.rows else 0
-    note = ("**Quick/tiny setting: tiny baselines trained for a few hundred steps on the spot, tiny subsets and "
+    if pending:
+        todo = ", ".join("plates" if d == "plates" else f"x{s}" for d, s in pending)
+        note = f"**Partial: {todo} still running when this file was written.**\n\n"
+    else:
+        note = ""
+    note += ("**Quick/tiny setting: tiny baselines trained for a few hundred steps on the spot, tiny subsets and "
             "banks. These numbers test the pipeline; they are not results.**\n\n" if cfg.name != "full" else "")
     b = cfg.baselines
     lines = [f"# Benchmark ({cfg.name})", "", note + f"{n_img} evaluation images per scale (the first "
@@ -233,9 +241,9 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None
              + (f", first {cfg.max_images} only" if cfg.max_images else "") + f"); {cfg.sweep_n}-sample banks in "
              f"the step sweep; DDIM for every sampler; torch {torch.__version__}, {cfg.threads} thread(s), "
              f"{platform.machine()}" + (f", scales in {cfg.jobs} parallel processes" if cfg.jobs > 1 else "")
-             + f"; run took {seconds:.0f} s. Baselines from `{b.export_path()}`:", "",
-             baselines_markdown(b.export_path(), cfg.scales), ""]
-    for scale in cfg.scales:
+             + f"; run took {seconds:.0f} s" + (" so far" if pending else "") + ". Baselines from `{b.export_path()}`:", "",
+             baselines_markdown(b.export_path(), scales), ""]
+    for scale in scales:
         lines += [f"## x{scale}", "", metrics_markdown(result.rows, scale, cfg.timing_n), ""]
     if result.plates is not None:
         from .plates import plates_markdown
@@ -268,7 +276,7 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float) -> None
               f"- Ambiguous subset: images whose bicubic upsampling the judge misreads or reads with confidence "
               f"< {cfg.ambiguous_confidence} (fixed in advance). 'single sample' = the bank's first sample.",
               "", "Plots: `steps_tradeoff.png`, `time_vs_samples.png`, "
-              + ", ".join(f"`ambiguous_x{s}.png`" for s in cfg.scales) + "."]
+              + ", ".join(f"`ambiguous_x{s}.png`" for s in scales) + "."]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
     result.files["markdown"] = out / "benchmark.md"
 
@@ -309,25 +317,34 @@ def run_benchmark(cfg: BenchConfig) -> BenchResult:
             from .config import plates_baselines
 
             train_baselines(plates_baselines(cfg.baselines), ("regression", "pixel-ddpm"), domain="plates")
-    if cfg.jobs > 1 and len(units) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(min(cfg.jobs, len(units)), mp_context=mp.get_context("spawn")) as pool:
-            parts = list(pool.map(_one_unit, [cfg] * len(units), units))
-    else:
-        parts = [_one_unit(cfg, u) for u in units]
     result = BenchResult(rows=[], ambiguity=[], timing=[])
-    for unit, part in zip(units, parts):
+    pending = list(units)
+
+    def merge(unit, part) -> None:  # each unit's results are written as soon as it is done
+        pending.remove(unit)
         result.files.update(part.files)
         if unit[0] == "plates":
             result.plates = part
-            continue
-        result.rows += part.rows
-        result.ambiguity += part.ambiguity
-        result.timing += part.timing
-        if part.rss_floor_mib == part.rss_floor_mib:
-            result.rss_floor_mib = part.rss_floor_mib
-    if result.rows:
-        write_outputs(cfg, result, time.perf_counter() - t0)
+        else:
+            result.rows += part.rows
+            result.ambiguity += part.ambiguity
+            result.timing += part.timing
+            if part.rss_floor_mib == part.rss_floor_mib:
+                result.rss_floor_mib = part.rss_floor_mib
+            for lst in (result.rows, result.ambiguity, result.timing):  # scales in order, whichever ends first
+                lst.sort(key=lambda r: r["scale"] if isinstance(r, dict) else r.scale)
+        if result.rows:
+            write_outputs(cfg, result, time.perf_counter() - t0, pending)
+
+    if cfg.jobs > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(min(cfg.jobs, len(units)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_one_unit, cfg, u): u for u in units}
+            for fut in as_completed(futures):
+                merge(futures[fut], fut.result())
+    else:
+        for u in units:
+            merge(u, _one_unit(cfg, u))
     return result
