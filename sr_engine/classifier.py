@@ -65,11 +65,15 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int = 0, epoc
     return model.eval()
 
 
-def load_classifier(path: str | Path) -> DigitCNN:
-    st = torch.load(path, weights_only=True)
-    model = DigitCNN()
-    model.load_state_dict(st["state"])
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a ``{"state": state_dict, ...}`` checkpoint (the evaluation nets' format) into ``model``, on the CPU,
+    in eval mode."""
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
     return model.eval()
+
+
+def load_classifier(path: str | Path) -> DigitCNN:
+    return load_weights(DigitCNN(), path)
 
 
 @torch.no_grad()

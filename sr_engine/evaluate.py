@@ -100,16 +100,27 @@ def _row(method, hr, lr, banks, labels, clf, scale, seconds) -> EvalRow:
     return EvalRow(method=method, **bank_figures(banks, hr, lr, scale), digit_accuracy=acc, seconds_per_bank=seconds)
 
 
+def pct(v: float) -> str:
+    """A share as a percentage; NaN (not measured for this row) as n/a."""
+    return "n/a" if v != v else f"{100 * v:.1f}%"
+
+
+# the columns of bank_figures in every evaluate table (digits and plates), and their cells
+BANK_HEAD = ("LR-PSNR mean | median | worst | >= 45 dB | exact | cons. MSE x1e-5 | PSNR single | SSIM single | "
+             "PSNR bank mean | SSIM bank mean | diversity")
+
+
+def bank_cells(r) -> str:
+    return (f"{r.lr_psnr_mean:.2f} | {r.lr_psnr_median:.2f} | {r.lr_psnr_worst:.2f} | {pct(r.share_consistent)} | "
+            f"{pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | {r.psnr_single:.2f} | {r.ssim_single:.3f} | "
+            f"{r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | {r.diversity:.4f}")
+
+
 def to_markdown(rows: list[EvalRow]) -> str:
-    head = ("| method | samples | LR-PSNR mean | median | worst | >= 45 dB | exact | cons. MSE x1e-5 | PSNR single "
-            "| SSIM single | PSNR bank mean | SSIM bank mean | diversity | digit acc. | s / bank |")
-    lines = [head, "|" + "---|" * 15]
+    lines = [f"| method | samples | {BANK_HEAD} | digit acc. | s / bank |", "|" + "---|" * 15]
     for r in rows:
-        lines.append(
-            f"| {r.method} | {r.samples} | {r.lr_psnr_mean:.2f} | {r.lr_psnr_median:.2f} | {r.lr_psnr_worst:.2f} | "
-            f"{100 * r.share_consistent:.1f}% | {100 * r.share_exact:.1f}% | {r.consistency_mse_1e5:.3f} | "
-            f"{r.psnr_single:.2f} | {r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | "
-            f"{r.diversity:.4f} | {100 * r.digit_accuracy:.1f}% | {r.seconds_per_bank:.3f} |")
+        lines.append(f"| {r.method} | {r.samples} | {bank_cells(r)} | {pct(r.digit_accuracy)} | "
+                     f"{r.seconds_per_bank:.3f} |")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .bank import load_engine
 from .bench.raters import most_voted
 from .data import data_dir
-from .evaluate import BankRow, bank_figures
+from .evaluate import BANK_HEAD, BankRow, bank_cells, bank_figures, pct
 from .plates import eval_plates
 from .reader import char_accuracy, load_reader, plate_accuracy, read_plates
 
@@ -91,19 +91,12 @@ def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, te
 
 
 def to_markdown(rows: list[PlateEvalRow]) -> str:
-    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"  # noqa: E731  (NaN: not a bank)
-    head = ("| method | samples | LR-PSNR mean | median | worst | >= 45 dB | exact | cons. MSE x1e-5 | PSNR single "
-            "| SSIM single | PSNR bank mean | SSIM bank mean | diversity | char acc. single | plate acc. single "
-            "| char acc. bank mean | char acc. picked | plate acc. picked | s / bank |")
-    lines = [head, "|" + "---|" * 19]
-    for r in rows:
-        lines.append(
-            f"| {r.method} | {r.samples} | {r.lr_psnr_mean:.2f} | {r.lr_psnr_median:.2f} | {r.lr_psnr_worst:.2f} | "
-            f"{pct(r.share_consistent)} | {pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | "
-            f"{r.psnr_single:.2f} | {r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | "
-            f"{r.diversity:.4f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
-            f"{pct(r.char_acc_bank_mean)} | {pct(r.char_acc_picked)} | {pct(r.plate_acc_picked)} | "
-            f"{r.seconds_per_bank:.3f} |")
+    lines = [f"| method | samples | {BANK_HEAD} | char acc. single | plate acc. single | char acc. bank mean | "
+             "char acc. picked | plate acc. picked | s / bank |", "|" + "---|" * 19]
+    for r in rows:  # NaN accuracies (n/a): rows that are not a bank
+        lines.append(f"| {r.method} | {r.samples} | {bank_cells(r)} | {pct(r.char_acc_single)} | "
+                     f"{pct(r.plate_acc_single)} | {pct(r.char_acc_bank_mean)} | {pct(r.char_acc_picked)} | "
+                     f"{pct(r.plate_acc_picked)} | {r.seconds_per_bank:.3f} |")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .classifier import load_weights
 from .plates import ALPHABET, HR_SHAPE
 
 BLANK = 0  # CTC blank; character c has class ALPHABET.index(c) + 1
@@ -130,10 +131,7 @@ def save_reader(model: PlateReader, path: str | Path, **info) -> None:
 
 
 def load_reader(path: str | Path) -> PlateReader:
-    st = torch.load(path, weights_only=True)
-    model = PlateReader()
-    model.load_state_dict(st["state"])
-    return model.eval()
+    return load_weights(PlateReader(), path)
 
 
 @torch.no_grad()

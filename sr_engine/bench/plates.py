@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..evaluate import make_lr
+from ..evaluate import make_lr, pct
 from ..evaluate_plates import PlateEvalRow, load_plate_readers, picked_ensemble, plate_row
 from ..metrics import lr_psnr
 from ..plates import eval_plates
@@ -174,7 +174,6 @@ def write_plates(cfg, rows, ambiguity, hr, lr, texts, singles, samples, ensemble
 
 def plates_markdown(cfg: BenchConfig, rows: list[PlateBenchRow], ambiguity: list[PlateAmbiguityRow]) -> str:
     """The plates section of ``benchmark.md`` (also written alone as ``plates.md``)."""
-    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"  # noqa: E731
     n_img = rows[0].images if rows else 0
     lines = [f"{n_img} evaluation plates (the first {cfg.plates} of `eval_plates()`: held-out fonts and strings), "
              f"engine `{cfg.plates_engine}`, {cfg.plates_sweep_n}-sample banks in the step sweep, DDIM for every "
