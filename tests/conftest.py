@@ -71,6 +71,19 @@ def make_store(url: str):
     return engine, make_session_factory(engine)
 
 
+def wait_for_banks(client, pid: int, n: int, worker, timeout: float = 60.0) -> str:
+    """Poll the app's /bank_progress until ``n`` of ``n`` banks are complete and the worker is idle; the last
+    progress text (the caller asserts on it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        progress = client.predict(pid, api_name="/bank_progress")
+        if (f"{n} of {n} banks complete" in progress and worker.idle()) or time.monotonic() > deadline:
+            return progress
+        time.sleep(0.5)
+
+
 def tiny_lr_images(count: int, size: tuple[int, int] = (4, 4), seed: int = 0) -> list[np.ndarray]:
     """Distinct uint8 LR images (h, w) made by downscaling smooth HR images."""
     from sr_engine.metrics import downscale_255

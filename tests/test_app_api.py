@@ -14,7 +14,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from conftest import seeded_project, tiny_flow_engine  # noqa: E402
+from conftest import seeded_project, tiny_flow_engine, wait_for_banks  # noqa: E402
 
 PASSWORDS = {"admin": "admin-pw-1", "rita": "rater-pw-1", "rob": "rater-pw-2", "ana": "analyst-pw-1"}
 
@@ -147,14 +147,7 @@ def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
     msg, _ = c.predict(pid, [handle_file(str(p)) for p in paths], api_name="/upload_images")
     assert "Imported 2 image(s)" in msg
     c.predict(pid, api_name="/generate_banks")
-    import time
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        progress = c.predict(pid, api_name="/bank_progress")
-        if "2 of 2 banks complete" in progress and ctx.worker.idle():
-            break
-        time.sleep(0.5)
+    progress = wait_for_banks(c, pid, 2, ctx.worker)
     assert "2 of 2 banks complete" in progress, progress
     msg, _ = c.predict("newbie", "rater", "pw-newbie", api_name="/add_rater")
     assert "Added rater newbie" in msg

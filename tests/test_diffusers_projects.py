@@ -13,7 +13,6 @@ import json
 import os
 import re
 import socket
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network at any point
@@ -32,7 +31,8 @@ from annotation.exports import export, provenance, read_table
 from annotation.images import decode_png, import_images
 from annotation.projects import create_project, load_model, model_spec, settings_for_engine
 from annotation.tasks import next_task, submit
-from conftest import make_store, smooth_hr, tiny_flow_engine, tiny_ldm_pipeline, tiny_sd_upscale_pipeline
+from conftest import (make_store, smooth_hr, tiny_flow_engine, tiny_ldm_pipeline, tiny_sd_upscale_pipeline,
+                      wait_for_banks)
 from db.engine import session_scope
 from db.models import LRImage, Project
 from sr_engine.metrics import CONSISTENT_DB, EXACT_DB, downscale_255, lr_psnr
@@ -280,12 +280,7 @@ def test_admin_creates_a_diffusers_project_in_the_app(ldm_folder, tmp_path):
         msg, _ = admin.predict(pid, [handle_file(str(lr_path))], api_name="/upload_images")
         assert "Imported 1 image(s)" in msg
         admin.predict(pid, api_name="/generate_banks")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            progress = admin.predict(pid, api_name="/bank_progress")
-            if "1 of 1 banks complete" in progress and ctx.worker.idle():
-                break
-            time.sleep(0.5)
+        progress = wait_for_banks(admin, pid, 1, ctx.worker, timeout=120)
         assert "1 of 1 banks complete" in progress, progress
         out = rater.predict(pid, api_name="/next_task")
         sids = [int(x) for x in re.findall(r"data-sid='(\d+)'", out[1])]
