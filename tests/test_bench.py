@@ -88,7 +88,7 @@ def test_outputs_written_while_units_pending_say_so(tiny_run, tmp_path):
     part = replace(cfg, out=str(tmp_path), scales=(4, 8))  # x8 not done: no empty x8 table, a partial header
     write_outputs(part, res, 12.0, pending=[("mnist", 8), ("plates", 4)])
     md = (tmp_path / "benchmark.md").read_text()
-    assert "**Partial: x8, plates still running" in md and "12 s so far" in md
+    assert "**Partial: x8, plates still running" in md and "12 s so far. Baselines from `" in md and "{" not in md
     assert "## x4" in md and "## x8" not in md and "ambiguous_x8" not in md
 
 
