@@ -175,6 +175,7 @@ def test_plates_section_and_parallel_units(tmp_path):
     res = run_benchmark(cfg)
     md = res.files["markdown"].read_text()
     assert "## x4" in md and "## Plates (x4)" in md and "plates x4 consistency" in md
+    assert "- plates regression: 3 steps" in md and "(`plates-pixel-ddpm.pt`)" in md  # its baselines are listed
     for name in ("plates.md", "plates_metrics.csv", "plates_ambiguity.csv", "plates_steps_tradeoff.png",
                  "ambiguous_plates.png"):
         assert (tmp_path / "out" / name).stat().st_size > 100, name

@@ -190,17 +190,22 @@ def timing_markdown(tdf: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def baselines_markdown(root: Path, scales) -> str:
-    """One line per baseline network as its file records its training (steps, batch, time, device)."""
+def baselines_markdown(root: Path, scales, plates: bool = False) -> str:
+    """One line per baseline network as its file records its training (steps, batch, time, device); with
+    ``plates`` also the plates section's (x4)."""
+    from .baselines import _name
+
+    units = [(s, "mnist") for s in scales] + ([(4, "plates")] if plates else [])
     lines = []
-    for scale in scales:
+    for scale, domain in units:
         for kind in ("regression", "pixel-ddpm"):
-            path = Path(root) / f"x{scale}" / f"{kind}.pt"
+            path = Path(root) / f"x{scale}" / f"{_name(kind, domain)}.pt"
             if not path.is_file():
                 continue
             ti = torch.load(path, map_location="cpu", weights_only=True)["train_info"]
             bc = ti["baseline_config"]
-            lines.append(f"- x{scale} {kind}: {ti['steps']} steps of batch {bc['batch_size']}, "
+            what = f"x{scale} {kind}" if domain == "mnist" else f"plates {kind}"
+            lines.append(f"- {what}: {ti['steps']} steps of batch {bc['batch_size']}, "
                          f"{ti['seconds'] / 60:.1f} min on {ti.get('device', 'CPU')} (`{path.name}`)")
     raters = sorted((Path(root) / "raters").glob("rater-*.pt"))
     if raters:
@@ -242,7 +247,7 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending
              f"the step sweep; DDIM for every sampler; torch {torch.__version__}, {cfg.threads} thread(s), "
              f"{platform.machine()}" + (f", scales in {cfg.jobs} parallel processes" if cfg.jobs > 1 else "")
              + f"; run took {seconds:.0f} s" + (" so far" if pending else "") + f". Baselines from `{b.export_path()}`:", "",
-             baselines_markdown(b.export_path(), scales), ""]
+             baselines_markdown(b.export_path(), scales, result.plates is not None), ""]
     for scale in scales:
         lines += [f"## x{scale}", "", metrics_markdown(result.rows, scale, cfg.timing_n), ""]
     if result.plates is not None:
