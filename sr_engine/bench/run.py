@@ -246,7 +246,8 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending
              + (f", first {cfg.max_images} only" if cfg.max_images else "") + f"); {cfg.sweep_n}-sample banks in "
              f"the step sweep; DDIM for every sampler; torch {torch.__version__}, {cfg.threads} thread(s), "
              f"{platform.machine()}" + (f", scales in {cfg.jobs} parallel processes" if cfg.jobs > 1 else "")
-             + f"; run took {seconds:.0f} s" + (" so far" if pending else "") + f". Baselines from `{b.export_path()}`:", "",
+             + f"; run took {seconds:.0f} s" + (" so far" if pending else "")
+             + f". Baselines from `{b.export_path()}`:", "",
              baselines_markdown(b.export_path(), scales, result.plates is not None), ""]
     for scale in scales:
         lines += [f"## x{scale}", "", metrics_markdown(result.rows, scale, cfg.timing_n), ""]
