@@ -116,6 +116,13 @@ def _train_info(cfg: BaselineConfig, steps: int, seconds: float) -> dict:
             "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}
 
 
+def _trained_seconds(state_path: Path, seconds: float) -> float:
+    """Training time as the last resumable checkpoint records it (``seconds``, what resuming found, if none)."""
+    if not state_path.exists():
+        return seconds
+    return torch.load(state_path, map_location="cpu", weights_only=True)["seconds"]
+
+
 def _name(kind: str, domain: str) -> str:
     return kind if domain == "mnist" else f"{domain}-{kind}"
 
@@ -148,10 +155,9 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
             _save(state_path, {"state": net.state_dict(), "opt_state": opt.state_dict(), "step": step + 1,
                                "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
             bar.set_postfix(loss=f"{loss.item():.5f}")
-    st = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {"seconds": seconds, "step": step}
     _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale, "domain": domain,
                 "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": _cpu(net.state_dict()),
-                "train_info": _train_info(cfg, cfg.reg_steps, st["seconds"])})
+                "train_info": _train_info(cfg, cfg.reg_steps, _trained_seconds(state_path, seconds))})
     return out
 
 
@@ -203,10 +209,9 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
     shadow.load_state_dict(_cpu(unet.state_dict()))
     ema.to("cpu")
     ema.copy_to(shadow.parameters())
-    st = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else {"seconds": seconds}
     _save(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "domain": domain,
                 "config": config_dict(dcfg), "state": shadow.state_dict(),
-                "train_info": _train_info(cfg, cfg.ddpm_steps, st["seconds"])})
+                "train_info": _train_info(cfg, cfg.ddpm_steps, _trained_seconds(state_path, seconds))})
     return out
 
 
