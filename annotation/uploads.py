@@ -155,9 +155,11 @@ def _member_label(label: str, info: zipfile.ZipInfo) -> str:
 def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str) -> bytes:
     """The member's bytes, inflated ``CHUNK`` at a time; refused past ``limit`` bytes or if the stream's length
     differs from the header's. The header's size is not given to ``zipfile`` (it would silently cut the output
-    there): the stream may run to ``limit + 1`` bytes, which is how an understated size is caught."""
+    there): it is told ``limit + 1 + CHUNK``, more than is ever asked of it (``limit + 1``, which is how an
+    understated size is caught) plus what it decodes ahead (at most 4 KiB); where ``zipfile`` reaches the size it
+    was told, it checks the CRC as if the stream had ended."""
     probe = copy.copy(info)
-    probe.file_size = limit + 1
+    probe.file_size = limit + 1 + CHUNK
     buf = bytearray()
     try:
         with zf.open(probe) as stream:
