@@ -186,9 +186,11 @@ _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,16}\b")
 
 
 def safe_message(msg: object, *, max_len: int = 500) -> str:
-    """An error message ready for an HTML toast: memory addresses removed, refused characters named, shortened,
-    HTML-escaped. What ``ui`` should do to ``str(err)`` before ``gr.Error``."""
-    return escape_for_message(scrub_addresses(str(msg)), max_len=max_len)
+    """An error message ready for an HTML toast, whatever its author did: memory addresses removed, HTML
+    entities already in it (names escaped by :func:`escape_for_message`) decoded once so they are not escaped
+    twice, then refused characters named, shortened and HTML-escaped. What ``ui`` should do to ``str(err)``
+    before ``gr.Error``; a name that really is the text ``&lt;`` shows as ``<`` (harmless)."""
+    return escape_for_message(html.unescape(scrub_addresses(str(msg))), max_len=max_len)
 
 
 def scrub_addresses(msg: str) -> str:

@@ -8,9 +8,9 @@
 - :func:`read_zip_members`: a zip's members inflated through a stream, with a hard cap on the bytes the stream
   actually produces. The sizes in a member's headers are an attacker's claim: ``zipfile`` trusts them, and
   ``ZipFile.read`` asks zlib for up to 1 GiB of output in one call whatever they say, so a 1 MB upload whose
-  header understates its member's size takes about 1 GiB of memory before the CRC check refuses it. Here a member
-  is read in 1 MiB chunks and refused as soon as it produces more than its cap, or a different number of bytes
-  than its header declares.
+  header understates its member's size raised the peak memory by about 2 GiB before the CRC check refused it (or
+  was accepted, cut to the declared size, when the CRC fits the cut). Here a member is read in 1 MiB chunks and
+  refused as soon as it produces more than its cap, or a different number of bytes than its header declares.
 
 Every refusal is an :class:`~annotation.errors.InvalidInput` naming the file or member, escaped for HTML.
 """
@@ -50,7 +50,7 @@ def file_kind(mode: int) -> str:
 
 
 def _too_big(label: str, size: int | str, limit: int) -> InvalidInput:
-    return InvalidInput(f"{label}: {size} bytes is more than the upload limit of {limit} bytes ({limit >> 20} MB)")
+    return InvalidInput(f"{label}: {size} bytes; the upload limit is {limit} bytes ({limit / (1 << 20):g} MB)")
 
 
 def _open_regular(path: str | os.PathLike, label: str) -> tuple[int, os.stat_result]:

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import unicodedata
+import zipfile
 
 import pytest
 
@@ -21,6 +22,7 @@ from annotation.text import (
     safe_path_component,
     scrub_addresses,
 )
+from annotation.uploads import read_zip_members
 
 hypothesis = pytest.importorskip("hypothesis", reason="the property tests need hypothesis (test extra)")
 from hypothesis import given, settings
@@ -209,3 +211,16 @@ def test_scrub_addresses():
 def test_safe_message_is_what_a_toast_may_show():
     out = safe_message(f"bad file <b>x.png</b>\x1b[31m at {object()!r}")
     assert "<b>" not in out and "&lt;b&gt;" in out and "\x1b" not in out and "0x" not in out
+
+
+def test_safe_message_does_not_escape_twice():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("<b>x</b>/../y.png", b"1")
+    with pytest.raises(InvalidInput) as err:
+        read_zip_members(buf.getvalue())
+    assert "&lt;b&gt;x&lt;/b&gt;" in str(err.value)  # escaped where the name went in...
+    assert "&lt;b&gt;x&lt;/b&gt;" in safe_message(err.value)  # ...and not again at the page
+    assert "&amp;" not in safe_message(err.value)
+    assert "\x1b" not in safe_message("a &#27;[31m b")  # an entity cannot smuggle a control in
+    assert safe_message("a &#x202E; b") == "a [U+202E] b"

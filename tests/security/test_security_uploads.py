@@ -272,13 +272,13 @@ def test_read_upload_bytes_and_files(tmp_path):
 
 
 def test_read_upload_refuses_oversize_before_reading(tmp_path):
-    with pytest.raises(InvalidInput, match="1001 bytes is more than the upload limit of 1000"):
+    with pytest.raises(InvalidInput, match="1001 bytes; the upload limit is 1000 bytes"):
         read_upload(b"x" * 1001, max_bytes=1000)
     p = tmp_path / "big.png"
     with open(p, "wb") as f:  # a sparse 64 GiB file: reading it whole would exhaust memory
         f.truncate(64 << 30)
     t = time.perf_counter()
-    with pytest.raises(InvalidInput, match=r"big\.png: 68719476736 bytes is more than the upload limit"):
+    with pytest.raises(InvalidInput, match=r"big\.png: 68719476736 bytes; the upload limit is 20971520 bytes \(20 MB\)"):
         read_upload(p)
     assert time.perf_counter() - t < 1
 
