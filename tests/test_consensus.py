@@ -88,6 +88,35 @@ def test_em_recovers_a_biased_raters_off_diagonal():
     assert min(off3) > 0.15  # the pull toward 3 is found on every row
 
 
+def test_one_coin_and_uniform_class_prior_options():
+    truth, ratings = _panel_votes(400, seed=0)
+    coin = fit_consensus(ratings, config=ConsensusConfig(confusion="one-coin", class_prior="uniform"))
+    assert np.allclose(coin.class_prior, 1 / K)
+    for a in ACCURACIES:  # the simulated errors are uniform, so one-coin is the true model here
+        c = coin.rater(f"r{a}").confusion
+        assert abs(c[0, 0] - a) < 0.04 and np.allclose(np.diag(c), c[0, 0])
+        assert np.allclose(c[~np.eye(K, dtype=bool)], (1 - c[0, 0]) / (K - 1))
+    assert (coin.posteriors.argmax(1) == truth).mean() > 0.95
+    shrunk = fit_consensus(ratings, config=ConsensusConfig(shrinkage=50.0))
+    plain = fit_consensus(ratings)
+    off = ~np.eye(K, dtype=bool)
+    spread = [np.std(r.confusion[off]) for r in (shrunk.rater("r0.55"), plain.rater("r0.55"))]
+    assert spread[0] < spread[1]  # pulled toward the even spread of errors
+    with pytest.raises(ValueError):
+        ConsensusConfig(confusion="two-coin")
+
+
+def test_result_does_not_depend_on_rating_order_or_rater_names():
+    _, ratings = _panel_votes(150, seed=11)
+    rng = np.random.default_rng(12)
+    shuffled = [ratings[i] for i in rng.permutation(len(ratings))]
+    renamed = [Rating(r.image, "x" + str(r.rater), r.reading) for r in shuffled]
+    a = fit_consensus(ratings, images=range(150))
+    b = fit_consensus(renamed, images=range(150))
+    assert np.allclose(a.posteriors, b.posteriors, atol=1e-6)
+    assert b.rater("xr0.95").accuracy == pytest.approx(a.rater("r0.95").accuracy, abs=1e-6)
+
+
 def test_spammer_influence_goes_to_near_zero():
     rng = np.random.default_rng(3)
     truth = rng.integers(0, K, 400)
@@ -193,6 +222,13 @@ def test_modelling_raters_who_follow_the_bank_improves_calibration():
     assert 0.1 < res.follow_rate < 0.6
     e_fixed, fixed = ece(ConsensusConfig(follow="fixed", follow_rate=res.follow_rate))
     assert fixed.follow_rate == res.follow_rate and e_fixed < e_off
+
+
+def test_fitting_the_follow_rate_without_evidence_warns(caplog):
+    ratings = _tied_panel()
+    with caplog.at_level("WARNING", logger="sr_engine.consensus"):
+        fit_consensus(ratings, config=ConsensusConfig(follow="fit"), shown={"x": {"5": 1.0}})
+    assert "not identified" in caplog.text
 
 
 def test_unknown_readings_are_refused_or_bucketed_and_blanks_are_no_votes():
