@@ -60,8 +60,9 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, fields
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 
@@ -75,7 +76,8 @@ _TINY = 1e-300
 
 @dataclass(frozen=True)
 class Rating:
-    """One rater's reading of one image (``None``, blank or ``?``: no reading)."""
+    """One rater's reading of one image (``None``, blank or ``?``: no reading); one per (image, rater): a revised
+    reading replaces the earlier one before it gets here."""
 
     image: Hashable
     rater: Hashable
@@ -119,6 +121,21 @@ class ConsensusConfig:
             raise ValueError(f"follow_rate must be in [0, 1), got {self.follow_rate}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON-ready), e.g. to store a project's consensus settings."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ConsensusConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused."""
+        names = {f.name for f in fields(cls)}
+        if extra := set(d) - names:
+            raise ValueError(f"unknown consensus settings: {sorted(extra)}")
+        d = dict(d)
+        if "follow_pseudocounts" in d:
+            d["follow_pseudocounts"] = tuple(d["follow_pseudocounts"])
+        return cls(**d)
 
 
 # ---- the EM on integer codes ---------------------------------------------------------------------------------
@@ -293,17 +310,19 @@ class Consensus:
     iterations: int
     converged: bool
 
+    @cached_property
+    def _by_image(self) -> dict[Hashable, ImageConsensus]:
+        return {c.image: c for c in self.images}
+
+    @cached_property
+    def _by_rater(self) -> dict[Hashable, RaterReliability]:
+        return {r.rater: r for r in self.raters}
+
     def image(self, image: Hashable) -> ImageConsensus:
-        for c in self.images:
-            if c.image == image:
-                return c
-        raise KeyError(image)
+        return self._by_image[image]
 
     def rater(self, rater: Hashable) -> RaterReliability:
-        for r in self.raters:
-            if r.rater == rater:
-                return r
-        raise KeyError(rater)
+        return self._by_rater[rater]
 
     def label_index(self, reading: str) -> int:
         return self.labels.index(reading)
@@ -354,6 +373,12 @@ def _warn_unidentified(config: ConsensusConfig, evidence: Mapping) -> None:
                        "is not identified and may absorb every vote", config.beta, len(evidence))
 
 
+def _check_unique(ratings: Sequence[Rating]) -> None:
+    seen = Counter((r.image, r.rater) for r in ratings)
+    if dup := [key for key, c in seen.items() if c > 1]:
+        raise ValueError(f"more than one reading per (image, rater), e.g. {dup[0]!r}: pass the current one only")
+
+
 def _index(keys: Iterable[Hashable]) -> dict[Hashable, int]:
     out: dict[Hashable, int] = {}
     for k in keys:
@@ -392,6 +417,8 @@ def fit_consensus(ratings: Iterable[Rating], labels: Sequence[str] = DIGITS, *,
     gold, evidence = dict(gold or {}), dict(evidence or {})
     _warn_unidentified(config, evidence)
     shown = evidence if shown is None else dict(shown)
+    ratings = list(ratings)
+    _check_unique(ratings)
     triples = [(r.image, r.rater, codes.code(r.reading)) for r in ratings]
     img_index = _index(images) if images is not None else _index(
         [t[0] for t in triples] + list(gold) + list(evidence))  # images rated without a readable vote included
@@ -471,11 +498,19 @@ class PlateConsensusResult:
     iterations: int
     converged: bool
 
+    @cached_property
+    def _by_image(self) -> dict[Hashable, PlateConsensus]:
+        return {c.image: c for c in self.images}
+
+    @cached_property
+    def _by_rater(self) -> dict[Hashable, RaterReliability]:
+        return {r.rater: r for r in self.raters}
+
     def image(self, image: Hashable) -> PlateConsensus:
-        for c in self.images:
-            if c.image == image:
-                return c
-        raise KeyError(image)
+        return self._by_image[image]
+
+    def rater(self, rater: Hashable) -> RaterReliability:
+        return self._by_rater[rater]
 
 
 PLATE_CONFIG = ConsensusConfig(confusion="one-coin")  # see fit_plate_consensus
@@ -524,6 +559,8 @@ def fit_plate_consensus(ratings: Iterable[Rating], alphabet: Sequence[str], *,
     _warn_unidentified(config, evidence)
     shown = evidence if shown is None else dict(shown)
     per_image: dict[Hashable, list[tuple[Hashable, str]]] = {}
+    ratings = list(ratings)
+    _check_unique(ratings)
     for r in ratings:
         text = (r.reading or "").strip()
         got = per_image.setdefault(r.image, [])

@@ -3,6 +3,7 @@ calibration numbers, and the per-position variant for plates. Synthetic, seeded 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -241,8 +242,14 @@ def test_unknown_readings_are_refused_or_bucketed_and_blanks_are_no_votes():
     assert res.image(0).reading == "5" and res.image(0).n_votes == 3
     assert res.image(1).n_votes == 0
     assert res.rater("c").confusion.shape == (K + 1, K + 1)
+    with pytest.raises(ValueError, match="more than one reading"):
+        fit_consensus(ratings[:1] * 2, config=ConsensusConfig(unknown="other"))
     with pytest.raises(ValueError):
         ConsensusConfig(unknown="drop")
+    cfg = ConsensusConfig(beta=0.5, follow="fit", follow_pseudocounts=(2.0, 8.0), unknown="other")
+    assert ConsensusConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown consensus settings"):
+        ConsensusConfig.from_dict({"betta": 1.0})
     with pytest.raises(ValueError):
         ConsensusConfig(follow="sometimes")
 
@@ -252,11 +259,13 @@ def test_posteriors_are_distributions_on_random_panels():
         rng = np.random.default_rng(100 + seed)
         n, R, k = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(2, 6))
         V = int(rng.integers(0, 80))
+        cfg = ConsensusConfig(follow=("off", "fixed", "fit")[seed % 3], confusion=("full", "one-coin")[seed % 2])
         fit = dawid_skene(rng.integers(0, n, V), rng.integers(0, R, V), rng.integers(0, k, V), n, R, k,
                           gold=np.where(rng.random(n) < 0.2, rng.integers(0, k, n), -1),
-                          log_prior=rng.normal(size=(n, k)))
+                          log_prior=rng.normal(size=(n, k)), shown=rng.dirichlet(np.ones(k), n), config=cfg)
         assert np.allclose(fit.posteriors.sum(1), 1) and (fit.posteriors >= 0).all()
         assert np.allclose(fit.confusion.sum(2), 1) and np.isclose(fit.class_prior.sum(), 1)
+        assert 0 <= fit.follow_rate < 1 and (fit.follow_rate == 0) == (cfg.follow == "off")
 
 
 # ---- calibration ----------------------------------------------------------------------------------------------
@@ -374,8 +383,8 @@ def test_plate_consensus_outweighs_a_spammer_and_finds_reliabilities():
     full = fit_plate_consensus(ratings, ALPHABET, config=ConsensusConfig(confusion="full"))
     assert right >= np.mean([c.reading == t for c, t in zip(full.images, truth)])  # why plates default to one-coin
     assert res.image(0).length == len(truth[0])
-    assert abs(next(r for r in res.raters if r.rater == "spam").accuracy - 1 / k) < 0.06
-    assert next(r for r in res.raters if r.rater == "c1").accuracy > 0.85
+    assert abs(res.rater("spam").accuracy - 1 / k) < 0.06
+    assert res.rater("c1").accuracy > 0.85
     # the probabilities are informative: right strings are more probable than wrong ones
     probs = np.array([c.probability for c in res.images])
     ok = np.array([c.reading == t for c, t in zip(res.images, truth)])
