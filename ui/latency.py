@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> float:
     from annotation.images import import_mnist
     from annotation.projects import create_project, settings_for_engine
     from annotation.tasks import submit
-    from db.engine import create_schema, make_engine, make_session_factory, session_scope
+    from db.engine import make_engine, make_session_factory, session_scope
+    from db.migrations import create_schema
     from sr_engine import load_engine
 
     from .context import AppContext, EngineRegistry
