@@ -38,6 +38,7 @@ from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, ut
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
 from .images import encode_png, lr_array
+from .projects import get_project
 
 
 @dataclass
@@ -74,9 +75,7 @@ def bank_seed(project_seed: int, image_id: int) -> int:
 
 def enqueue_missing(session: Session, project_id: int, *, actor_id: int | None = None) -> list[int]:
     """Queue a pending bank for every image of the project that has none; returns the new bank ids."""
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
+    project = get_project(session, project_id)
     missing = session.scalars(select(LRImage.id).where(LRImage.project_id == project_id)
                               .where(~select(Bank.id).where(Bank.image_id == LRImage.id).exists())
                               .order_by(LRImage.id)).all()
@@ -201,10 +200,7 @@ def fail_bank(session: Session, claim: ClaimedBank, error: str) -> None:
 
 def _engine_projects(session: Session, engine: Any, project_id: int | None) -> list[Project]:
     if project_id is not None:
-        project = session.get(Project, project_id)
-        if project is None:
-            raise NotFound(f"unknown project id {project_id!r}")
-        projects = [project]
+        projects = [get_project(session, project_id)]
     else:
         projects = list(session.scalars(select(Project).where(Project.model_name == engine.name)))
     for p in projects:

@@ -190,7 +190,8 @@ def model_modes(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def get_project(session: Session, project: int | str) -> Project:
-    """A project by id or by name."""
+    """A project by id or by name; :class:`~annotation.errors.NotFound` if there is none. The one lookup every
+    service uses."""
     if isinstance(project, str):
         row = session.scalar(select(Project).where(Project.name == project))
     elif isinstance(project, int) and not isinstance(project, bool):
@@ -198,7 +199,7 @@ def get_project(session: Session, project: int | str) -> Project:
     else:
         row = None
     if row is None:
-        raise NotFound(f"unknown project {project!r}")
+        raise NotFound(f"unknown project {'id ' if isinstance(project, int) else ''}{project!r}")
     return row
 
 

@@ -34,6 +34,7 @@ from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, 
 from .accounts import check_text, get_rater
 from .audit import record
 from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
+from .projects import get_project
 
 MAX_READING = 500
 MAX_REASON = 500
@@ -76,13 +77,6 @@ class SubmitResult:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
-def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id) if isinstance(project_id, int) else None
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    return project
-
-
 def _active_rater(session: Session, rater_id: int):
     rater = get_rater(session, rater_id)
     if not rater.active:
@@ -176,7 +170,7 @@ def next_task(session: Session, rater_id: int, project_id: int, *, now: datetime
     None when there is nothing left for this rater."""
     now = now or utcnow()
     _active_rater(session, rater_id)
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     live = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
                                                    Assignment.project_id == project.id, Assignment.status == SERVED,
                                                    Assignment.lease_expires_at > now).order_by(Assignment.id))
@@ -265,7 +259,7 @@ def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     Replaying an identical submission is a no-op that returns the stored one."""
     now = now or utcnow()
     a = _owned(session, rater_id, assignment_id)
-    project = _project(session, a.project_id)
+    project = get_project(session, a.project_id)
     picks = _check_picks(session, a, project.k_picks, picks)
     reading = _check_reading(reading)
     if a.status == SUBMITTED:
@@ -300,7 +294,7 @@ def revise(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     keeps the old ones."""
     now = now or utcnow()
     a = _owned(session, rater_id, assignment_id)
-    project = _project(session, a.project_id)
+    project = get_project(session, a.project_id)
     picks = _check_picks(session, a, project.k_picks, picks)
     reading = _check_reading(reading)
     if a.status != SUBMITTED:
@@ -348,7 +342,7 @@ def submitted_task(session: Session, rater_id: int, assignment_id: int, *,
     order) with what was submitted: what a Revise screen shows before :func:`revise`."""
     now = now or utcnow()
     a = _owned(session, rater_id, assignment_id, lock=False)
-    project = _project(session, a.project_id)
+    project = get_project(session, a.project_id)
     if a.status != SUBMITTED:
         raise Conflict("only a submitted assignment can be revised")
     if (now - a.submitted_at).total_seconds() > project.revision_window_s:
@@ -359,7 +353,7 @@ def submitted_task(session: Session, rater_id: int, assignment_id: int, *,
 def revisable(session: Session, rater_id: int, project_id: int, *, now: datetime | None = None) -> list[SubmitResult]:
     """The rater's own submissions that may still be revised (newest first)."""
     now = now or utcnow()
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     since = now - timedelta(seconds=project.revision_window_s)
     rows = session.scalars(select(Assignment).where(Assignment.rater_id == rater_id,
                                                     Assignment.project_id == project_id,

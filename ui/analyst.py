@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotation.accounts import exclude_rater, include_rater, rater_by_name
+from annotation.accounts import rater_by_name
 from annotation.ensembles import make_ensemble
+from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import FORMATS, WHATS, export
 from annotation.views import image_detail, project_images, project_overview
 
