@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Reading, Sample
@@ -30,6 +30,16 @@ class PickRow:
     rank: int
 
 
+def _honour_exclusions(session: Session, q: Select, project_id: int, include_excluded: bool) -> Select:
+    """``q`` (over ``Assignment``) without the raters an analyst excluded from the project, unless
+    ``include_excluded``."""
+    if not include_excluded:
+        excluded = excluded_rater_ids(session, project_id)
+        if excluded:
+            q = q.where(Assignment.rater_id.not_in(excluded))
+    return q
+
+
 def load_votes(session: Session, project_id: int, *, image_id: int | None = None,
                include_excluded: bool = False) -> list[Vote]:
     """Submitted votes of a project (or one image), picks as bank sample indices, best first. Raters excluded
@@ -41,11 +51,7 @@ def load_votes(session: Session, project_id: int, *, image_id: int | None = None
          .order_by(Assignment.image_id, Assignment.rater_id))
     if image_id is not None:
         q = q.where(Assignment.image_id == image_id)
-    if not include_excluded:
-        excluded = excluded_rater_ids(session, project_id)
-        if excluded:
-            q = q.where(Assignment.rater_id.not_in(excluded))
-    rows = session.execute(q).all()
+    rows = session.execute(_honour_exclusions(session, q, project_id, include_excluded)).all()
     picks: dict[int, list[int]] = defaultdict(list)
     if rows:
         pq = (select(Pick.assignment_id, Sample.index).join(Sample, Sample.id == Pick.sample_id)
@@ -101,8 +107,4 @@ def pick_rows(session: Session, project_id: int, *, include_excluded: bool = Fal
          .join(Assignment, Assignment.id == Pick.assignment_id).join(Sample, Sample.id == Pick.sample_id)
          .where(Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)
          .order_by(Assignment.image_id, Assignment.rater_id, Pick.rank))
-    if not include_excluded:
-        excluded = excluded_rater_ids(session, project_id)
-        if excluded:
-            q = q.where(Assignment.rater_id.not_in(excluded))
-    return [PickRow(*r) for r in session.execute(q).all()]
+    return [PickRow(*r) for r in session.execute(_honour_exclusions(session, q, project_id, include_excluded)).all()]
