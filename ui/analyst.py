@@ -13,12 +13,13 @@ import gradio as gr
 import pandas as pd
 
 from annotation.accounts import rater_by_name
+from annotation.banks import complete_bank
 from annotation.ensembles import make_ensemble
 from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import FORMATS, WHATS, export
 from annotation.views import image_detail, project_images, project_overview
 
-from .context import AppContext
+from .context import AppContext, chosen_id, refuse
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
 from .render import flow_check_text  # "not available for this model" where the engine has no flow
 from .render import positions_html  # plates: readings per position under the ensemble
@@ -31,13 +32,6 @@ VOTE_COLUMNS = ["rater", "picks (bank index, best first)", "reading", "seconds",
 @dataclass
 class AnalystView:
     project: gr.Dropdown
-
-
-def _int(value: object, what: str) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise gr.Error(f"Choose {what}.") from None
 
 
 def overview_html(o) -> str:
@@ -98,7 +92,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
 
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             o = project_overview(s, actor.id, pid)
             imgs = project_images(s, actor.id, pid)
@@ -109,7 +103,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
 
     def set_exclusion(project_id, rater_name, reason, excluded: bool, request: gr.Request):
         actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             rater = rater_by_name(s, str(rater_name or "").strip())
             if excluded:
@@ -154,19 +148,17 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
                 columns=VOTE_COLUMNS), ""
         with ctx.tx() as s:
-            d = image_detail(s, actor.id, _int(image_id, "an image"))
+            d = image_detail(s, actor.id, chosen_id(image_id, "an image"))
         return render_image(d)
 
     def compute_ensemble(image_id, request: gr.Request):
         actor = ctx.actor(request, *ROLES)
-        iid = _int(image_id, "an image")
+        iid = chosen_id(image_id, "an image")
         with ctx.tx() as s:
             d = image_detail(s, actor.id, iid)  # the role check, and the bank's model
         if not d.samples:
-            raise gr.Error("This image has no complete bank yet.")
-        with ctx.tx() as s:
-            from annotation.banks import complete_bank  # the bank's model name: which engine to load
-
+            raise refuse("This image has no complete bank yet.")
+        with ctx.tx() as s:  # the bank's model name: which engine to load
             engine = ctx.engines.get(complete_bank(s, iid).model_name)
             make_ensemble(s, engine, iid, actor_id=actor.id)
         with ctx.tx() as s:
@@ -174,9 +166,9 @@ def build_analyst(ctx: AppContext) -> AnalystView:
 
     def do_export(project_id, what_, format_, request: gr.Request):
         actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
-            raise gr.Error("Choose what to export and a format.")
+            raise refuse("Choose what to export and a format.")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
         ext = "zip" if what_ == "ensembles" else format_
         out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"

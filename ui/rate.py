@@ -17,7 +17,7 @@ import gradio as gr
 from annotation.tasks import next_task, revisable, revise, skip, submit, submitted_task
 from annotation.views import rater_progress
 
-from .context import AppContext
+from .context import AppContext, chosen_id, refuse
 from .render import esc, lr_html, message_html, picker_html, progress_html
 
 SKIP_REASONS = ["can't tell what it is", "no sample looks plausible", "the image is broken", "other"]
@@ -90,19 +90,12 @@ class RateView:
     outputs: list
 
 
-def _project_id(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise gr.Error("Choose a project.") from None
-
-
 def _parse_picks(text: str | None) -> list[int]:
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise gr.Error("Picks must be sample ids separated by commas.") from None
+        raise refuse("Picks must be sample ids separated by commas.") from None
 
 
 def counter_html(n: int, k: int) -> str:
@@ -155,7 +148,7 @@ def build_rate(ctx: AppContext) -> RateView:
 
     def load_task(project_id, request: gr.Request):
         actor = ctx.actor(request, "rater")
-        return show_task(ctx, actor.id, _project_id(project_id))
+        return show_task(ctx, actor.id, chosen_id(project_id, "a project"))
 
     def picks_changed(text, task: RaterTask | None, request: gr.Request):
         ctx.actor(request, "rater")
@@ -167,7 +160,7 @@ def build_rate(ctx: AppContext) -> RateView:
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
-            raise gr.Error("No task on screen: choose a project.")
+            raise refuse("No task on screen: choose a project.")
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
         with ctx.tx() as s:
@@ -182,11 +175,11 @@ def build_rate(ctx: AppContext) -> RateView:
     def do_revise(project_id, request: gr.Request):
         """Put the rater's newest submission that is still inside the revision window back on screen."""
         actor = ctx.actor(request, "rater")
-        pid = _project_id(project_id)
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             recent = revisable(s, actor.id, pid)
             if not recent:
-                raise gr.Error("Nothing to revise: no submission of yours is inside the revision window.")
+                raise refuse("Nothing to revise: no submission of yours is inside the revision window.")
             task, done = submitted_task(s, actor.id, recent[0].assignment_id)
         state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
                           revising=True)
@@ -200,7 +193,7 @@ def build_rate(ctx: AppContext) -> RateView:
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
-            raise gr.Error("No task on screen: choose a project.")
+            raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
         return show_task(ctx, actor.id, task.project_id, "Skipped.")
