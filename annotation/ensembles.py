@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Bank, Ensemble, LRImage, Sample
+from sr_engine import SREngine
 
 from .aggregate import approval_counts, borda_scores, ranking
 from .analysis import load_votes
@@ -48,7 +49,7 @@ def _result(e: Ensemble, image_id: int) -> EnsembleResult:
                           bool(e.reprojected), e.png)
 
 
-def make_ensemble(session: Session, engine: Any, image_id: int, *, m: int | None = None,
+def make_ensemble(session: Session, engine: SREngine, image_id: int, *, m: int | None = None,
                   weighting: Weighting = "mean", include_excluded: bool = False,
                   actor_id: int | None = None) -> EnsembleResult:
     """Average the m (default: the project's ``ensemble_size``) most-voted samples of the image's bank (approval
@@ -90,7 +91,7 @@ def make_ensemble(session: Session, engine: Any, image_id: int, *, m: int | None
     return _result(row, image_id)
 
 
-def make_ensembles(session: Session, engine: Any, project_id: int, **kwargs: Any) -> list[EnsembleResult]:
+def make_ensembles(session: Session, engine: SREngine, project_id: int, **kwargs: Any) -> list[EnsembleResult]:
     """An ensemble for every image of the project that has votes."""
     image_ids = sorted({v.image for v in load_votes(session, project_id,
                                                     include_excluded=kwargs.get("include_excluded", False))})

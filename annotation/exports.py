@@ -25,6 +25,7 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
@@ -32,13 +33,14 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import sr_engine
 from db.models import Assignment, Bank, BankStatus, LRImage, Rater, RaterExclusion, Reading, SampleMode
 
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows
 from .ensembles import latest_ensembles
-from .positions import METHOD as POSITIONS_METHOD
 from .errors import InvalidInput
+from .positions import METHOD as POSITIONS_METHOD
 from .positions import PositionalReading
 from .projects import get_project
 
@@ -67,21 +69,15 @@ class ExportResult:
 
 
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("trustworthy-sr")
     except PackageNotFoundError:
-        import sr_engine
-
         return sr_engine.__version__
 
 
 def provenance(session: Session, project_id: int, *, include_excluded: bool = False) -> dict:
     """What produced the numbers: the models and engine configs of the project's complete banks, versions,
     settings and exclusions."""
-    import sr_engine
-
     project = get_project(session, project_id)
     models = {}
     for name, sha, config in session.execute(
@@ -198,7 +194,7 @@ def write_table(df: pd.DataFrame, path: Path, fmt: Format, prov: dict) -> Path:
     elif fmt == "json":
         df.to_json(path, orient="records", date_format="iso", date_unit="us", force_ascii=False, indent=1,
                    double_precision=15)
-    elif fmt == "parquet":
+    elif fmt == "parquet":  # pyarrow loads only for Parquet (a large package the other formats do not need)
         import pyarrow as pa
         import pyarrow.parquet as pq
 
