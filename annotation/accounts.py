@@ -43,6 +43,11 @@ class NewAdmin:
     password: str
     generated: bool
 
+    def announcement(self) -> str:
+        """The line the terminal shows once (``python app.py``, ``python -m annotation init``)."""
+        shown = self.password if self.generated else "(the password you gave)"
+        return f"created admin {self.name!r}; one-time password: {shown}"
+
 
 def _info(r: Rater) -> RaterInfo:
     return RaterInfo(r.id, r.name, Role(r.role).value, bool(r.active))

@@ -1,5 +1,5 @@
 """Gradio wiring of the app (issue 4): ``build_app`` lays out the Rate, Analyst and Admin views and wires their
-events to ``annotation`` services. No SQL and no tensor maths here (../shared/STYLE.md).
+events to ``annotation`` services. No SQL and no tensor maths here.
 
 - ``context``  session factory, engines, worker; the caller's account and role from ``gr.Request``
 - ``rate``     the rater's picker; ``analyst`` overview, per-image votes, ensembles, exports; ``admin``

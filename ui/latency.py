@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--images", type=int, default=50, help="images = timed calls")
     p.add_argument("--steps", type=int, default=1, help="sampler steps (only bank generation time depends on it)")
     a = p.parse_args(argv)
-    import torch
+    import torch  # torch and the services load after the arguments parse: --help does not wait for them
 
     torch.set_num_threads(1)
     from annotation.accounts import create_rater
