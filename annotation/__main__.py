@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from .banks import BankJobReport
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("annotation.cli")  # not "__main__" under python -m
 
 # The commands import the services inside their functions: most of them load torch (seconds), which --help and
 # ``init`` do not need.
