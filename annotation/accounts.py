@@ -24,6 +24,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB, ~50 ms a check: slow for 
 MAX_NAME = 100
 MAX_SECRET = 1024
 ROLES = tuple(r.value for r in Role)
+ANALYST_ROLES = ("analyst", "admin")  # who may read votes and agreement, exclude raters and export
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from sqlalchemy.orm import Session
 
 from db.models import RaterExclusion
 
-from .accounts import check_text, get_rater, require_role
+from .accounts import ANALYST_ROLES, check_text, get_rater, require_role
 from .audit import record
 from .projects import get_project
 
 
 def exclude_rater(session: Session, analyst_id: int, project_id: int, rater_id: int, reason: str) -> None:
     """Leave ``rater_id``'s votes out of ``project_id``'s aggregation and exports (analysts and admins)."""
-    require_role(session, analyst_id, "analyst", "admin")
+    require_role(session, analyst_id, *ANALYST_ROLES)
     check_text(reason, "reason", 2000, allow_newlines=True)
     project_id = get_project(session, project_id).id
     get_rater(session, rater_id)
@@ -30,7 +30,7 @@ def exclude_rater(session: Session, analyst_id: int, project_id: int, rater_id: 
 
 def include_rater(session: Session, analyst_id: int, project_id: int, rater_id: int) -> None:
     """Undo an exclusion."""
-    require_role(session, analyst_id, "analyst", "admin")
+    require_role(session, analyst_id, *ANALYST_ROLES)
     gone = session.execute(delete(RaterExclusion).where(RaterExclusion.project_id == project_id,
                                                         RaterExclusion.rater_id == rater_id)).rowcount
     if gone:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
 
-from .accounts import require_role
+from .accounts import ANALYST_ROLES, require_role
 from .aggregate import ImageAggregate, aggregate_image
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import load_votes, project_agreement
@@ -23,8 +23,6 @@ from .ensembles import EnsembleResult, latest_ensembles
 from .exclusions import excluded_rater_ids
 from .images import get_image
 from .projects import get_project
-
-ANALYST_ROLES = ("analyst", "admin")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotation.accounts import rater_by_name
+from annotation.accounts import ANALYST_ROLES, rater_by_name
 from annotation.banks import complete_bank
 from annotation.ensembles import make_ensemble
 from annotation.exclusions import exclude_rater, include_rater
@@ -24,7 +24,6 @@ from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message
 from .render import flow_check_text  # "not available for this model" where the engine has no flow
 from .render import positions_html  # plates: readings per position under the ensemble
 
-ROLES = ("analyst", "admin")
 RATER_COLUMNS = ["rater", "tasks", "Jaccard vs consensus", "reading agreement", "gold", "median s", "excluded"]
 VOTE_COLUMNS = ["rater", "picks (bank index, best first)", "reading", "seconds", "excluded"]
 
@@ -91,7 +90,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         download = gr.File(label="download", interactive=False)
 
     def show_project(project_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             o = project_overview(s, actor.id, pid)
@@ -102,7 +101,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         return overview_html(o), raters_frame(o), gr.update(choices=choices, value=first)
 
     def set_exclusion(project_id, rater_name, reason, excluded: bool, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             rater = rater_by_name(s, str(rater_name or "").strip())
@@ -143,7 +142,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                 positions_html(agg.positions if agg else None))
 
     def show_image(image_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         if image_id in (None, ""):
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
                 columns=VOTE_COLUMNS), ""
@@ -152,7 +151,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         return render_image(d)
 
     def compute_ensemble(image_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         iid = chosen_id(image_id, "an image")
         with ctx.tx() as s:
             d = image_detail(s, actor.id, iid)  # the role check, and the bank's model
@@ -165,7 +164,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             return render_image(image_detail(s, actor.id, iid))
 
     def do_export(project_id, what_, format_, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
             raise refuse("Choose what to export and a format.")

@@ -38,20 +38,21 @@ def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def whole_number(value: object, what: str) -> int:
-    """A number field's value as an int, or a refusal naming the field."""
+def _int_or_refuse(value: object, refusal: str) -> int:
     try:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise refuse(f"{what} must be a whole number.") from None
+        raise refuse(refusal) from None
+
+
+def whole_number(value: object, what: str) -> int:
+    """A number field's value as an int, or a refusal naming the field."""
+    return _int_or_refuse(value, f"{what} must be a whole number.")
 
 
 def chosen_id(value: object, what: str) -> int:
     """The id chosen in a dropdown (a project, an image), or a refusal asking to choose one."""
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise refuse(f"Choose {what}.") from None
+    return _int_or_refuse(value, f"Choose {what}.")
 
 
 @dataclass(frozen=True)

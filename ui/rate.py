@@ -10,11 +10,12 @@ are k distinct samples of its bank (``annotation.tasks.submit``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
 
-from annotation.tasks import next_task, revisable, revise, skip, submit, submitted_task
+from annotation.tasks import Task, next_task, revisable, revise, skip, submit, submitted_task
 from annotation.views import rater_progress
 
 from .context import AppContext, chosen_id, refuse
@@ -102,6 +103,14 @@ def counter_html(n: int, k: int) -> str:
     return f"<div class='sr-counter' id='sr-counter'>{n} of {k} picked</div>"
 
 
+def _on_screen(task: Task, picks: Sequence[int] = (), revising: bool = False) -> tuple[str, str, RaterTask]:
+    """The LR view, the picker grid (``picks`` already drawn) and the per-user state of a task on screen."""
+    state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
+                      revising=revising)
+    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, picks)
+    return lr_html(task.lr_png, "the LR image, enlarged"), grid, state
+
+
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -> tuple:
     """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it."""
     with ctx.tx() as s:
@@ -113,12 +122,11 @@ def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -
                             "done")
         return ("", "", "", "", progress, done, gr.update(value=""), gr.update(interactive=False),
                 gr.update(interactive=False), None)
-    state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples))
-    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id)
+    lr_view, grid, state = _on_screen(task)
     msg = message_html((note + " " if note else "") +
                        f"Pick the {task.k} samples you find most plausible, best first "
                        f"(task {task.assignment_id}).")
-    return (lr_html(task.lr_png, "the LR image, enlarged"), grid, "", counter_html(0, task.k), progress, msg,
+    return (lr_view, grid, "", counter_html(0, task.k), progress, msg,
             gr.update(value=""), gr.update(interactive=False), gr.update(interactive=True), state)
 
 
@@ -181,12 +189,10 @@ def build_rate(ctx: AppContext) -> RateView:
             if not recent:
                 raise refuse("Nothing to revise: no submission of yours is inside the revision window.")
             task, done = submitted_task(s, actor.id, recent[0].assignment_id)
-        state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
-                          revising=True)
-        grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, done.picks)
+        lr_view, grid, state = _on_screen(task, done.picks, revising=True)
         msg = message_html(f"Revising task {task.assignment_id}: change your picks or reading, then Submit. "
                            "Your earlier answer stays in the audit log.")
-        return (lr_html(task.lr_png, "the LR image, enlarged"), grid, ",".join(map(str, done.picks)),
+        return (lr_view, grid, ",".join(map(str, done.picks)),
                 counter_html(len(done.picks), task.k), gr.update(), msg, done.reading or "",
                 gr.update(interactive=True), gr.update(interactive=False), state)
 
