@@ -147,7 +147,7 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
     return project
 
 
-def settings_for_engine(engine: SREngine, name: str, **overrides: Any) -> ProjectSettings:
+def settings_for_engine(engine: SREngine, name: str, **overrides) -> ProjectSettings:
     """Settings whose model name, scale and channels come from an engine (``sr_engine.load_engine(...)``)."""
     return ProjectSettings(name=name, model_name=engine.name, scale=int(engine.scale),
                            channels=int(getattr(engine, "channels", 1)), **overrides)
