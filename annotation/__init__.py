@@ -6,7 +6,8 @@ owns the transaction (``db.engine.session_scope``). Bad input raises a ``ValueEr
 
 Modules:
 - ``projects``   create a project (model, scale, bank size N, k picks, raters_per_image M, ensemble_size m, ...)
-- ``accounts``   raters / analysts / admins with scrypt-hashed secrets; analysts' exclusions of raters
+- ``accounts``   raters / analysts / admins with scrypt-hashed secrets
+- ``exclusions`` analysts' exclusions of raters (honoured by aggregation, ensembles and exports)
 - ``images``     import LR images (PNG, JPEG, folder, zip, uploads, built-in MNIST evaluation rows): validated,
                  de-duplicated by pixel content
 - ``banks``      bank generation as a resumable job (``run_bank_jobs``); a bank is visible only once complete
@@ -19,7 +20,12 @@ Modules:
 - ``ensembles``  pixel mean of the m most-voted samples through the engine, checked and stored
 - ``exports``    votes, per-image summary, ensembles zip; CSV / JSON / Parquet with provenance
 - ``audit``      the append-only audit log
+- ``demo``       the first start's demo projects (ambiguous digits, ambiguous plates) and their banks
+- ``logconfig``  how the entry points configure logging (timestamps, ``--log-level``); modules only log
 - ``python -m annotation``  init, create-project, import, generate, ensembles, export (any ``--db-url``)
 
-Layering (../shared/DESIGN.md): ``app.py`` / ``ui`` -> ``annotation`` -> ``db``; ``annotation`` -> ``sr_engine``.
+Lookups raise :class:`~annotation.errors.NotFound`, one "get or raise" per entity: ``projects.get_project``,
+``images.get_image``, ``accounts.get_rater`` / ``rater_by_name``.
+
+Layering (docs/design.md): ``app.py`` / ``ui`` -> ``annotation`` -> ``db``; ``annotation`` -> ``sr_engine``.
 """

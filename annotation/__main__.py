@@ -11,24 +11,39 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
 
 ``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
 PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``.
+
+Every command prints what it did on stdout; progress and diagnostics go to the log on stderr (``--log-level``,
+default INFO). A refusal (bad input) is one ``error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from typing import TYPE_CHECKING
 
 from db.engine import default_url, make_engine, make_session_factory, session_scope
 from db.migrations import upgrade
 
-from .errors import AnnotationError
+from .errors import AnnotationError, InvalidInput
+from .logconfig import add_log_level_argument, configure_logging
+
+if TYPE_CHECKING:
+    from sr_engine import SREngine
+
+    from .banks import BankJobReport
+
+logger = logging.getLogger("annotation.cli")  # not "__main__" under python -m
+
+# The commands import the services inside their functions: most of them load torch (seconds), which --help and
+# ``init`` do not need.
 
 
-def _engine(model: str):
+def _engine(model: str) -> SREngine:
     import torch
 
     torch.set_num_threads(1)  # one torch thread, like the app's worker
-    from .errors import InvalidInput
     from .projects import load_model
 
     try:
@@ -45,8 +60,7 @@ def _cmd_init(a, Session) -> int:
     if admin is None:
         print("schema is up to date; an admin already exists")
     else:
-        shown = admin.password if admin.generated else "(the password you gave)"
-        print(f"created admin {admin.name!r}; one-time password: {shown}")
+        print(admin.announcement())
     return 0
 
 
@@ -88,8 +102,8 @@ def _cmd_generate(a, Session) -> int:
         pid, model = p.id, a.model or p.model_name
     eng = _engine(model)
 
-    def show(rep) -> None:
-        print(f"banks: {len(rep.completed)} complete, {len(rep.failed)} failed", file=sys.stderr)
+    def show(rep: BankJobReport) -> None:
+        logger.info("banks: %d complete, %d failed", len(rep.completed), len(rep.failed))
 
     rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, on_progress=show)
     for bank_id, n in rep.discarded.items():
@@ -127,6 +141,7 @@ def _cmd_export(a, Session) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: $SR_DB_URL or data/annotation.sqlite)")
+    add_log_level_argument(common)
     p = argparse.ArgumentParser(prog="python -m annotation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -189,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    configure_logging(a.log_level)
     url = a.db_url or default_url()
     engine = make_engine(url)
     try:

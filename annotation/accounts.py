@@ -1,9 +1,8 @@
-"""Accounts: raters, analysts and admins with hashed secrets, and analysts' exclusions of raters.
+"""Accounts: raters, analysts and admins with hashed secrets (analysts' exclusions of raters:
+:mod:`annotation.exclusions`).
 
 Secrets are stored as ``scrypt$n$r$p$salt$hash`` (hashlib.scrypt, 16-byte random salt), compared in constant
 time; the secret itself is never stored. A rater without a secret exists for the record but cannot log in.
-Exclusions leave a rater's votes out of a project's aggregation, ensembles and exports (not out of the store:
-the votes and the audit log keep them).
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ import hmac
 import secrets as _secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Project, Rater, RaterExclusion, Role
+from db.models import Rater, Role
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -25,6 +24,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB, ~50 ms a check: slow for 
 MAX_NAME = 100
 MAX_SECRET = 1024
 ROLES = tuple(r.value for r in Role)
+ANALYST_ROLES = ("analyst", "admin")  # who may read votes and agreement, exclude raters and export
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class NewAdmin:
     name: str
     password: str
     generated: bool
+
+    def announcement(self) -> str:
+        """The line the terminal shows once (``python app.py``, ``python -m annotation init``)."""
+        shown = self.password if self.generated else "(the password you gave)"
+        return f"created admin {self.name!r}; one-time password: {shown}"
 
 
 def _info(r: Rater) -> RaterInfo:
@@ -153,33 +158,3 @@ def ensure_admin(session: Session, password: str | None = None, name: str = "adm
     password = password or _secrets.token_urlsafe(12)
     info = create_rater(session, name, "admin", password)
     return NewAdmin(info.id, info.name, password, generated)
-
-
-# ---- exclusions ----------------------------------------------------------------------------------------------
-def exclude_rater(session: Session, analyst_id: int, project_id: int, rater_id: int, reason: str) -> None:
-    """Leave ``rater_id``'s votes out of ``project_id``'s aggregation and exports (analysts and admins)."""
-    require_role(session, analyst_id, "analyst", "admin")
-    check_text(reason, "reason", 2000, allow_newlines=True)
-    if session.get(Project, project_id) is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    get_rater(session, rater_id)
-    exists = session.scalar(select(RaterExclusion.id).where(RaterExclusion.project_id == project_id,
-                                                            RaterExclusion.rater_id == rater_id))
-    if exists is not None:
-        return  # idempotent
-    session.add(RaterExclusion(project_id=project_id, rater_id=rater_id, excluded_by=analyst_id, reason=reason))
-    session.flush()
-    record(session, "rater.excluded", "rater", rater_id, actor_id=analyst_id, project_id=project_id, reason=reason)
-
-
-def include_rater(session: Session, analyst_id: int, project_id: int, rater_id: int) -> None:
-    """Undo an exclusion."""
-    require_role(session, analyst_id, "analyst", "admin")
-    gone = session.execute(delete(RaterExclusion).where(RaterExclusion.project_id == project_id,
-                                                        RaterExclusion.rater_id == rater_id)).rowcount
-    if gone:
-        record(session, "rater.included", "rater", rater_id, actor_id=analyst_id, project_id=project_id)
-
-
-def excluded_rater_ids(session: Session, project_id: int) -> set[int]:
-    return set(session.scalars(select(RaterExclusion.rater_id).where(RaterExclusion.project_id == project_id)))

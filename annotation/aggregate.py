@@ -7,7 +7,7 @@ Votes on one image's bank of ``n`` samples come as :class:`Vote` records (a rate
 - Plackett-Luce worth: the maximum a-posteriori worths of the top-k partial rankings (each a sequence of choices,
   the first from all n samples, the next from the rest, ...), fitted by Hunter's MM algorithm with a small Gamma
   prior so that never-picked samples keep a finite, small worth; normalised to sum to 1;
-- ranking ("most-voted", DESIGN.md): approval count, ties broken by Borda score, then by the lower sample index;
+- ranking ("most-voted", docs/design.md): approval count, ties broken by Borda score, then by the lower sample index;
 - the consensus reading: the most frequent reading (after trimming surrounding whitespace) and its share, e.g.
   22 of 30 raters read "5": share 0.733; a tie is reported as such and resolved by the lexically first reading;
 - the readings per position (:mod:`annotation.positions`): the readings aligned to positions, the consensus

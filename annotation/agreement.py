@@ -3,7 +3,7 @@
 - Krippendorff's alpha (nominal, the ``krippendorff`` package) per image on picks: units = the bank's samples,
   each rater's value for a sample = the rank they gave it, 0 if not picked;
 - alpha across the project on readings: units = images, values = the (trimmed) reading text; per image only the
-  consensus reading's share is reported (DESIGN.md), not an alpha;
+  consensus reading's share is reported (docs/design.md), not an alpha;
 - pairwise Jaccard of the raters' pick sets on an image (mean over pairs);
 - each rater against the consensus, leave-one-out (the consensus of the *other* raters, so nobody agrees with
   themselves): Jaccard of the rater's picks with the others' top-k, and whether the rater's reading is the

@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Reading, Sample
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Reading, Sample
 
-from .accounts import excluded_rater_ids
 from .aggregate import ImageAggregate, Vote, aggregate_image
 from .agreement import ProjectAgreement, agreement_report
-from .errors import NotFound
+from .exclusions import excluded_rater_ids
+from .projects import get_project
 
 
 @dataclass(frozen=True)
@@ -30,29 +30,28 @@ class PickRow:
     rank: int
 
 
-def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id) if isinstance(project_id, int) else None
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    return project
+def _honour_exclusions(session: Session, q: Select, project_id: int, include_excluded: bool) -> Select:
+    """``q`` (over ``Assignment``) without the raters an analyst excluded from the project, unless
+    ``include_excluded``."""
+    if not include_excluded:
+        excluded = excluded_rater_ids(session, project_id)
+        if excluded:
+            q = q.where(Assignment.rater_id.not_in(excluded))
+    return q
 
 
 def load_votes(session: Session, project_id: int, *, image_id: int | None = None,
                include_excluded: bool = False) -> list[Vote]:
     """Submitted votes of a project (or one image), picks as bank sample indices, best first. Raters excluded
     by an analyst are left out unless ``include_excluded``."""
-    _project(session, project_id)
+    get_project(session, project_id)
     q = (select(Assignment.id, Assignment.rater_id, Assignment.image_id, Assignment.seconds_on_task, Reading.text)
          .outerjoin(Reading, Reading.assignment_id == Assignment.id)
          .where(Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)
          .order_by(Assignment.image_id, Assignment.rater_id))
     if image_id is not None:
         q = q.where(Assignment.image_id == image_id)
-    if not include_excluded:
-        excluded = excluded_rater_ids(session, project_id)
-        if excluded:
-            q = q.where(Assignment.rater_id.not_in(excluded))
-    rows = session.execute(q).all()
+    rows = session.execute(_honour_exclusions(session, q, project_id, include_excluded)).all()
     picks: dict[int, list[int]] = defaultdict(list)
     if rows:
         pq = (select(Pick.assignment_id, Sample.index).join(Sample, Sample.id == Pick.sample_id)
@@ -82,7 +81,7 @@ def image_aggregates(session: Session, project_id: int, *, include_excluded: boo
                      votes: list[Vote] | None = None) -> dict[int, ImageAggregate]:
     """Approval, Borda, Plackett-Luce, most-voted order, consensus reading and readings per position of every
     image with votes."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     votes = load_votes(session, project_id, include_excluded=include_excluded) if votes is None else votes
     sizes = bank_sizes(session, project_id)
     by_image: dict[int, list[Vote]] = defaultdict(list)
@@ -95,21 +94,17 @@ def image_aggregates(session: Session, project_id: int, *, include_excluded: boo
 def project_agreement(session: Session, project_id: int, *, include_excluded: bool = False,
                       votes: list[Vote] | None = None) -> ProjectAgreement:
     """Alphas, Jaccard, each rater against the consensus, gold accuracy and median time of a project."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     votes = load_votes(session, project_id, include_excluded=include_excluded) if votes is None else votes
     return agreement_report(votes, bank_sizes(session, project_id), project.k_picks, gold_labels(session, project_id))
 
 
 def pick_rows(session: Session, project_id: int, *, include_excluded: bool = False) -> list[PickRow]:
     """Every stored pick of the project's submitted assignments (exclusions honoured)."""
-    _project(session, project_id)
+    get_project(session, project_id)
     q = (select(Pick.assignment_id, Assignment.image_id, Assignment.rater_id, Pick.sample_id, Sample.index,
                 Pick.rank)
          .join(Assignment, Assignment.id == Pick.assignment_id).join(Sample, Sample.id == Pick.sample_id)
          .where(Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)
          .order_by(Assignment.image_id, Assignment.rater_id, Pick.rank))
-    if not include_excluded:
-        excluded = excluded_rater_ids(session, project_id)
-        if excluded:
-            q = q.where(Assignment.rater_id.not_in(excluded))
-    return [PickRow(*r) for r in session.execute(q).all()]
+    return [PickRow(*r) for r in session.execute(_honour_exclusions(session, q, project_id, include_excluded)).all()]

@@ -19,9 +19,11 @@ own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_en
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,10 +36,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
+from sr_engine import SREngine
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
 from .images import encode_png, lr_array
+from .projects import get_project
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,9 +80,7 @@ def bank_seed(project_seed: int, image_id: int) -> int:
 
 def enqueue_missing(session: Session, project_id: int, *, actor_id: int | None = None) -> list[int]:
     """Queue a pending bank for every image of the project that has none; returns the new bank ids."""
-    project = session.get(Project, project_id)
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
+    project = get_project(session, project_id)
     missing = session.scalars(select(LRImage.id).where(LRImage.project_id == project_id)
                               .where(~select(Bank.id).where(Bank.image_id == LRImage.id).exists())
                               .order_by(LRImage.id)).all()
@@ -199,12 +203,9 @@ def fail_bank(session: Session, claim: ClaimedBank, error: str) -> None:
            error=error[:4000])
 
 
-def _engine_projects(session: Session, engine: Any, project_id: int | None) -> list[Project]:
+def _engine_projects(session: Session, engine: SREngine, project_id: int | None) -> list[Project]:
     if project_id is not None:
-        project = session.get(Project, project_id)
-        if project is None:
-            raise NotFound(f"unknown project id {project_id!r}")
-        projects = [project]
+        projects = [get_project(session, project_id)]
     else:
         projects = list(session.scalars(select(Project).where(Project.model_name == engine.name)))
     for p in projects:
@@ -220,7 +221,7 @@ def _engine_projects(session: Session, engine: Any, project_id: int | None) -> l
     return projects
 
 
-def configured_engine(engine: Any, options: dict, cache: dict | None = None) -> tuple[Any, dict]:
+def configured_engine(engine: SREngine, options: dict, cache: dict | None = None) -> tuple[SREngine, dict]:
     """(engine, its config) with a project's own options: a diffusers pipeline's prompt is applied here, on the
     loaded pipeline (``engine.with_options``, weights shared); without options, the engine itself. ``cache``
     keeps one configured engine per set of options for the length of a job."""
@@ -234,14 +235,12 @@ def configured_engine(engine: Any, options: dict, cache: dict | None = None) -> 
     return out
 
 
-def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = None, *, limit: int | None = None,
+def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | None = None, *, limit: int | None = None,
                   worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
                   on_progress: Callable[[BankJobReport], None] | None = None) -> BankJobReport:
     """Generate banks until none is left (or ``limit`` were attempted). Owns its transactions: one to queue, one
     per claim, one per stored (or failed) bank; the engine runs outside any transaction. ``project_id=None``
     serves every project whose model is this engine's."""
-    import time
-
     t0 = time.perf_counter()
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = BankJobReport()
@@ -249,7 +248,7 @@ def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = N
         project_ids = [p.id for p in _engine_projects(session, engine, project_id)]
         for pid in project_ids:
             enqueue_missing(session, pid)
-    configured: dict[str, tuple[Any, dict]] = {}
+    configured: dict[str, tuple[SREngine, dict]] = {}
     while limit is None or len(report.completed) + len(report.failed) < limit:
         with session_scope(factory) as session:
             claim = claim_next(session, project_ids, worker=worker, stale_after_s=stale_after_s,
@@ -266,6 +265,7 @@ def run_bank_jobs(factory: sessionmaker, engine: Any, project_id: int | None = N
                 store_bank(session, claim, result, config, int(engine.scale))
             report.completed.append(claim.bank_id)
         except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
+            logger.warning("bank %d failed (attempt %d)", claim.bank_id, claim.attempt, exc_info=True)
             with session_scope(factory) as session:
                 fail_bank(session, claim, f"{type(err).__name__}: {err}")
             report.failed[claim.bank_id] = f"{type(err).__name__}: {err}"

@@ -1,4 +1,5 @@
-"""The demo project made on the app's first start: ambiguous MNIST evaluation digits with their banks.
+"""The demo projects made on the app's first start: ambiguous MNIST evaluation digits with their banks, and
+ambiguous plates when the plates model and its reader are installed (:func:`bootstrap_demo`).
 
 Which digits are "ambiguous" is fixed in advance, not measured on the evaluation rows: the first evaluation
 rows of the classes that are confused most often at low resolution (3/5/8 and 4/7/9), ``per_class`` of each.
@@ -8,20 +9,32 @@ at a model's output or tunes a threshold on these rows.
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import session_scope
+from sr_engine import SREngine
+from sr_engine.data import data_dir
+from sr_engine.reader import load_reader
 
 from .accounts import create_rater
+from .banks import BankJobReport, progress, run_bank_jobs
 from .images import import_arrays, mnist_lr
-from .projects import ProjectSettings, create_project
+from .projects import ProjectSettings, create_project, list_projects
+
+logger = logging.getLogger(__name__)
 
 CONFUSABLE_DIGITS = (3, 5, 8, 4, 7, 9)
 GOLD_DIGITS = (0, 1)
 DEMO_PROJECT = "demo: ambiguous MNIST digits"
 DEMO_RATER, DEMO_ANALYST = "demo-rater", "demo-analyst"
+DEMO_MODEL = "mnist-x4"
+PLATES_DEMO_MODEL = "plates-x4"
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,11 @@ class DemoAccounts:
     rater_password: str
     analyst: str
     analyst_password: str
+
+    def announcement(self) -> str:
+        """The two lines the terminal shows on first start: the demo rater's and analyst's name and password."""
+        return (f"demo rater:   {self.rater} / {self.rater_password}\n"
+                f"demo analyst: {self.analyst} / {self.analyst_password}")
 
 
 def ambiguous_mnist(scale: int, per_class: int = 2, digits: tuple[int, ...] = CONFUSABLE_DIGITS):
@@ -74,7 +92,7 @@ class AmbiguousPlate:
     modal_share: float  # share of the probe bank read as the most common string
 
 
-def ambiguous_plates(engine, reader, *, candidates: int = 32, count: int = 8, probe_n: int = 8,
+def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 32, count: int = 8, probe_n: int = 8,
                      probe_steps: int = 4, seed: int = 0) -> list[AmbiguousPlate]:
     """The ``count`` evaluation plates (of the first ``candidates``) on which the plate reader disagrees most
     across a small probe bank: most distinct readings, then the lowest share of the most common one, then the
@@ -98,7 +116,7 @@ def ambiguous_plates(engine, reader, *, candidates: int = 32, count: int = 8, pr
     return scored[:count] + scored[-1:]  # the last one: the least ambiguous, used as a gold item
 
 
-def seed_plates_demo(session: Session, engine, reader, *, count: int = 8, bank_size: int = 16, steps: int = 8,
+def seed_plates_demo(session: Session, engine: SREngine, reader, *, count: int = 8, bank_size: int = 16, steps: int = 8,
                      k_picks: int = 3, raters_per_image: int = 3, ensemble_size: int = 3) -> tuple[int, list]:
     """A second demo project: ``count`` ambiguous evaluation plates (:func:`ambiguous_plates`) and the least
     ambiguous candidate as a gold item. Uses the demo accounts made by :func:`seed_demo` (or none). Returns
@@ -119,3 +137,50 @@ def seed_plates_demo(session: Session, engine, reader, *, count: int = 8, bank_s
                   [f"plates:eval:{p.index}" for p in items], hr=hr, labels=[p.text for p in items],
                   gold=[True] * len(gold) + [False] * len(ambiguous))
     return pid, chosen
+
+
+# ---- first start ---------------------------------------------------------------------------------------------
+def bootstrap_demo(factory: sessionmaker[Session], models: Collection[str], engine_for: Callable[[str], SREngine],
+                   *, model: str = DEMO_MODEL) -> DemoAccounts | None:
+    """The app's first start: if the store has no project yet and ``model`` is installed (one of ``models``),
+    seed the digit demo (:func:`seed_demo`) and generate its banks now, so the first rater is served at once;
+    then the plates demo if its model and reader are installed. Progress goes to the log. Returns the demo
+    accounts (None: no demo was made)."""
+    with session_scope(factory) as s:
+        if list_projects(s):
+            return None
+    if model not in models:
+        logger.warning("no demo project: the model %r is not installed (data/checkpoints/)", model)
+        return None
+    engine = engine_for(model)
+    with session_scope(factory) as s:
+        accounts = seed_demo(s, engine.name, int(engine.scale))
+        n_images = progress(s, accounts.project_id).images
+    logger.info("demo project: generating %d banks with %s ...", n_images, engine.name)
+
+    def show(rep: BankJobReport) -> None:
+        done = len(rep.completed) + len(rep.failed)
+        bar = "#" * (20 * done // max(n_images, 1))
+        logger.info("  banks [%-20s] %d/%d%s", bar, done, n_images,
+                    f" ({len(rep.failed)} failed)" if rep.failed else "")
+
+    rep = run_bank_jobs(factory, engine, accounts.project_id, on_progress=show)
+    logger.info("demo banks ready in %.1f s", rep.seconds)
+    _bootstrap_plates_demo(factory, models, engine_for)
+    return accounts
+
+
+def _bootstrap_plates_demo(factory: sessionmaker[Session], models: Collection[str],
+                           engine_for: Callable[[str], SREngine]) -> None:
+    """The second demo project, ambiguous plates, when the plates model and its reader are installed."""
+    reader_path = data_dir() / "readers" / "plates-reader.pt"
+    if PLATES_DEMO_MODEL not in models or not reader_path.is_file():
+        logger.info("no plates demo: %r or its reader is not installed", PLATES_DEMO_MODEL)
+        return
+    engine = engine_for(PLATES_DEMO_MODEL)
+    logger.info("plates demo: choosing the plates the reader disagrees on most ...")
+    with session_scope(factory) as s:
+        pid, chosen = seed_plates_demo(s, engine, load_reader(reader_path))
+    logger.info("plates demo: generating %d banks with %s ...", len(chosen), engine.name)
+    rep = run_bank_jobs(factory, engine, pid)
+    logger.info("plates demo banks ready in %.1f s", rep.seconds)

@@ -12,14 +12,16 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Bank, Ensemble, LRImage, Project, Sample
+from db.models import Bank, Ensemble, LRImage, Sample
+from sr_engine import SREngine
 
 from .aggregate import approval_counts, borda_scores, ranking
 from .analysis import load_votes
 from .audit import record
 from .banks import complete_bank
-from .errors import InvalidInput, NotFound
-from .images import decode_png, encode_png, lr_array
+from .errors import InvalidInput
+from .images import decode_png, encode_png, get_image, lr_array
+from .projects import get_project
 
 Weighting = Literal["mean", "votes"]
 
@@ -47,7 +49,7 @@ def _result(e: Ensemble, image_id: int) -> EnsembleResult:
                           bool(e.reprojected), e.png)
 
 
-def make_ensemble(session: Session, engine: Any, image_id: int, *, m: int | None = None,
+def make_ensemble(session: Session, engine: SREngine, image_id: int, *, m: int | None = None,
                   weighting: Weighting = "mean", include_excluded: bool = False,
                   actor_id: int | None = None) -> EnsembleResult:
     """Average the m (default: the project's ``ensemble_size``) most-voted samples of the image's bank (approval
@@ -55,10 +57,8 @@ def make_ensemble(session: Session, engine: Any, image_id: int, *, m: int | None
     count. ``engine`` must be the bank's model (``engine.name``)."""
     if weighting not in ("mean", "votes"):
         raise InvalidInput(f"weighting must be 'mean' or 'votes', got {weighting!r}")
-    image = session.get(LRImage, image_id) if isinstance(image_id, int) else None
-    if image is None:
-        raise NotFound(f"unknown image id {image_id!r}")
-    project = session.get(Project, image.project_id)
+    image = get_image(session, image_id)
+    project = get_project(session, image.project_id)
     bank = complete_bank(session, image_id)
     if bank is None:
         raise InvalidInput(f"image {image_id} has no complete bank")
@@ -91,7 +91,7 @@ def make_ensemble(session: Session, engine: Any, image_id: int, *, m: int | None
     return _result(row, image_id)
 
 
-def make_ensembles(session: Session, engine: Any, project_id: int, **kwargs: Any) -> list[EnsembleResult]:
+def make_ensembles(session: Session, engine: SREngine, project_id: int, **kwargs: Any) -> list[EnsembleResult]:
     """An ensemble for every image of the project that has votes."""
     image_ids = sorted({v.image for v in load_votes(session, project_id,
                                                     include_excluded=kwargs.get("include_excluded", False))})

@@ -25,6 +25,7 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
@@ -32,14 +33,16 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, Bank, BankStatus, LRImage, Project, Rater, RaterExclusion, Reading, SampleMode
+import sr_engine
+from db.models import Assignment, Bank, BankStatus, LRImage, Rater, RaterExclusion, Reading, SampleMode
 
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows
 from .ensembles import latest_ensembles
+from .errors import InvalidInput
 from .positions import METHOD as POSITIONS_METHOD
 from .positions import PositionalReading
-from .errors import InvalidInput, NotFound
+from .projects import get_project
 
 What = Literal["votes", "summary", "ensembles"]
 Format = Literal["csv", "json", "parquet"]
@@ -65,30 +68,17 @@ class ExportResult:
     provenance_path: Path | None  # the sidecar (tables); inside the zip for ensembles
 
 
-def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id) if isinstance(project_id, int) else None
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    return project
-
-
 def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("trustworthy-sr")
     except PackageNotFoundError:
-        import sr_engine
-
         return sr_engine.__version__
 
 
 def provenance(session: Session, project_id: int, *, include_excluded: bool = False) -> dict:
     """What produced the numbers: the models and engine configs of the project's complete banks, versions,
     settings and exclusions."""
-    import sr_engine
-
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     models = {}
     for name, sha, config in session.execute(
             select(Bank.model_name, Bank.checkpoint_sha256, Bank.engine_config).join(LRImage)
@@ -113,7 +103,7 @@ def provenance(session: Session, project_id: int, *, include_excluded: bool = Fa
 # ---- tables ----------------------------------------------------------------------------------------------------
 def votes_frame(session: Session, project_id: int, *, include_excluded: bool = False) -> pd.DataFrame:
     """One row per pick."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     rows = pick_rows(session, project_id, include_excluded=include_excluded)
     aids = sorted({r.assignment_id for r in rows})
     info = {}
@@ -138,7 +128,7 @@ def summary_frame(session: Session, project_id: int, *, include_excluded: bool =
     """One row per image: votes per sample, most-voted samples, consensus reading and share, alpha on picks,
     pairwise Jaccard, the newest ensemble's figures (``ensemble_current``: made from the current votes) and the
     readings per position (consensus string, alpha over positions, distributions)."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     votes = load_votes(session, project_id, include_excluded=include_excluded)
     aggs = image_aggregates(session, project_id, votes=votes)
     ens = latest_ensembles(session, project_id)
@@ -204,7 +194,7 @@ def write_table(df: pd.DataFrame, path: Path, fmt: Format, prov: dict) -> Path:
     elif fmt == "json":
         df.to_json(path, orient="records", date_format="iso", date_unit="us", force_ascii=False, indent=1,
                    double_precision=15)
-    elif fmt == "parquet":
+    elif fmt == "parquet":  # pyarrow loads only for Parquet (a large package the other formats do not need)
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -238,7 +228,7 @@ def ensembles_zip(session: Session, project_id: int, fmt: Format = "csv", *,
     ``provenance.json``; returns (bytes, number of ensembles)."""
     if fmt not in FORMATS:
         raise InvalidInput(f"format must be one of {FORMATS}, got {fmt!r}")
-    _project(session, project_id)
+    get_project(session, project_id)
     ens = latest_ensembles(session, project_id)
     sources = dict(session.execute(select(LRImage.id, LRImage.source).where(LRImage.project_id == project_id)).all())
     rows = []

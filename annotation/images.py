@@ -28,6 +28,7 @@ from db.models import LRImage, Project
 from .accounts import check_text
 from .audit import record
 from .errors import InvalidInput, NotFound
+from .projects import get_project
 
 MIN_SIDE = 2  # a 1x1 image has nothing to super-resolve
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -205,6 +206,15 @@ def _collect(source: str | Path | bytes, name: str | None) -> tuple[list[tuple[s
 
 
 # ---- the services ------------------------------------------------------------------------------------------
+def get_image(session: Session, image_id: int) -> LRImage:
+    """An LR image by id; :class:`~annotation.errors.NotFound` if there is none."""
+    valid = isinstance(image_id, int) and not isinstance(image_id, bool)
+    image = session.get(LRImage, image_id) if valid else None
+    if image is None:
+        raise NotFound(f"unknown image id {image_id!r}")
+    return image
+
+
 def _store(session: Session, project: Project, items: list[_Item], actor_id: int | None,
            result: ImportResult) -> ImportResult:
     seen = set(session.scalars(select(LRImage.content_sha256).where(LRImage.project_id == project.id)))
@@ -226,19 +236,12 @@ def _store(session: Session, project: Project, items: list[_Item], actor_id: int
     return result
 
 
-def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id) if isinstance(project_id, int) else None
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    return project
-
-
 def import_images(session: Session, project_id: int, source: str | Path | bytes, *, name: str | None = None,
                   label: str | None = None, gold: bool = False, actor_id: int | None = None) -> ImportResult:
     """Import a PNG/JPEG file, a folder (recursively, links not followed), a ``.zip``, or raw bytes of an upload
     (``name`` is its file name). ``label`` / ``gold`` apply to every image of this call (a gold item must have a
     label). Nothing is written unless every image file is valid."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     if label is not None:
         check_text(label, "label", MAX_LABEL)
     if gold and label is None:
@@ -253,7 +256,7 @@ def import_arrays(session: Session, project_id: int, images: list[np.ndarray], s
                   hr: list[np.ndarray | None] | None = None, labels: list[str | None] | None = None,
                   gold: list[bool] | None = None, actor_id: int | None = None) -> ImportResult:
     """Import uint8 arrays (H, W) / (H, W, 3) directly, with optional known HR images and labels."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     n = len(images)
     hr = hr or [None] * n
     labels = labels or [None] * n
@@ -305,7 +308,7 @@ def import_mnist(session: Session, project_id: int, count: int = 20, *, start: i
                  actor_id: int | None = None) -> ImportResult:
     """Import ``count`` MNIST evaluation rows as LR images (``make_lr`` of the HR digit at the project's scale),
     each with its HR image and digit label; the first ``gold`` of them are gold items."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     if project.channels != 1:
         raise InvalidInput("MNIST digits are grey; this project's model takes RGB images")
     lr, hr, labels, rows = mnist_lr(count, project.scale, start)

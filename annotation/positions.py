@@ -32,7 +32,7 @@ Method (``METHOD``, recorded in the exports' provenance):
    columns, values = the character typed; ``?`` and gaps are missing values. None where alpha is undefined:
    fewer than two readings, fewer than two columns with two or more characters (with a single unit nominal
    alpha is 0 whatever the raters did, so it says nothing; this also keeps single-character readings, i.e.
-   MNIST, without a per-image alpha, as DESIGN.md asks), or a single value in the whole table.
+   MNIST, without a per-image alpha, as docs/design.md asks), or a single value in the whole table.
 
 Single-character readings align trivially: one column, the consensus is the plurality digit.
 """

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Project, SampleMode
-from sr_engine import MODES
+from sr_engine import MODES, SREngine, load_engine
 
 from .accounts import check_text, require_role
 from .audit import record
@@ -101,7 +101,7 @@ def engine_schedulers(engine) -> tuple[str, ...]:
     return tuple(getattr(engine, "schedulers", FLOW_SCHEDULERS))
 
 
-def check_engine_settings(engine, s: ProjectSettings) -> None:
+def check_engine_settings(engine: SREngine, s: ProjectSettings) -> None:
     """Refuse settings the engine cannot honour, before any bank is queued: a mode or scheduler it does not
     have (flow models: strict, flow, prior; diffusers pipelines: strict, guided, free), an option it does not
     take (a prompt for a pipeline without one), an LR size limit above its own."""
@@ -125,7 +125,7 @@ def check_engine_settings(engine, s: ProjectSettings) -> None:
 
 
 def create_project(session: Session, settings: ProjectSettings, *, actor_id: int | None = None,
-                   engine: Any = None) -> Project:
+                   engine: SREngine | None = None) -> Project:
     """A new project (``actor_id``, when given, must be an admin's). With ``engine`` (the loaded model) the
     settings are also checked against what it supports (:func:`check_engine_settings`)."""
     if actor_id is not None:
@@ -147,7 +147,7 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
     return project
 
 
-def settings_for_engine(engine, name: str, **overrides) -> ProjectSettings:
+def settings_for_engine(engine: SREngine, name: str, **overrides) -> ProjectSettings:
     """Settings whose model name, scale and channels come from an engine (``sr_engine.load_engine(...)``)."""
     return ProjectSettings(name=name, model_name=engine.name, scale=int(engine.scale),
                            channels=int(getattr(engine, "channels", 1)), **overrides)
@@ -165,11 +165,9 @@ def model_spec(model: str) -> str:
     return DIFFUSERS_PREFIX + str(Path(folder).expanduser().resolve())
 
 
-def load_model(model: str, **engine_kwargs: Any):
+def load_model(model: str, **engine_kwargs: Any) -> SREngine:
     """``sr_engine.load_engine`` for a project's model string. A diffusers pipeline is named by its
     :func:`model_spec`, so the name a project stores (``engine.name``) loads the same folder again."""
-    from sr_engine import load_engine
-
     spec = model_spec(model)
     if spec.startswith(DIFFUSERS_PREFIX):
         return load_engine(spec, name=spec, **engine_kwargs)
@@ -190,7 +188,8 @@ def model_modes(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def get_project(session: Session, project: int | str) -> Project:
-    """A project by id or by name."""
+    """A project by id or by name; :class:`~annotation.errors.NotFound` if there is none. The one lookup every
+    service uses."""
     if isinstance(project, str):
         row = session.scalar(select(Project).where(Project.name == project))
     elif isinstance(project, int) and not isinstance(project, bool):
@@ -198,7 +197,7 @@ def get_project(session: Session, project: int | str) -> Project:
     else:
         row = None
     if row is None:
-        raise NotFound(f"unknown project {project!r}")
+        raise NotFound(f"unknown project {'id ' if isinstance(project, int) else ''}{project!r}")
     return row
 
 

@@ -34,6 +34,7 @@ from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, 
 from .accounts import check_text, get_rater
 from .audit import record
 from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
+from .projects import get_project
 
 MAX_READING = 500
 MAX_REASON = 500
@@ -76,13 +77,6 @@ class SubmitResult:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
-def _project(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id) if isinstance(project_id, int) else None
-    if project is None:
-        raise NotFound(f"unknown project id {project_id!r}")
-    return project
-
-
 def _active_rater(session: Session, rater_id: int):
     rater = get_rater(session, rater_id)
     if not rater.active:
@@ -176,7 +170,7 @@ def next_task(session: Session, rater_id: int, project_id: int, *, now: datetime
     None when there is nothing left for this rater."""
     now = now or utcnow()
     _active_rater(session, rater_id)
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     live = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
                                                    Assignment.project_id == project.id, Assignment.status == SERVED,
                                                    Assignment.lease_expires_at > now).order_by(Assignment.id))
@@ -227,6 +221,19 @@ def _check_reading(reading: str | None) -> str | None:
     return check_text(reading, "reading", MAX_READING)
 
 
+def _window_opened(project: Project, now: datetime) -> datetime:
+    """Submissions at or after this moment may still be revised (the project's ``revision_window_s``)."""
+    return now - timedelta(seconds=project.revision_window_s)
+
+
+def _check_revisable(a: Assignment, project: Project, now: datetime) -> None:
+    """Refuse to revise anything but a submitted assignment inside the revision window."""
+    if a.status != SUBMITTED:
+        raise Conflict("only a submitted assignment can be revised")
+    if a.submitted_at < _window_opened(project, now):
+        raise Conflict(f"the revision window of {project.revision_window_s} s has closed")
+
+
 def _owned(session: Session, rater_id: int, assignment_id: int, lock: bool = True) -> Assignment:
     _active_rater(session, rater_id)
     if isinstance(assignment_id, bool) or not isinstance(assignment_id, int):
@@ -251,6 +258,14 @@ def _result(session: Session, a: Assignment, replayed: bool) -> SubmitResult:
                         replayed, a.revisions)
 
 
+def _checked_votes(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int],
+                   reading: str | None) -> tuple[Assignment, Project, list[int], str | None]:
+    """The rater's own assignment (locked), its project, and the picks and reading checked against its bank."""
+    a = _owned(session, rater_id, assignment_id)
+    project = get_project(session, a.project_id)
+    return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading)
+
+
 def _write_votes(session: Session, a: Assignment, picks: list[int], reading: str | None) -> None:
     session.add_all([Pick(assignment_id=a.id, bank_id=a.bank_id, sample_id=s, rank=r + 1)
                      for r, s in enumerate(picks)])
@@ -264,10 +279,7 @@ def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     """Store the rater's top-k picks (sample ids, best first) and reading, atomically with the status change.
     Replaying an identical submission is a no-op that returns the stored one."""
     now = now or utcnow()
-    a = _owned(session, rater_id, assignment_id)
-    project = _project(session, a.project_id)
-    picks = _check_picks(session, a, project.k_picks, picks)
-    reading = _check_reading(reading)
+    a, project, picks, reading = _checked_votes(session, rater_id, assignment_id, picks, reading)
     if a.status == SUBMITTED:
         if _stored(session, a) == (picks, reading):
             return _result(session, a, replayed=True)
@@ -299,14 +311,8 @@ def revise(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     """Replace a submitted assignment's picks and reading within the project's revision window. The audit log
     keeps the old ones."""
     now = now or utcnow()
-    a = _owned(session, rater_id, assignment_id)
-    project = _project(session, a.project_id)
-    picks = _check_picks(session, a, project.k_picks, picks)
-    reading = _check_reading(reading)
-    if a.status != SUBMITTED:
-        raise Conflict("only a submitted assignment can be revised")
-    if (now - a.submitted_at).total_seconds() > project.revision_window_s:
-        raise Conflict(f"the revision window of {project.revision_window_s} s has closed")
+    a, project, picks, reading = _checked_votes(session, rater_id, assignment_id, picks, reading)
+    _check_revisable(a, project, now)
     old = _stored(session, a)
     if old == (picks, reading):
         return _result(session, a, replayed=True)
@@ -348,21 +354,18 @@ def submitted_task(session: Session, rater_id: int, assignment_id: int, *,
     order) with what was submitted: what a Revise screen shows before :func:`revise`."""
     now = now or utcnow()
     a = _owned(session, rater_id, assignment_id, lock=False)
-    project = _project(session, a.project_id)
-    if a.status != SUBMITTED:
-        raise Conflict("only a submitted assignment can be revised")
-    if (now - a.submitted_at).total_seconds() > project.revision_window_s:
-        raise Conflict(f"the revision window of {project.revision_window_s} s has closed")
+    project = get_project(session, a.project_id)
+    _check_revisable(a, project, now)
     return _task(session, a, project.k_picks), _result(session, a, replayed=False)
 
 
 def revisable(session: Session, rater_id: int, project_id: int, *, now: datetime | None = None) -> list[SubmitResult]:
     """The rater's own submissions that may still be revised (newest first)."""
     now = now or utcnow()
-    project = _project(session, project_id)
-    since = now - timedelta(seconds=project.revision_window_s)
+    project = get_project(session, project_id)
+    since = _window_opened(project, now)
     rows = session.scalars(select(Assignment).where(Assignment.rater_id == rater_id,
-                                                    Assignment.project_id == project_id,
+                                                    Assignment.project_id == project.id,
                                                     Assignment.status == SUBMITTED, Assignment.submitted_at >= since)
                            .order_by(Assignment.submitted_at.desc()))
     return [_result(session, a, replayed=False) for a in rows]

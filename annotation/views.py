@@ -14,16 +14,15 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
 
-from .accounts import excluded_rater_ids, require_role
+from .accounts import ANALYST_ROLES, require_role
 from .aggregate import ImageAggregate, aggregate_image
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import load_votes, project_agreement
 from .banks import BankProgress, complete_bank, progress
 from .ensembles import EnsembleResult, latest_ensembles
-from .errors import NotFound
-from .projects import get_project as _project
-
-ANALYST_ROLES = ("analyst", "admin")
+from .exclusions import excluded_rater_ids
+from .images import get_image
+from .projects import get_project
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class ProjectOverview:
 def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterProgress:
     """"12 of 50": what this rater has done in the project, and that plus the images still open to them (a
     complete bank, not done by them, and a free slot unless it is a gold item)."""
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     done = session.scalar(select(func.count(Assignment.id)).where(
         Assignment.rater_id == rater_id, Assignment.project_id == project_id,
         Assignment.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped]))) or 0
@@ -124,7 +123,7 @@ def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterPro
 
 def project_images(session: Session, actor_id: int, project_id: int) -> list[ImageRow]:
     require_role(session, actor_id, *ANALYST_ROLES)
-    _project(session, project_id)
+    get_project(session, project_id)
     votes = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
                                                      Assignment.status == AssignmentStatus.submitted)
              .scalar_subquery())
@@ -138,10 +137,8 @@ def project_images(session: Session, actor_id: int, project_id: int) -> list[Ima
 def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
     """One image for the analyst: LR, bank, every vote (with rater names), aggregate, agreement, ensemble."""
     require_role(session, actor_id, *ANALYST_ROLES)
-    image = session.get(LRImage, image_id) if isinstance(image_id, int) else None
-    if image is None:
-        raise NotFound(f"unknown image id {image_id!r}")
-    project = _project(session, image.project_id)
+    image = get_image(session, image_id)
+    project = get_project(session, image.project_id)
     bank = complete_bank(session, image.id)
     samples = [] if bank is None else [SampleView(s.index, s.png, float(s.lr_psnr)) for s in session.scalars(
         select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
@@ -163,7 +160,7 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
 def project_overview(session: Session, actor_id: int, project_id: int) -> ProjectOverview:
     """Progress, agreement and gold accuracy of a project (exclusions honoured)."""
     require_role(session, actor_id, *ANALYST_ROLES)
-    project = _project(session, project_id)
+    project = get_project(session, project_id)
     votes = load_votes(session, project_id)
     rep = project_agreement(session, project_id, votes=votes)
     regular = session.scalar(select(func.count(LRImage.id)).where(LRImage.project_id == project_id,

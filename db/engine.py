@@ -98,12 +98,3 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
 
-
-def create_schema(engine: Engine) -> None:
-    """Create every table directly from the models and stamp the newest migration (tests, throwaway databases:
-    faster than migrating). Real databases use :func:`db.migrations.upgrade`, which gives the same schema."""
-    from .migrations import stamp_head
-    from .models import Base
-
-    Base.metadata.create_all(engine)
-    stamp_head(engine)

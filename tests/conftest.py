@@ -64,7 +64,8 @@ def tiny_flow_engine(seed: int = 0, name: str = "tiny-x4", cls=None, **kwargs):
 
 def make_store(url: str):
     """(engine, session factory) of a fresh database with the full schema."""
-    from db.engine import create_schema, make_engine, make_session_factory
+    from db.engine import make_engine, make_session_factory
+    from db.migrations import create_schema
 
     engine = make_engine(url)
     create_schema(engine)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from annotation.accounts import (authenticate, create_rater, ensure_admin, exclude_rater, excluded_rater_ids,
-                                 hash_secret, include_rater, set_secret, verify_secret)
+from annotation.accounts import authenticate, create_rater, ensure_admin, hash_secret, set_secret, verify_secret
 from annotation.audit import history
 from annotation.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from annotation.exclusions import exclude_rater, excluded_rater_ids, include_rater
 from annotation.projects import ProjectSettings, create_project, get_project
 from conftest import make_store
 from db.engine import session_scope

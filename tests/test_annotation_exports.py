@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.accounts import create_rater, exclude_rater, include_rater
+from annotation.accounts import create_rater
 from annotation.analysis import image_aggregates, load_votes, project_agreement
 from annotation.ensembles import latest_ensembles, make_ensemble, make_ensembles
 from annotation.errors import InvalidInput, PermissionDenied
+from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import export, read_table, summary_frame, votes_frame
 from annotation.images import decode_png
 from annotation.tasks import next_task, submit

@@ -163,7 +163,7 @@ def plates_store(tmp_path_factory):
 
 
 def test_store_aggregates_and_exports_carry_positions(plates_store, tmp_path):
-    from annotation.accounts import exclude_rater, include_rater
+    from annotation.exclusions import exclude_rater, include_rater
     from annotation.analysis import image_aggregates
     from annotation.exports import export, read_table, summary_frame
     from db.engine import session_scope

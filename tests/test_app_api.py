@@ -168,7 +168,8 @@ def test_analyst_exports_download(served):
 
 def test_analyst_excludes_and_includes_a_rater(served):
     url, ctx, pid = served
-    from annotation.accounts import excluded_rater_ids, rater_by_name
+    from annotation.accounts import rater_by_name
+    from annotation.exclusions import excluded_rater_ids
     from db.engine import session_scope
 
     a = client(url, "ana")

@@ -16,7 +16,7 @@ from annotation.images import import_images
 from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
                                  settings_for_engine)
 
-from .context import AppContext
+from .context import AppContext, chosen_id, refuse, whole_number
 from .render import esc, message_html, progress_html
 
 MODES = ["strict", "flow", "prior", "guided", "free"]
@@ -28,13 +28,6 @@ class AdminView:
     timer: gr.Timer
     new_project: gr.Button
     create_outputs: list
-
-
-def _int(value: object, what: str) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise gr.Error(f"{what} must be a whole number.") from None
 
 
 def build_admin(ctx: AppContext) -> AdminView:
@@ -84,17 +77,18 @@ def build_admin(ctx: AppContext) -> AdminView:
                   request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not str(model_ or "").strip():
-            raise gr.Error("Choose a model.")
+            raise refuse("Choose a model.")
         try:
             engine = ctx.engines.get(model_spec(str(model_)))
         except ValueError as err:  # a missing folder, not an SR pipeline, pickled weights: said plainly
-            raise gr.Error(str(err)) from None
+            raise refuse(str(err)) from None
         prompt_ = str(prompt_ or "")
-        settings = settings_for_engine(engine, str(name_ or "").strip(), bank_size=_int(n_, "N"),
-                                       k_picks=_int(k_, "k"), raters_per_image=_int(mr_, "M"),
-                                       ensemble_size=_int(me_, "m"), steps=_int(steps_, "steps"), mode=str(mode_),
-                                       scheduler=str(scheduler_), seed=_int(seed_, "seed"),
-                                       gold_rate=float(gold_ or 0.0), max_lr_side=_int(max_side_, "the size limit"),
+        settings = settings_for_engine(engine, str(name_ or "").strip(), bank_size=whole_number(n_, "N"),
+                                       k_picks=whole_number(k_, "k"), raters_per_image=whole_number(mr_, "M"),
+                                       ensemble_size=whole_number(me_, "m"), steps=whole_number(steps_, "steps"),
+                                       mode=str(mode_), scheduler=str(scheduler_), seed=whole_number(seed_, "seed"),
+                                       gold_rate=float(gold_ or 0.0),
+                                       max_lr_side=whole_number(max_side_, "the size limit"),
                                        engine_options={"prompt": prompt_} if prompt_.strip() else {})
         with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
             p = create_project(s, settings, actor_id=actor.id, engine=engine)
@@ -109,9 +103,9 @@ def build_admin(ctx: AppContext) -> AdminView:
 
     def do_upload(project_id, paths, request: gr.Request):
         actor = ctx.actor(request, "admin")
-        pid = _int(project_id, "the project")
+        pid = chosen_id(project_id, "the project")
         if not paths:
-            raise gr.Error("Choose one or more files.")
+            raise refuse("Choose one or more files.")
         added = dup = skipped = 0
         with ctx.tx() as s:  # all files in one transaction: one bad file imports nothing
             for p in paths:
@@ -123,7 +117,7 @@ def build_admin(ctx: AppContext) -> AdminView:
 
     def do_generate(project_id, request: gr.Request):
         ctx.actor(request, "admin")
-        pid = _int(project_id, "the project")
+        pid = chosen_id(project_id, "the project")
         with ctx.tx() as s:
             get_project(s, pid)
         ctx.worker.enqueue(pid)
@@ -150,7 +144,7 @@ def build_admin(ctx: AppContext) -> AdminView:
     def do_add(name_, role_, pw_, request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not pw_:
-            raise gr.Error("Give the account a password.")
+            raise refuse("Give the account a password.")
         with ctx.tx() as s:
             info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
         return message_html(f"Added {info.role} {esc(info.name)!s}."), ""

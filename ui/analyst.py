@@ -12,17 +12,18 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from annotation.accounts import exclude_rater, include_rater, rater_by_name
+from annotation.accounts import ANALYST_ROLES, rater_by_name
+from annotation.banks import complete_bank
 from annotation.ensembles import make_ensemble
+from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import FORMATS, WHATS, export
 from annotation.views import image_detail, project_images, project_overview
 
-from .context import AppContext
+from .context import AppContext, chosen_id, refuse
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
 from .render import flow_check_text  # "not available for this model" where the engine has no flow
 from .render import positions_html  # plates: readings per position under the ensemble
 
-ROLES = ("analyst", "admin")
 RATER_COLUMNS = ["rater", "tasks", "Jaccard vs consensus", "reading agreement", "gold", "median s", "excluded"]
 VOTE_COLUMNS = ["rater", "picks (bank index, best first)", "reading", "seconds", "excluded"]
 
@@ -30,13 +31,6 @@ VOTE_COLUMNS = ["rater", "picks (bank index, best first)", "reading", "seconds",
 @dataclass
 class AnalystView:
     project: gr.Dropdown
-
-
-def _int(value: object, what: str) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise gr.Error(f"Choose {what}.") from None
 
 
 def overview_html(o) -> str:
@@ -96,8 +90,8 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         download = gr.File(label="download", interactive=False)
 
     def show_project(project_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        actor = ctx.actor(request, *ANALYST_ROLES)
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             o = project_overview(s, actor.id, pid)
             imgs = project_images(s, actor.id, pid)
@@ -107,8 +101,8 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         return overview_html(o), raters_frame(o), gr.update(choices=choices, value=first)
 
     def set_exclusion(project_id, rater_name, reason, excluded: bool, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        actor = ctx.actor(request, *ANALYST_ROLES)
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             rater = rater_by_name(s, str(rater_name or "").strip())
             if excluded:
@@ -148,34 +142,32 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                 positions_html(agg.positions if agg else None))
 
     def show_image(image_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
+        actor = ctx.actor(request, *ANALYST_ROLES)
         if image_id in (None, ""):
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
                 columns=VOTE_COLUMNS), ""
         with ctx.tx() as s:
-            d = image_detail(s, actor.id, _int(image_id, "an image"))
+            d = image_detail(s, actor.id, chosen_id(image_id, "an image"))
         return render_image(d)
 
     def compute_ensemble(image_id, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
-        iid = _int(image_id, "an image")
+        actor = ctx.actor(request, *ANALYST_ROLES)
+        iid = chosen_id(image_id, "an image")
         with ctx.tx() as s:
             d = image_detail(s, actor.id, iid)  # the role check, and the bank's model
         if not d.samples:
-            raise gr.Error("This image has no complete bank yet.")
-        with ctx.tx() as s:
-            from annotation.banks import complete_bank  # the bank's model name: which engine to load
-
+            raise refuse("This image has no complete bank yet.")
+        with ctx.tx() as s:  # the bank's model name: which engine to load
             engine = ctx.engines.get(complete_bank(s, iid).model_name)
             make_ensemble(s, engine, iid, actor_id=actor.id)
         with ctx.tx() as s:
             return render_image(image_detail(s, actor.id, iid))
 
     def do_export(project_id, what_, format_, request: gr.Request):
-        actor = ctx.actor(request, *ROLES)
-        pid = _int(project_id, "a project")
+        actor = ctx.actor(request, *ANALYST_ROLES)
+        pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
-            raise gr.Error("Choose what to export and a format.")
+            raise refuse("Choose what to export and a format.")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
         ext = "zip" if what_ == "ensembles" else format_
         out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from annotation.accounts import ANALYST_ROLES
 from annotation.projects import list_projects
 
 from .admin import build_admin
@@ -45,9 +46,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             start = {"rater": "rate", "analyst": "analyst", "admin": "analyst"}[role]
             skip = gr.update()
             return (head, gr.Tabs(selected=start), gr.Tab(visible=role == "rater"),
-                    gr.Tab(visible=role in ("analyst", "admin")), gr.Tab(visible=role == "admin"),
+                    gr.Tab(visible=role in ANALYST_ROLES), gr.Tab(visible=role == "admin"),
                     projects_for() if role == "rater" else skip,
-                    projects_for() if role in ("analyst", "admin") else skip,
+                    projects_for() if role in ANALYST_ROLES else skip,
                     projects_for() if role == "admin" else skip,
                     gr.Timer(active=role == "admin"))
 

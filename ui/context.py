@@ -8,6 +8,7 @@ its role up in the database on every call. Nothing a client sends (no field, no 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +22,37 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from annotation.accounts import authenticate, rater_by_name
 from annotation.errors import AnnotationError
+from annotation.projects import load_model, model_spec
 from db.engine import session_scope
 from db.models import Role
+from sr_engine import SREngine, list_models
+
+logger = logging.getLogger(__name__)
+
+
+def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
+    """The error to raise when a request is refused (bad input, a missing permission): the message goes to the
+    page and one line to the log, without a traceback; a refusal is not a bug. Real bugs still raise their own
+    exceptions, which Gradio logs with the traceback."""
+    logger.log(level, "refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def _int_or_refuse(value: object, refusal: str) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise refuse(refusal) from None
+
+
+def whole_number(value: object, what: str) -> int:
+    """A number field's value as an int, or a refusal naming the field."""
+    return _int_or_refuse(value, f"{what} must be a whole number.")
+
+
+def chosen_id(value: object, what: str) -> int:
+    """The id chosen in a dropdown (a project, an image), or a refusal asking to choose one."""
+    return _int_or_refuse(value, f"Choose {what}.")
 
 
 @dataclass(frozen=True)
@@ -35,20 +65,16 @@ class Actor:
 class EngineRegistry:
     """Engines by model name, loaded once per process and shared read-only (not per-user state)."""
 
-    def __init__(self, preloaded: dict[str, Any] | None = None):
-        self._engines: dict[str, Any] = dict(preloaded or {})
+    def __init__(self, preloaded: dict[str, SREngine] | None = None):
+        self._engines: dict[str, SREngine] = dict(preloaded or {})
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
-        from sr_engine import list_models
-
         return sorted(set(list_models()) | set(self._engines))
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> SREngine:
         """The engine of a model string: a shipped name, or ``diffusers:/dir`` (kept under its absolute path,
         which is also the engine's name and what a project stores)."""
-        from annotation.projects import load_model, model_spec
-
         name = name if name in self._engines else model_spec(name)
         with self._lock:
             if name not in self._engines:
@@ -78,29 +104,31 @@ class AppContext:
             return authenticate(s, username, password) is not None
 
     def actor(self, request: gr.Request | None, *roles: str) -> Actor:
-        """The signed-in account behind ``request``; raises ``gr.Error`` unless its role is one of ``roles``
+        """The signed-in account behind ``request``; refuses (:func:`refuse`) unless its role is one of ``roles``
         (any role when none are given)."""
         name = getattr(request, "username", None) if request is not None else None
         if not name:
-            raise gr.Error("Sign in first.")
+            raise refuse("Sign in first.")
         with session_scope(self.factory) as s:
             try:
                 r = rater_by_name(s, name)
             except AnnotationError:
-                raise gr.Error("Unknown account.") from None
+                raise refuse("Unknown account.", level=logging.WARNING) from None
             role = Role(r.role).value
             if not r.active:
-                raise gr.Error("This account is deactivated.")
+                raise refuse("This account is deactivated.", level=logging.WARNING)
             if roles and role not in roles:
-                raise gr.Error(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.")
+                raise refuse(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.",
+                             level=logging.WARNING)
             return Actor(r.id, r.name, role)
 
     # ---- transactions ----------------------------------------------------------------------------------------
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        """One transaction per button press; a service's refusal becomes a message in the page."""
+        """One transaction per button press; a service's refusal (:class:`~annotation.errors.AnnotationError`)
+        becomes a message in the page and one log line (:func:`refuse`)."""
         try:
             with session_scope(self.factory) as s:
                 yield s
         except AnnotationError as err:
-            raise gr.Error(str(err)) from None
+            raise refuse(str(err)) from None

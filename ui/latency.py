@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--images", type=int, default=50, help="images = timed calls")
     p.add_argument("--steps", type=int, default=1, help="sampler steps (only bank generation time depends on it)")
     a = p.parse_args(argv)
-    import torch
+    import torch  # torch and the services load after the arguments parse: --help does not wait for them
 
     torch.set_num_threads(1)
     from annotation.accounts import create_rater
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> float:
     from annotation.images import import_mnist
     from annotation.projects import create_project, settings_for_engine
     from annotation.tasks import submit
-    from db.engine import create_schema, make_engine, make_session_factory, session_scope
+    from db.engine import make_engine, make_session_factory, session_scope
+    from db.migrations import create_schema
     from sr_engine import load_engine
 
     from .context import AppContext, EngineRegistry

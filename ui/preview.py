@@ -13,6 +13,8 @@ import gradio as gr
 from sr_engine import list_models, load_engine
 from sr_engine.cli import bank_grid
 
+from .context import refuse
+
 _ENGINES: dict = {}  # read-only shared models, loaded once per process (not per-user state)
 
 
@@ -31,13 +33,13 @@ def _eval_lr(eng, index: int) -> np.ndarray:
 
 def generate(model: str, upload, index: float, n: float, steps: float, mode: str, seed: float):
     if not model:
-        raise gr.Error("no model is installed under data/checkpoints")
+        raise refuse("no model is installed under data/checkpoints")
     eng = _engine(model)
     try:
         lr = np.asarray(Image.fromarray(upload).convert("L")) if upload is not None else _eval_lr(eng, int(index))
         bank = eng.sample_bank(lr, n=int(n), steps=int(steps), seed=int(seed), mode=mode)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
+    except ValueError as err:  # an LR image the engine cannot take: one log line, not a traceback
+        raise refuse(str(err)) from None
     big_lr = Image.fromarray(lr).resize((lr.shape[1] * 32, lr.shape[0] * 32), Image.NEAREST)
     worst = float(bank.lr_psnr.min())
     exact = float((bank.lr_psnr >= 100).mean())

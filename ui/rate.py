@@ -10,14 +10,15 @@ are k distinct samples of its bank (``annotation.tasks.submit``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
 
-from annotation.tasks import next_task, revisable, revise, skip, submit, submitted_task
+from annotation.tasks import Task, next_task, revisable, revise, skip, submit, submitted_task
 from annotation.views import rater_progress
 
-from .context import AppContext
+from .context import AppContext, chosen_id, refuse
 from .render import esc, lr_html, message_html, picker_html, progress_html
 
 SKIP_REASONS = ["can't tell what it is", "no sample looks plausible", "the image is broken", "other"]
@@ -90,23 +91,24 @@ class RateView:
     outputs: list
 
 
-def _project_id(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise gr.Error("Choose a project.") from None
-
-
 def _parse_picks(text: str | None) -> list[int]:
     parts = [p.strip() for p in (text or "").split(",") if p.strip()]
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise gr.Error("Picks must be sample ids separated by commas.") from None
+        raise refuse("Picks must be sample ids separated by commas.") from None
 
 
 def counter_html(n: int, k: int) -> str:
     return f"<div class='sr-counter' id='sr-counter'>{n} of {k} picked</div>"
+
+
+def _on_screen(task: Task, picks: Sequence[int] = (), revising: bool = False) -> tuple[str, str, RaterTask]:
+    """The LR view, the picker grid (``picks`` already drawn) and the per-user state of a task on screen."""
+    state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
+                      revising=revising)
+    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, picks)
+    return lr_html(task.lr_png, "the LR image, enlarged"), grid, state
 
 
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -> tuple:
@@ -120,12 +122,11 @@ def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -
                             "done")
         return ("", "", "", "", progress, done, gr.update(value=""), gr.update(interactive=False),
                 gr.update(interactive=False), None)
-    state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples))
-    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id)
+    lr_view, grid, state = _on_screen(task)
     msg = message_html((note + " " if note else "") +
                        f"Pick the {task.k} samples you find most plausible, best first "
                        f"(task {task.assignment_id}).")
-    return (lr_html(task.lr_png, "the LR image, enlarged"), grid, "", counter_html(0, task.k), progress, msg,
+    return (lr_view, grid, "", counter_html(0, task.k), progress, msg,
             gr.update(value=""), gr.update(interactive=False), gr.update(interactive=True), state)
 
 
@@ -155,7 +156,7 @@ def build_rate(ctx: AppContext) -> RateView:
 
     def load_task(project_id, request: gr.Request):
         actor = ctx.actor(request, "rater")
-        return show_task(ctx, actor.id, _project_id(project_id))
+        return show_task(ctx, actor.id, chosen_id(project_id, "a project"))
 
     def picks_changed(text, task: RaterTask | None, request: gr.Request):
         ctx.actor(request, "rater")
@@ -167,7 +168,7 @@ def build_rate(ctx: AppContext) -> RateView:
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
-            raise gr.Error("No task on screen: choose a project.")
+            raise refuse("No task on screen: choose a project.")
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
         with ctx.tx() as s:
@@ -182,25 +183,23 @@ def build_rate(ctx: AppContext) -> RateView:
     def do_revise(project_id, request: gr.Request):
         """Put the rater's newest submission that is still inside the revision window back on screen."""
         actor = ctx.actor(request, "rater")
-        pid = _project_id(project_id)
+        pid = chosen_id(project_id, "a project")
         with ctx.tx() as s:
             recent = revisable(s, actor.id, pid)
             if not recent:
-                raise gr.Error("Nothing to revise: no submission of yours is inside the revision window.")
+                raise refuse("Nothing to revise: no submission of yours is inside the revision window.")
             task, done = submitted_task(s, actor.id, recent[0].assignment_id)
-        state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
-                          revising=True)
-        grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, done.picks)
+        lr_view, grid, state = _on_screen(task, done.picks, revising=True)
         msg = message_html(f"Revising task {task.assignment_id}: change your picks or reading, then Submit. "
                            "Your earlier answer stays in the audit log.")
-        return (lr_html(task.lr_png, "the LR image, enlarged"), grid, ",".join(map(str, done.picks)),
+        return (lr_view, grid, ",".join(map(str, done.picks)),
                 counter_html(len(done.picks), task.k), gr.update(), msg, done.reading or "",
                 gr.update(interactive=True), gr.update(interactive=False), state)
 
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
-            raise gr.Error("No task on screen: choose a project.")
+            raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
         return show_task(ctx, actor.id, task.project_id, "Skipped.")

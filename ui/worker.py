@@ -7,18 +7,22 @@ the admin view. Progress is app-wide state (one worker per process), not per-use
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from annotation.banks import run_bank_jobs
+from annotation.banks import BankJobReport, run_bank_jobs
 from annotation.projects import get_project
 from db.engine import session_scope
+from sr_engine import SREngine
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,9 @@ class WorkerStatus:
 
 
 class BankWorker:
-    def __init__(self, factory: sessionmaker[Session], engine_for: Callable[[str], Any],
-                 log: Callable[[str], None] | None = None):
+    def __init__(self, factory: sessionmaker[Session], engine_for: Callable[[str], SREngine]):
         self._factory = factory
         self._engine_for = engine_for
-        self._log = log or (lambda _msg: None)
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._lock = threading.Lock()
         self._status = WorkerStatus(None, 0, 0, (), None, "idle")
@@ -74,8 +76,6 @@ class BankWorker:
             self._status = replace(self._status, **changes)
 
     def _run(self) -> None:
-        import torch
-
         torch.set_num_threads(1)  # one torch thread: raters' requests keep the other core
         while True:
             pid = self._queue.get()
@@ -90,10 +90,11 @@ class BankWorker:
                     model = get_project(s, pid).model_name
                 engine = self._engine_for(model)
 
-                def progress(rep) -> None:
+                def progress(rep: BankJobReport, pid: int = pid) -> None:
                     self._set(done=len(rep.completed), failed=len(rep.failed),
                               last_message=f"project {pid}: {len(rep.completed)} bank(s) done")
-                    self._log(f"project {pid}: {len(rep.completed)} bank(s) complete, {len(rep.failed)} failed")
+                    logger.info("project %d: %d bank(s) complete, %d failed", pid, len(rep.completed),
+                                len(rep.failed))
 
                 rep = run_bank_jobs(self._factory, engine, pid, on_progress=progress)
                 err = "; ".join(f"bank {b}: {e}" for b, e in rep.failed.items()) or None
@@ -101,6 +102,6 @@ class BankWorker:
                           last_message=f"project {pid}: {len(rep.completed)} bank(s) generated in "
                                        f"{rep.seconds:.1f} s" + (f", {len(rep.failed)} failed" if rep.failed else ""))
             except Exception as err:  # noqa: BLE001 - the worker must outlive one bad project
-                self._log(traceback.format_exc())
+                logger.exception("project %d: bank generation failed", pid)
                 self._set(running_project=None, last_error=f"{type(err).__name__}: {err}",
                           last_message=f"project {pid}: failed")

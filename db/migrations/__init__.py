@@ -2,6 +2,9 @@
 
     from db.migrations import upgrade
     upgrade("sqlite:///annotation.sqlite")      # or any SQLAlchemy URL; default: db.engine.default_url()
+    create_schema(engine)                        # tests: create_all from the models, stamped as migrated
+
+This package depends on ``db.engine`` (URLs, engines) and ``db.models``, never the other way round.
 
 The command line works too: ``alembic -c db/migrations/alembic.ini -x db_url=URL upgrade head``.
 """
@@ -12,14 +15,16 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
+
+from ..engine import default_url, make_engine
+from ..models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str | None = None) -> Config:
-    from ..engine import default_url
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", (url or default_url()).replace("%", "%%"))
@@ -45,16 +50,19 @@ def stamp_head(engine: Engine) -> None:
         command.stamp(cfg, "head")
 
 
+def create_schema(engine: Engine) -> None:
+    """Create every table directly from the models and stamp the newest migration (tests, throwaway databases:
+    faster than migrating). Real databases use :func:`upgrade`, which gives the same schema."""
+    Base.metadata.create_all(engine)
+    stamp_head(engine)
+
+
 def downgrade(url: str | None = None, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
 def current_revision(url_or_engine: str | Engine) -> str | None:
     """The revision a database is at (None: never migrated)."""
-    from alembic.runtime.migration import MigrationContext
-
-    from ..engine import make_engine
-
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
