@@ -77,7 +77,7 @@ def _plates_demo(factory, engines, log: Callable[[str], None]) -> None:
     if PLATES_DEMO_MODEL not in engines.names() or not reader_path.is_file():
         log(f"no plates demo: {PLATES_DEMO_MODEL!r} or its reader is not installed")
         return
-    from sr_engine.reader import load_reader
+    from sr_engine.eval.reader import load_reader
 
     engine = engines.get(PLATES_DEMO_MODEL)
     log("plates demo: choosing the plates the reader disagrees on most ...")

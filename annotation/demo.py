@@ -81,9 +81,9 @@ def ambiguous_plates(engine, reader, *, candidates: int = 32, count: int = 8, pr
     lower index. Evaluation items only; nothing is tuned on them (the rule and its sizes are fixed here)."""
     from collections import Counter
 
-    from sr_engine.evaluate import make_lr
+    from sr_engine.degradation import make_lr
+    from sr_engine.eval.reader import read_plates
     from sr_engine.plates import eval_plates
-    from sr_engine.reader import read_plates
 
     if candidates <= count:
         raise ValueError(f"choose {count} of more than {count} candidates, got {candidates}")
@@ -103,7 +103,7 @@ def seed_plates_demo(session: Session, engine, reader, *, count: int = 8, bank_s
     """A second demo project: ``count`` ambiguous evaluation plates (:func:`ambiguous_plates`) and the least
     ambiguous candidate as a gold item. Uses the demo accounts made by :func:`seed_demo` (or none). Returns
     (project id, the chosen plates). Banks are queued by the caller (``run_bank_jobs``)."""
-    from sr_engine.evaluate import make_lr
+    from sr_engine.degradation import make_lr
     from sr_engine.plates import eval_plates
 
     chosen = ambiguous_plates(engine, reader, count=count)

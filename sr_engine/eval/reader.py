@@ -1,5 +1,5 @@
 """A small CRNN plate reader with CTC loss, trained by the project on HR training renders only (training fonts
-and strings, :mod:`sr_engine.plates`). ``evaluate`` uses one as the judge; the benchmark and ``evaluate``'s
+and strings, :mod:`sr_engine.plates`). The evaluation uses one as the judge; the benchmark and ``evaluate``'s
 picked ensemble use others, trained on other renders and seeds, as simulated raters.
 
     python -m sr_engine train --stage reader                  # data/readers/plates-reader.pt (the judge)
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .classifier import load_weights
-from .plates import ALPHABET, HR_SHAPE
+from ..plates import ALPHABET, HR_SHAPE
+from .judge import load_weights
 
 BLANK = 0  # CTC blank; character c has class ALPHABET.index(c) + 1
 
