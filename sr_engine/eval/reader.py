@@ -8,7 +8,6 @@ picked ensemble use others, trained on other renders and seeds, as simulated rat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +81,6 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     elif r < 0.5:
         x = (x + torch.randn(x.shape, generator=torch.Generator().manual_seed(int(rng.integers(2**31)))) * 0.03)
     return x.clamp(0, 1)
-
-
-@dataclass
-class ReaderTrainInfo:
-    seed: int
-    render_seed: int
-    n_plates: int
-    epochs: int
-    seconds: float
 
 
 def train_reader(images: np.ndarray, texts: list[str], seed: int = 0, epochs: int = 6,
