@@ -63,6 +63,10 @@ def test_engine_satisfies_the_protocol(engine):
     assert engine.scale == SCALE and engine.channels == 1
     assert engine.modes == ("strict", "flow", "prior")
     assert set(engine.modes) <= set(MODES) and len(MODES) == 5
+    assert engine.schedulers == ("ddim", "dpmsolver", "ddpm") and engine.option_names == ()
+    assert engine.max_lr_side == 128 and isinstance(engine.domain, str)
+    members = [n for n in vars(SREngine) if not n.startswith("_")] + list(SREngine.__annotations__)
+    assert all(hasattr(engine, n) for n in members)
     cfg = engine.config
     assert cfg["engine"] == "flow" and cfg["scale"] == SCALE and cfg["ddpm"]["block_out_channels"] == [8, 16]
 

@@ -83,6 +83,8 @@ def _assert_consistent(bank: Bank, lr: np.ndarray) -> None:
 # ---- the contract ----------------------------------------------------------------------------------------
 def test_engine_satisfies_the_protocol(engine):
     assert isinstance(engine, SREngine) and isinstance(engine, DiffusersEngine)
+    assert engine.lr_shape is None and engine.channels == 3 and engine.max_lr_side == 128
+    assert set(engine.schedulers) == {"ddim", "dpmsolver", "euler"} and isinstance(engine.option_names, tuple)
     assert engine.scale == SCALE and engine.channels == 3
     assert engine.modes == ("strict", "guided", "free")
     cfg = engine.config

@@ -137,7 +137,8 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             ens = (lr_html(e.png, f"ensemble of samples {e.sample_indices}")
                    + f"<div>LR-PSNR {db_text(e.lr_psnr)} (before re-projection {db_text(e.lr_psnr_before)})</div>"
                    + f"<div>{flow_check_text(e.flow_consistency)}</div>"
-                   + f"<div>{'consistent' if e.lr_psnr >= CONSISTENT_DB else 'NOT consistent'} (≥ {CONSISTENT_DB:g} dB); "
+                   + f"<div>{'consistent' if e.lr_psnr >= CONSISTENT_DB else 'NOT consistent'} "
+                     f"(≥ {CONSISTENT_DB:g} dB); "
                      f"{'re-projected' if e.reprojected else 'not re-projected'}; from {e.n_submissions} vote(s)"
                      f"{'' if current else ' – older than the current votes'}</div>")
         else:

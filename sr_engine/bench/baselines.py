@@ -47,7 +47,8 @@ def build_pixel_unet(cfg: KernelDDPMConfig):
 
 
 def bicubic_up_t(y: torch.Tensor, scale: int) -> torch.Tensor:
-    """(B, 1, h, w) on [0, 1] -> (B, 1, H, W), rounded to grey levels: the tensor twin of ``sr_engine.degradation.bicubic_up``."""
+    """(B, 1, h, w) on [0, 1] -> (B, 1, H, W), rounded to grey levels: the tensor twin of
+    :func:`sr_engine.degradation.bicubic_up`."""
     up = F.interpolate(y.float(), scale_factor=scale, mode="bicubic", align_corners=False)
     return torch.round(up.clamp(0, 1) * 255) / 255
 
@@ -193,7 +194,8 @@ def train_rater(cfg: BaselineConfig, half: int, seed: int, out: Path) -> Path:
     if cfg.classifier_rows:
         keep = np.random.default_rng(seed).permutation(keep)[: cfg.classifier_rows]  # every digit represented
     model = train_classifier(digits.images[keep], digits.labels[keep], seed=seed, epochs=cfg.classifier_epochs)
-    save_checkpoint(out, {"state": model.state_dict(), "rows": f"half{half}", "seed": seed, "epochs": cfg.classifier_epochs,
+    save_checkpoint(out, {"state": model.state_dict(), "rows": f"half{half}", "seed": seed,
+                          "epochs": cfg.classifier_epochs,
                 "n_train": int(len(keep))})
     return out
 

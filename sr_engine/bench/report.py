@@ -51,16 +51,16 @@ def claims_markdown(rows: list, prefix: str = "") -> str:
         s_mse = max(r.consistency_mse_1e5 for r in strict)
         best_mse = min(others, key=lambda r: r.consistency_mse_1e5)
         ok = s_worst >= best.lr_psnr_mean and s_mse <= best_mse.consistency_mse_1e5
-        out.append(f"- {prefix}x{scale} consistency: kernel-strict's lowest LR-PSNR mean over its steps is {s_worst:.2f} dB "
-                   f"and its highest consistency MSE {s_mse:.4f} x1e-5; the most consistent other method is "
-                   f"{best.method} ({best.lr_psnr_mean:.2f} dB) / {best_mse.method} "
+        out.append(f"- {prefix}x{scale} consistency: kernel-strict's lowest LR-PSNR mean over its steps is "
+                   f"{s_worst:.2f} dB and its highest consistency MSE {s_mse:.4f} x1e-5; the most consistent other "
+                   f"method is {best.method} ({best.lr_psnr_mean:.2f} dB) / {best_mse.method} "
                    f"({best_mse.consistency_mse_1e5:.4f} x1e-5): **{'holds' if ok else 'does not hold'}**.")
         for r in strict:
             pix = [p for p in rs if p.family == "pixel-ddpm" and p.steps == r.steps]
             if pix:
                 faster = r.seconds_per_bank < pix[0].seconds_per_bank
-                out.append(f"- {prefix}x{scale}, {r.steps} steps: kernel-strict {r.seconds_per_bank:.3f} s vs pixel-ddpm "
-                           f"{pix[0].seconds_per_bank:.3f} s per {r.timing_n}-sample bank: "
+                out.append(f"- {prefix}x{scale}, {r.steps} steps: kernel-strict {r.seconds_per_bank:.3f} s vs "
+                           f"pixel-ddpm {pix[0].seconds_per_bank:.3f} s per {r.timing_n}-sample bank: "
                            f"**{'faster' if faster else 'not faster'}**.")
     return "\n".join(out)
 
@@ -195,7 +195,8 @@ def plates_markdown(cfg: BenchConfig, rows: list[PlateBenchRow], ambiguity: list
     for r in rows:
         t = f"{r.seconds_per_bank:.3f}" + (" (1 image)" if r.timing_n == 1 else "")
         lines.append(f"| {r.method} | {r.nfe} | {r.samples // max(r.images, 1)} | {r.psnr_single:.2f} | "
-                     f"{r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.lr_psnr_mean:.2f} | {r.lr_psnr_worst:.2f} | "
+                     f"{r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.lr_psnr_mean:.2f} | "
+                     f"{r.lr_psnr_worst:.2f} | "
                      f"{pct(r.share_consistent)} | {pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | "
                      f"{r.diversity:.4f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
                      f"{pct(r.char_acc_bank_mean)} | {t} |")

@@ -41,7 +41,8 @@ def run_timing(model: str, threads: int, repeats: int, out: str | None) -> str:
     else:
         hr0 = eval_subset(1, mnist_canvas(eng.scale))[0][3]
     lr = make_lr(hr0, eng.scale)
-    lines = [f"model {model}, torch {torch.__version__}, {threads} threads, {platform.processor() or platform.machine()}, "
+    cpu = platform.processor() or platform.machine()
+    lines = [f"model {model}, torch {torch.__version__}, {threads} threads, {cpu}, "
              f"median of {repeats} runs after a warm-up, strict mode, DDIM", "",
              "| samples | steps | seconds per bank | ms per sample |", "|---|---|---|---|"]
     rows = [(n, 8) for n in (1, 4, 16, 64, 128, 256)] + [(64, s) for s in (1, 2, 4, 16, 50)]
