@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sr_engine.ensemble import most_voted, vote_ranking
+
 from .positions import PositionalReading, positional_reading
 
 
@@ -117,15 +119,14 @@ def plackett_luce(votes: Sequence[Vote], n: int, *, prior: float = 0.1, iters: i
 
 
 def ranking(approval: Sequence[int], borda: Sequence[int]) -> list[int]:
-    """Sample indices, most-voted first: approval desc, then Borda desc, then index asc."""
-    return sorted(range(len(approval)), key=lambda i: (-int(approval[i]), -int(borda[i]), i))
+    """Sample indices, most-voted first: approval desc, then Borda desc, then index asc (``sr_engine.ensemble``)."""
+    return vote_ranking(approval, borda)
 
 
 def top_m(votes: Sequence[Vote], n: int, k: int, m: int) -> list[int]:
-    """The m most-voted sample indices (fewer if fewer samples were ever picked)."""
-    a = approval_counts(votes, n)
-    order = ranking(a, borda_scores(votes, n, k))
-    return [i for i in order if a[i] > 0][:m]
+    """The m most-voted sample indices (fewer if fewer samples were ever picked): ``sr_engine.ensemble.most_voted``."""
+    _check(votes, n, k)
+    return most_voted([v.picks for v in votes], n, m)
 
 
 def normalise_reading(text: str) -> str:

@@ -215,7 +215,7 @@ def _engine_projects(session: Session, engine: SREngine, project_id: int | None)
         if SampleMode(p.mode).value not in engine.modes:
             raise InvalidInput(f"project {p.name!r} uses mode {SampleMode(p.mode).value!r}; "
                                f"the engine supports {engine.modes}")
-        unknown = set(p.engine_options or {}) - set(getattr(engine, "option_names", ()))
+        unknown = set(p.engine_options or {}) - set(engine.option_names)
         if unknown:
             raise InvalidInput(f"project {p.name!r} sets {sorted(unknown)}; model {engine.name!r} does not take them")
     return projects

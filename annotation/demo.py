@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -20,7 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import session_scope
 from sr_engine import SREngine
 from sr_engine.data import data_dir
-from sr_engine.reader import load_reader
+from sr_engine.degradation import make_lr
+from sr_engine.eval.reader import load_reader, read_plates
+from sr_engine.plates import eval_plates
 
 from .accounts import create_rater
 from .banks import BankJobReport, progress, run_bank_jobs
@@ -97,12 +100,6 @@ def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 32, count: i
     """The ``count`` evaluation plates (of the first ``candidates``) on which the plate reader disagrees most
     across a small probe bank: most distinct readings, then the lowest share of the most common one, then the
     lower index. Evaluation items only; nothing is tuned on them (the rule and its sizes are fixed here)."""
-    from collections import Counter
-
-    from sr_engine.evaluate import make_lr
-    from sr_engine.plates import eval_plates
-    from sr_engine.reader import read_plates
-
     if candidates <= count:
         raise ValueError(f"choose {count} of more than {count} candidates, got {candidates}")
     ev = eval_plates()
@@ -121,9 +118,6 @@ def seed_plates_demo(session: Session, engine: SREngine, reader, *, count: int =
     """A second demo project: ``count`` ambiguous evaluation plates (:func:`ambiguous_plates`) and the least
     ambiguous candidate as a gold item. Uses the demo accounts made by :func:`seed_demo` (or none). Returns
     (project id, the chosen plates). Banks are queued by the caller (``run_bank_jobs``)."""
-    from sr_engine.evaluate import make_lr
-    from sr_engine.plates import eval_plates
-
     chosen = ambiguous_plates(engine, reader, count=count)
     ambiguous, gold = chosen[:-1], chosen[-1:]
     settings = ProjectSettings(name=PLATES_DEMO_PROJECT, model_name=engine.name, scale=int(engine.scale),

@@ -24,6 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import LRImage, Project
+from sr_engine.data import load_mnist, mnist_canvas
+from sr_engine.degradation import make_lr
 
 from .accounts import check_text
 from .audit import record
@@ -288,12 +290,10 @@ def mnist_lr(count: int, scale: int, start: int = 0):
 
     Returns (lr uint8 (n, h, w), hr uint8 (n, H, W), labels (n,), rows (n,)). 28x28 digits are centred on the
     smallest even-padded canvas the scale divides (x4: 28, x8: 32)."""
-    from sr_engine.data import load_mnist
-    from sr_engine.evaluate import make_lr
-
-    pad_to = next((p for p in range(28, 29 + 2 * scale, 2) if p % scale == 0), None)
-    if pad_to is None:
-        raise InvalidInput(f"no MNIST canvas of 28 + 2j pixels is divisible by the scale {scale}")
+    try:
+        pad_to = mnist_canvas(scale)
+    except ValueError as err:
+        raise InvalidInput(str(err)) from err
     d = load_mnist("eval", pad_to=pad_to)
     per_digit = [np.flatnonzero(d.labels == k) for k in range(10)]
     order = [idx[j] for j in range(max(map(len, per_digit))) for idx in per_digit if j < len(idx)]

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Project, SampleMode
-from sr_engine import MODES, SREngine, load_engine
+from sr_engine import MODES, DiffusersEngine, FlowEngine, SREngine, load_engine
 
 from .accounts import check_text, require_role
 from .audit import record
@@ -94,18 +94,16 @@ def _check_options(options: object) -> None:
         raise InvalidInput("engine_options are longer than 4000 characters as JSON")
 
 
-def engine_schedulers(engine) -> tuple[str, ...]:
-    """The schedulers an engine takes: its own ``schedulers``, else the flow engine's kernel DDPM ones."""
-    from sr_engine.kernel_diffusion import SCHEDULERS as FLOW_SCHEDULERS
-
-    return tuple(getattr(engine, "schedulers", FLOW_SCHEDULERS))
+def engine_schedulers(engine: SREngine) -> tuple[str, ...]:
+    """The schedulers an engine takes (``SREngine.schedulers``)."""
+    return tuple(engine.schedulers)
 
 
 def check_engine_settings(engine: SREngine, s: ProjectSettings) -> None:
     """Refuse settings the engine cannot honour, before any bank is queued: a mode or scheduler it does not
     have (flow models: strict, flow, prior; diffusers pipelines: strict, guided, free), an option it does not
     take (a prompt for a pipeline without one), an LR size limit above its own."""
-    name = getattr(engine, "name", s.model_name)
+    name = engine.name
     if s.mode not in engine.modes:
         raise InvalidInput(f"mode {s.mode!r} is not available for model {name!r}; it supports "
                            f"{', '.join(engine.modes)}")
@@ -113,13 +111,13 @@ def check_engine_settings(engine: SREngine, s: ProjectSettings) -> None:
     if s.scheduler not in schedulers:
         raise InvalidInput(f"scheduler {s.scheduler!r} is not available for model {name!r}; it supports "
                            f"{', '.join(schedulers)}")
-    takes = tuple(getattr(engine, "option_names", ()))
+    takes = tuple(engine.option_names)
     unknown = sorted(set(s.engine_options) - set(takes))
     if unknown:
         what = "prompt" if unknown == ["prompt"] else f"option(s) {', '.join(unknown)}"
         raise InvalidInput(f"model {name!r} takes no {what}; it takes {', '.join(takes) or 'no options'}")
-    limit = getattr(engine, "max_lr_side", None)
-    if limit is not None and s.max_lr_side > int(limit):
+    limit = engine.max_lr_side
+    if s.max_lr_side > int(limit):
         raise InvalidInput(f"max_lr_side {s.max_lr_side} is above what model {name!r} accepts ({limit} pixels "
                            "a side)")
 
@@ -150,7 +148,7 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
 def settings_for_engine(engine: SREngine, name: str, **overrides) -> ProjectSettings:
     """Settings whose model name, scale and channels come from an engine (``sr_engine.load_engine(...)``)."""
     return ProjectSettings(name=name, model_name=engine.name, scale=int(engine.scale),
-                           channels=int(getattr(engine, "channels", 1)), **overrides)
+                           channels=int(engine.channels), **overrides)
 
 
 def model_spec(model: str) -> str:
@@ -178,13 +176,8 @@ def model_modes(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(modes, schedulers) of a model string, without loading its weights: a diffusers pipeline's (strict,
     guided, free) or a flow model's (strict, flow, prior). Creating the project checks them on the engine."""
     if str(model or "").strip().startswith(DIFFUSERS_PREFIX):
-        from sr_engine.diffusers_engine import DiffusersEngine
-
         return DiffusersEngine.modes, DiffusersEngine.schedulers
-    from sr_engine import FlowEngine
-    from sr_engine.kernel_diffusion import SCHEDULERS as FLOW_SCHEDULERS
-
-    return FlowEngine.modes, FLOW_SCHEDULERS
+    return FlowEngine.modes, FlowEngine.schedulers
 
 
 def get_project(session: Session, project: int | str) -> Project:

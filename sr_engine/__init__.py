@@ -1,6 +1,6 @@
 """sr_engine: banks of high-resolution samples that all downsample back to the low-resolution input.
 
-Public API (../shared/DESIGN.md):
+Public API (docs/design.md):
 
     from sr_engine import load_engine, list_models
     eng = load_engine("mnist-x4")
@@ -8,18 +8,12 @@ Public API (../shared/DESIGN.md):
     rep = eng.ensemble(bank.images[[0, 3, 5]], lr)
 """
 
-from .bank import MODES, Bank, FlowEngine, SREngine, list_models, load_engine, sample_seeds
+from .engines.base import MODES, Bank, Mode, SREngine, sample_seeds
+from .engines.diffusers_engine import DiffusersEngine
+from .engines.flow_engine import FlowEngine
+from .engines.registry import list_models, load_engine
 from .ensemble import EnsembleReport
 
 __version__ = "0.1.0"
 __all__ = ["load_engine", "list_models", "Bank", "EnsembleReport", "FlowEngine", "DiffusersEngine", "SREngine",
-           "MODES", "sample_seeds", "__version__"]
-
-
-def __getattr__(name: str):
-    # DiffusersEngine on first use only, so that ``import sr_engine`` does not import diffusers' pipelines
-    if name == "DiffusersEngine":
-        from .diffusers_engine import DiffusersEngine
-
-        return DiffusersEngine
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+           "MODES", "Mode", "sample_seeds", "__version__"]

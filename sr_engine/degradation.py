@@ -5,7 +5,9 @@ onto the consistent set {x : D x = y, 0 <= x <= 1}.
 antialiased: the kernel is widened by the scale; symmetric padding), the operator behind NTIRE's LR-PSNR.
 Since ``(A_h (x) A_w)^+ = A_h^+ (x) A_w^+``, ``D^+`` is exact from the small 1-D pseudoinverses.
 
-Images are float tensors ``(..., H, W)`` in [0, 1] (any leading batch / channel dims).
+Images are float tensors ``(..., H, W)`` in [0, 1] (any leading batch / channel dims). On numpy images,
+:func:`downscale_255` is D on 0..255, :func:`make_lr` the 8-bit LR image a user would give, and
+:func:`bicubic_up` the bicubic interpolation that the evaluation and the benchmark compare against.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 Kernel = Literal["bicubic", "box"]
 KERNELS: tuple[str, ...] = ("bicubic", "box")
@@ -267,3 +270,26 @@ class Degradation:
 def get_degradation(hr_size: tuple[int, int], scale: int, kernel: Kernel = "bicubic") -> Degradation:
     """A shared :class:`Degradation` (its matrices are read-only; building one costs two pseudoinverses)."""
     return Degradation(hr_size, scale, kernel)
+
+
+def downscale_255(sr: np.ndarray, scale: int, kernel: Kernel = "bicubic") -> np.ndarray:
+    """D(SR) on 0..255 floats: uint8 (or float on [0, 1]) ``(..., H, W[, 3])`` in -> LR shape out, float64."""
+    x = np.asarray(sr)
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    rgb = x.shape[-1] == 3  # an HR width of 3 is never a multiple of the scale, so this is RGB
+    t = torch.from_numpy(np.moveaxis(x, -1, -3) if rgb else x)
+    deg = get_degradation(tuple(t.shape[-2:]), scale, kernel)  # type: ignore[arg-type]
+    out = deg.down(t).numpy() * 255.0
+    return np.moveaxis(out, -3, -1) if rgb else out
+
+
+def make_lr(hr: np.ndarray, scale: int, kernel: Kernel = "bicubic") -> np.ndarray:
+    """uint8 HR (..., H, W) -> uint8 LR: round(clip(D(HR), 0, 255))."""
+    return np.round(np.clip(downscale_255(hr, scale, kernel), 0, 255)).astype(np.uint8)
+
+
+def bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 (N, h, w) -> uint8 (N, h*s, w*s), bicubic interpolation (torch, align_corners=False)."""
+    t = torch.from_numpy(lr.astype(np.float32) / 255.0)[:, None]
+    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
+    return np.round(up.clamp(0, 1).numpy()[:, 0] * 255).astype(np.uint8)

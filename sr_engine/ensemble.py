@@ -3,6 +3,10 @@
 D is linear, so the mean of exactly consistent samples is consistent up to the 8-bit rounding of the result;
 the check reports LR-PSNR (against D) and the flow check ``f(x_ens) -> y_hat`` (``||y_hat - y||^2 / dim y``),
 and re-projects onto {D x = y, 0 <= x <= 1} when the LR-PSNR falls below 45 dB (or always / never).
+
+Which samples to average: :func:`most_voted`, the one definition of "most-voted" (docs/design.md, Aggregation):
+approval count, ties broken by Borda score, then by the lower sample index; a sample nobody picked is never
+chosen. The app's aggregation (``annotation.aggregate``) and the benchmark's simulated raters both use it.
 """
 
 from __future__ import annotations
@@ -75,3 +79,28 @@ def ensemble_of(images: np.ndarray, y: np.ndarray, scale: int, kernel: str, *,
     return EnsembleReport(image=out, lr_psnr=after, lr_psnr_before=before,
                           consistency_mse=consistency_mse(out, lr_ref, scale, kernel), flow_consistency=fc,
                           reprojected=redo, n=len(imgs), weights=w.tolist())
+
+
+def vote_ranking(approval: Sequence[int], borda: Sequence[int]) -> list[int]:
+    """Sample indices, most-voted first: approval count desc, then Borda score desc, then index asc."""
+    return sorted(range(len(approval)), key=lambda i: (-int(approval[i]), -int(borda[i]), i))
+
+
+def vote_counts(picks: Sequence[Sequence[int]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(approval, Borda) int64 (n,) from each rater's ranked picks (best first): a pick at rank r (1-based) of
+    a rater's k picks earns one approval and ``k - r + 1`` Borda points."""
+    approval, borda = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for p in picks:
+        p = [int(i) for i in p]
+        if len(set(p)) != len(p) or any(not 0 <= i < n for i in p):
+            raise ValueError(f"picks {p} are not distinct indices in [0, {n})")
+        approval[p] += 1
+        borda[p] += len(p) - np.arange(len(p))
+    return approval, borda
+
+
+def most_voted(picks: Sequence[Sequence[int]], n: int, m: int) -> list[int]:
+    """The m most-voted of n samples (:func:`vote_ranking` over :func:`vote_counts`), never one nobody picked:
+    fewer than m when fewer were picked."""
+    approval, borda = vote_counts(picks, n)
+    return [i for i in vote_ranking(approval, borda) if approval[i] > 0][:m]

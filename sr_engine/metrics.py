@@ -1,4 +1,4 @@
-"""Metrics, one definition each (../shared/DESIGN.md, Metrics and Decisions).
+"""Metrics, one definition each (docs/design.md, Metrics and Decisions).
 
 Image arguments are numpy arrays: uint8 on 0..255, or float on [0, 1] where the name says so; shapes
 ``(H, W)``, ``(H, W, 3)``, or with a leading batch dimension ``(N, ...)``.
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from .degradation import get_degradation
+from .degradation import downscale_255  # D on 0..255 (defined beside D; importers of metrics find it here too)
 
 EXACT_DB = 100.0  # an exact match (MSE 0) counts as 100 dB in means, medians and plots
 CONSISTENT_DB = 45.0  # LR-PSNR at or above this counts as consistent (NTIRE)
@@ -35,16 +35,6 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR between two images of the same shape, on 0..255 (floats on [0, 1] are scaled)."""
     return psnr_from_mse(float(np.mean((_as_float(a) * 255 - _as_float(b) * 255) ** 2)))
-
-
-def downscale_255(sr: np.ndarray, scale: int, kernel: str = "bicubic") -> np.ndarray:
-    """D(SR) on 0..255 floats, ``(..., H, W[, 3])`` in -> LR shape out."""
-    x = _as_float(sr)
-    rgb = x.shape[-1] == 3  # an HR width of 3 is never a multiple of the scale, so this is RGB
-    t = torch.from_numpy(np.moveaxis(x, -1, -3) if rgb else x)
-    deg = get_degradation(tuple(t.shape[-2:]), scale, kernel)  # type: ignore[arg-type]
-    out = deg.down(t).numpy() * 255.0
-    return np.moveaxis(out, -3, -1) if rgb else out
 
 
 def lr_psnr(sr: np.ndarray, lr: np.ndarray, scale: int, kernel: str = "bicubic") -> float:

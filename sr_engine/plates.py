@@ -53,7 +53,8 @@ Split = Literal["train", "eval"]
 
 
 def font_dir() -> Path:
-    import matplotlib
+    """The DejaVu fonts that matplotlib ships (a package file, no download)."""
+    import matplotlib  # lazy: heavy to import (about 0.3 s), and only its data folder is needed here
 
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 

@@ -6,40 +6,52 @@
 
 Stages resume from ``runs/<model>/<stage>.pt`` (weights, optimiser, EMA, step, config), written every
 ``--ckpt-every`` steps; the ddpm stage exports the engine checkpoint at each of them. Seeds are fixed.
+The command is in :mod:`sr_engine.cli`; this module is the library it calls.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
+import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from .classifier import DigitCNN, train_classifier
-from .data import data_dir, load_mnist
+from .config import ConfigMixin
+from .data import data_dir, load_mnist, mnist_canvas
 from .degradation import get_degradation
-from .flow import FlowConfig, PseudoInverseFlow, zs_to_grid
-from .kernel_diffusion import KernelDDPMConfig, build_unet, config_dict, make_scheduler, training_loss
+from .engines.base import sha256_file
+from .engines.registry import CHECKPOINT_FORMAT
+from .eval.judge import train_classifier
+from .eval.reader import save_reader, train_reader
+from .models.flow import FlowConfig, PseudoInverseFlow, zs_to_grid
+from .models.kernel_diffusion import KernelDDPMConfig, build_unet, make_scheduler, training_loss
+from .plates import HR_SHAPE, render_plates
+
+log = logging.getLogger(__name__)
 
 # the shipped settings: name -> scale, domain, HR size the engine samples at, training crop, LR input shape
 # (None: any width), and for plates the number of training renders and their seed
+def _mnist_preset(scale: int) -> dict:
+    side = mnist_canvas(scale)  # the digits' HR canvas at this scale (x4: 28, x8: 32)
+    return {"scale": scale, "domain": "mnist", "hr_size": (side, side), "lr_shape": (side // scale, side // scale)}
+
+
 PRESETS: dict[str, dict] = {
-    "mnist-x4": {"scale": 4, "domain": "mnist", "hr_size": (28, 28), "lr_shape": (7, 7)},
-    "mnist-x8": {"scale": 8, "domain": "mnist", "hr_size": (32, 32), "lr_shape": (4, 4)},
-    "plates-x4": {"scale": 4, "domain": "plates", "hr_size": (32, 128), "crop": (32, 64), "lr_shape": (8, None),
+    "mnist-x4": _mnist_preset(4),
+    "mnist-x8": _mnist_preset(8),
+    "plates-x4": {"scale": 4, "domain": "plates", "hr_size": HR_SHAPE, "crop": (32, 64), "lr_shape": (8, None),
                   "n_train": 24000, "render_seed": 1},
 }
-CHECKPOINT_FORMAT = "sr_engine.flow-kernel-ddpm/1"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     model: str = "mnist-x4"  # a PRESETS name
     stage: str = "flow"  # flow | ddpm
     steps: int = 6000  # optimiser steps of this stage (a resumed run continues up to it)
@@ -57,7 +69,9 @@ class TrainConfig:
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate at ``step``: linear warm-up over ``cfg.warmup`` steps, then cosine decay to 5% of
+    ``cfg.lr`` at ``cfg.steps`` (any object with ``lr``, ``warmup`` and ``steps`` serves)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -97,8 +111,6 @@ class PlateBatches(HRBatches):
 
     def __init__(self, n: int, render_seed: int, crop: tuple[int, int], batch_size: int, seed: int,
                  cache_dir: str | Path = "runs"):
-        from .plates import HR_SHAPE, render_plates
-
         cache = Path(cache_dir) / f"plates-train-{n}-{render_seed}.npy"
         if cache.exists():
             images = np.load(cache)
@@ -152,11 +164,12 @@ def resume(path: Path, **stateful) -> tuple[int, float]:
     st = torch.load(path, map_location="cpu", weights_only=True)
     for key, obj in stateful.items():
         obj.load_state_dict(st[key])
-    print(f"resumed {path} at step {st['step']}")
+    log.info("resumed %s at step %d", path, st["step"])
     return st["step"], st["seconds"]
 
 
-def _save(path: Path, payload: dict) -> None:
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """``torch.save`` through a temporary file, so an interrupted write never leaves a broken checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -165,7 +178,7 @@ def _save(path: Path, payload: dict) -> None:
 
 def build_flow_config(cfg: TrainConfig) -> FlowConfig:
     preset = PRESETS[cfg.model]
-    return FlowConfig(scale=preset["scale"], hr_size=tuple(preset["hr_size"]), **cfg.flow)
+    return FlowConfig.from_dict({"scale": preset["scale"], "hr_size": preset["hr_size"], **cfg.flow})
 
 
 def train_flow(cfg: TrainConfig) -> None:
@@ -181,7 +194,7 @@ def train_flow(cfg: TrainConfig) -> None:
     t0 = time.time()
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg)
         x = dequantize(batches.next(), gen)
         loss, parts = flow.nll(x)
         opt.zero_grad(set_to_none=True)
@@ -192,28 +205,25 @@ def train_flow(cfg: TrainConfig) -> None:
             bar.set_postfix(loss=f"{loss.item():.3f}", y_rmse255=f"{parts['y_mse'].sqrt().item() * 255:.3f}",
                             z2=f"{parts['z_energy'].item():.3f}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            _save(path, {"flow_config": asdict(fcfg), "flow_state": flow.state_dict(), "opt_state": opt.state_dict(),
-                         "step": step + 1, "seconds": seconds + time.time() - t0, "train_config": asdict(cfg)})
-            tqdm.write(f"step {step + 1}: loss {loss.item():.4f} y_rmse(grey levels) "
-                       f"{parts['y_mse'].sqrt().item() * 255:.3f} z_energy {parts['z_energy'].item():.3f}")
+            save_checkpoint(path, {"flow_config": fcfg.to_dict(), "flow_state": flow.state_dict(),
+                                     "opt_state": opt.state_dict(), "step": step + 1,
+                                     "seconds": seconds + time.time() - t0, "train_config": cfg.to_dict()})
+            log.info("step %d: loss %.4f y_rmse(grey levels) %.3f z_energy %.3f", step + 1, loss.item(),
+                     parts["y_mse"].sqrt().item() * 255, parts["z_energy"].item())
 
 
 def load_frozen_flow(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict]:
     st = torch.load(_state_path(cfg, "flow"), weights_only=True)
-    fcfg = st["flow_config"]
-    fcfg["hr_size"] = tuple(fcfg["hr_size"])
-    flow = PseudoInverseFlow(FlowConfig(**fcfg))
+    flow = PseudoInverseFlow(FlowConfig.from_dict(st["flow_config"]))
     flow.load_state_dict(st["flow_state"])
     flow.eval().requires_grad_(False)
     return flow, st
 
 
 def train_ddpm(cfg: TrainConfig) -> None:
-    from diffusers.training_utils import EMAModel
-
     flow, flow_st = load_frozen_flow(cfg)
     fcfg = flow.config
-    dcfg = KernelDDPMConfig(channels=fcfg.channels, scale=fcfg.scale, **cfg.ddpm)
+    dcfg = KernelDDPMConfig.from_dict({"channels": fcfg.channels, "scale": fcfg.scale, **cfg.ddpm})
     torch.manual_seed(cfg.seed)
     unet = build_unet(dcfg)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
@@ -228,7 +238,7 @@ def train_ddpm(cfg: TrainConfig) -> None:
     avg = None
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg)
         x255 = batches.next()
         with torch.no_grad():
             out = flow(dequantize(x255, gen))
@@ -245,11 +255,11 @@ def train_ddpm(cfg: TrainConfig) -> None:
             bar.set_postfix(loss=f"{avg:.4f}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             elapsed = seconds + time.time() - t0
-            _save(path, {"ddpm_config": config_dict(dcfg), "unet_state": unet.state_dict(),
-                         "opt_state": opt.state_dict(), "ema_state": ema.state_dict(), "step": step + 1,
-                         "seconds": elapsed, "train_config": asdict(cfg)})
+            save_checkpoint(path, {"ddpm_config": dcfg.to_dict(), "unet_state": unet.state_dict(),
+                                     "opt_state": opt.state_dict(), "ema_state": ema.state_dict(), "step": step + 1,
+                                     "seconds": elapsed, "train_config": cfg.to_dict()})
             export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed)
-            tqdm.write(f"step {step + 1}: loss(avg) {avg:.4f}; exported")
+            log.info("step %d: loss(avg) %.4f; exported", step + 1, avg)
 
 
 def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float) -> Path:
@@ -264,9 +274,9 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
         "name": cfg.model,
         "domain": PRESETS[cfg.model]["domain"],
         "lr_shape": list(PRESETS[cfg.model]["lr_shape"]),
-        "flow_config": asdict(flow.config),
+        "flow_config": flow.config.to_dict(),
         "flow_state": {k: v.clone() for k, v in flow.state_dict().items()},
-        "ddpm_config": config_dict(dcfg),
+        "ddpm_config": dcfg.to_dict(),
         "unet_state": shadow.state_dict(),
         "train_info": {
             "flow_steps": flow_st["step"],
@@ -274,11 +284,11 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
             "flow_train_config": flow_st["train_config"],
             "ddpm_steps": step,
             "ddpm_seconds": round(seconds, 1),
-            "ddpm_train_config": asdict(cfg),
+            "ddpm_train_config": cfg.to_dict(),
             "torch_threads": torch.get_num_threads(),
         },
     }
-    _save(out, payload)
+    save_checkpoint(out, payload)
     return out
 
 
@@ -293,7 +303,7 @@ def train_digit_classifier(seed: int, out: Path, rows: str = "train", epochs: in
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": model.state_dict(), "rows": rows, "seed": seed, "epochs": epochs,
                 "n_train": int(len(x))}, out)
-    print(f"saved {out} ({hashlib.sha256(out.read_bytes()).hexdigest()[:12]})")
+    log.info("saved %s (%s)", out, sha256_file(out)[:12])
 
 
 # plate readers: role -> (training renders, their seed offset, epochs); renders are training fonts and strings
@@ -303,43 +313,11 @@ READER_ROLES = {"judge": (16000, 100, 4), "rater": (6000, 200, 4)}
 def train_plate_reader(role: str, seed: int, out: Path) -> None:
     """The judge (``data/readers/plates-reader.pt``) or simulated rater ``seed`` (``data/readers/rater-<seed>.pt``):
     each trains on its own renders (render seed = offset + model seed), so no two share a plate."""
-    from .plates import render_plates
-    from .reader import save_reader, train_reader
-
     n, offset, epochs = READER_ROLES[role]
     t0 = time.time()
     plates = render_plates(n, offset + seed, "train")
     model = train_reader(plates.images, plates.texts, seed=seed, epochs=epochs)
     save_reader(model, out, role=role, seed=seed, render_seed=offset + seed, n_plates=n, epochs=epochs,
                 seconds=round(time.time() - t0, 1))
-    print(f"saved {out} ({hashlib.sha256(out.read_bytes()).hexdigest()[:12]}) in {time.time() - t0:.0f} s")
+    log.info("saved %s (%s) in %.0f s", out, sha256_file(out)[:12], time.time() - t0)
 
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m sr_engine train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="mnist-x4", choices=sorted(PRESETS))
-    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier", "reader"])
-    p.add_argument("--reader-role", default="judge", choices=sorted(READER_ROLES),
-                   help="reader stage: the judge or a simulated rater (its --seed names it)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--work-dir", default="runs")
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    if a.stage == "classifier":
-        train_digit_classifier(a.seed, data_dir() / "classifiers" / "mnist-cnn.pt")
-        return
-    if a.stage == "reader":
-        name = "plates-reader.pt" if a.reader_role == "judge" else f"rater-{a.seed}.pt"
-        train_plate_reader(a.reader_role, a.seed, data_dir() / "readers" / name)
-        return
-    defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
-    cfg = TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0], batch_size=a.batch_size,
-                      lr=a.lr or defaults[1], seed=a.seed, ckpt_every=a.ckpt_every, threads=a.threads,
-                      work_dir=a.work_dir)
-    (train_flow if a.stage == "flow" else train_ddpm)(cfg)

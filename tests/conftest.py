@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 def randomize_last_layers(module: torch.nn.Module, seed: int, std: float = 0.05) -> None:
     """Give the zero-initialised last conv of every affine coupling random weights, so that a flow is no
     longer a plain Haar transform (otherwise invertibility and log-det tests would be nearly trivial)."""
-    from sr_engine.flow import AffineCoupling
+    from sr_engine.models.flow import AffineCoupling
 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -50,8 +50,8 @@ def tiny_flow_engine(seed: int = 0, name: str = "tiny-x4", cls=None, **kwargs):
     """A real, untrained FlowEngine at a tiny config (x4, grey): strict mode still makes every sample exactly
     consistent, which is all the store's tests need. ``cls`` may be a FlowEngine subclass."""
     from sr_engine import FlowEngine
-    from sr_engine.flow import FlowConfig, PseudoInverseFlow
-    from sr_engine.kernel_diffusion import KernelDDPMConfig, build_unet
+    from sr_engine.models.flow import FlowConfig, PseudoInverseFlow
+    from sr_engine.models.kernel_diffusion import KernelDDPMConfig, build_unet
 
     torch.manual_seed(seed)
     flow = PseudoInverseFlow(FlowConfig(scale=TINY_SCALE, channels=1, hr_size=(16, 16), hidden=8,

@@ -172,11 +172,10 @@ def test_cli_generate_against_a_db_url(tmp_path, engine):
     from dataclasses import asdict
 
     from annotation.__main__ import main
-    from sr_engine.kernel_diffusion import config_dict
 
     ckpt = tmp_path / "tiny.pt"
     torch.save({"format": 1, "engine": "flow", "name": "tiny-x4", "flow_config": asdict(engine.flow.config),
-                "flow_state": engine.flow.state_dict(), "ddpm_config": config_dict(engine.ddpm_config),
+                "flow_state": engine.flow.state_dict(), "ddpm_config": engine.ddpm_config.to_dict(),
                 "unet_state": engine.unet.state_dict()}, ckpt)
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     folder = tmp_path / "lr"

@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import randomize_last_layers, smooth_hr
 from sr_engine import MODES, Bank, EnsembleReport, FlowEngine, SREngine, load_engine, sample_seeds
-from sr_engine.flow import FlowConfig, PseudoInverseFlow
-from sr_engine.kernel_diffusion import KernelDDPMConfig, build_unet, config_dict
+from sr_engine.models.flow import FlowConfig, PseudoInverseFlow
+from sr_engine.models.kernel_diffusion import KernelDDPMConfig, build_unet
 from sr_engine.metrics import CONSISTENT_DB, EXACT_DB, downscale_255, lr_psnr, lr_psnr_batch
 
 SCALE = 4
@@ -63,6 +63,10 @@ def test_engine_satisfies_the_protocol(engine):
     assert engine.scale == SCALE and engine.channels == 1
     assert engine.modes == ("strict", "flow", "prior")
     assert set(engine.modes) <= set(MODES) and len(MODES) == 5
+    assert engine.schedulers == ("ddim", "dpmsolver", "ddpm") and engine.option_names == ()
+    assert engine.max_lr_side == 128 and isinstance(engine.domain, str)
+    members = [n for n in vars(SREngine) if not n.startswith("_")] + list(SREngine.__annotations__)
+    assert all(hasattr(engine, n) for n in members)
     cfg = engine.config
     assert cfg["engine"] == "flow" and cfg["scale"] == SCALE and cfg["ddpm"]["block_out_channels"] == [8, 16]
 
@@ -344,7 +348,7 @@ def test_load_engine_bad_names_raise(name):
 def test_load_engine_from_a_checkpoint_path(tmp_path, engine, lr, strict_bank):
     path = tmp_path / "tiny.pt"
     torch.save({"format": 1, "engine": "flow", "name": "tiny-x4", "flow_config": asdict(engine.flow.config),
-                "flow_state": engine.flow.state_dict(), "ddpm_config": config_dict(engine.ddpm_config),
+                "flow_state": engine.flow.state_dict(), "ddpm_config": engine.ddpm_config.to_dict(),
                 "unet_state": engine.unet.state_dict(), "train_info": {"note": "test"}}, path)
     loaded = load_engine(str(path), scale=SCALE, batch_size=5)
     assert isinstance(loaded, FlowEngine) and loaded.name == "tiny-x4" and loaded.batch_size == 5
@@ -362,3 +366,19 @@ def test_load_engine_refuses_foreign_checkpoints(tmp_path, payload):
     torch.save(payload, path)
     with pytest.raises(ValueError):
         load_engine(str(path))
+
+
+def test_load_engine_checks_the_checkpoint_format(tmp_path, engine):
+    """Format 1 by number, by the shipped files' name, or by its keys alone; anything else names file and format."""
+    st = {"engine": "flow", "name": "tiny-x4", "flow_config": engine.flow.config.to_dict(),
+          "flow_state": engine.flow.state_dict(), "ddpm_config": engine.ddpm_config.to_dict(),
+          "unet_state": engine.unet.state_dict()}
+    for i, fmt in enumerate([{}, {"format": 1}, {"format": "sr_engine.flow-kernel-ddpm/1"}]):
+        torch.save({**st, **fmt}, tmp_path / f"ok{i}.pt")
+        assert load_engine(str(tmp_path / f"ok{i}.pt")).name == "tiny-x4"
+    torch.save({**st, "format": 2}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match=r"future\.pt has checkpoint format 2.*format 1"):
+        load_engine(str(tmp_path / "future.pt"))
+    torch.save({k: v for k, v in st.items() if k != "unet_state"}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match=r"partial\.pt .*missing \['unet_state'\]"):
+        load_engine(str(tmp_path / "partial.pt"))

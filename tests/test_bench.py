@@ -12,16 +12,17 @@ import pandas as pd
 import pytest
 import torch
 
-from sr_engine.bench import main as bench_main
 from sr_engine.bench.baselines import BaselineConfig, build_pixel_unet, pixel_chain_config
 from sr_engine.bench.config import tiny_config
 from sr_engine.bench.methods import FAMILIES, Setting, pixel_sample
-from sr_engine.bench.raters import most_voted, rater_picks
+from sr_engine.bench.raters import rater_picks
 from sr_engine.bench.run import run_benchmark
+from sr_engine.cli import benchmark_main as bench_main
 from sr_engine.degradation import get_degradation
-from sr_engine.flow import FlowConfig, PseudoInverseFlow
-from sr_engine.kernel_diffusion import KernelDDPMConfig, build_unet, config_dict
+from sr_engine.ensemble import most_voted
 from sr_engine.metrics import CONSISTENT_DB
+from sr_engine.models.flow import FlowConfig, PseudoInverseFlow
+from sr_engine.models.kernel_diffusion import KernelDDPMConfig, build_unet
 
 
 def _tiny_engine_checkpoint(path):
@@ -31,7 +32,7 @@ def _tiny_engine_checkpoint(path):
     dcfg = KernelDDPMConfig(channels=1, scale=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
     torch.save({"format": "sr_engine.flow-kernel-ddpm/1", "engine": "flow", "name": "tiny-x4",
                 "flow_config": asdict(fcfg), "flow_state": PseudoInverseFlow(fcfg).state_dict(),
-                "ddpm_config": config_dict(dcfg), "unet_state": build_unet(dcfg).state_dict()}, path)
+                "ddpm_config": dcfg.to_dict(), "unet_state": build_unet(dcfg).state_dict()}, path)
     return str(path)
 
 
@@ -82,7 +83,7 @@ def test_tiny_run_writes_sane_table_csv_and_plots(tiny_run):
 def test_outputs_written_while_units_pending_say_so(tiny_run, tmp_path):
     from dataclasses import replace
 
-    from sr_engine.bench.run import write_outputs
+    from sr_engine.bench.report import write_outputs
 
     cfg, res = tiny_run
     part = replace(cfg, out=str(tmp_path), scales=(4, 8))  # x8 not done: no empty x8 table, a partial header

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sr_engine.classifier import DigitCNN, load_classifier, predict_digits, train_classifier
+from sr_engine.eval.judge import DigitCNN, load_classifier, predict_digits, train_classifier
 
 
 def test_forward_shapes_and_centre_crop():

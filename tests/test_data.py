@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sr_engine.data import is_eval_row, load_mnist
+from sr_engine.data import is_eval_row, load_mnist, mnist_canvas
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,13 @@ def test_returned_arrays_are_private_copies():
     a.labels[0] = 9
     b = load_mnist("train")
     assert b.images[0, 0, 0] == 0 and b.labels[0] == 0
+
+
+def test_mnist_canvas_per_scale():
+    """One rule for the digits' HR canvas: the shipped settings (x4: 28, x8: 32), and a canvas for any scale."""
+    assert mnist_canvas(4) == 28 and mnist_canvas(8) == 32 and mnist_canvas(2) == 28 and mnist_canvas(3) == 30
+    for s in range(1, 33):
+        c = mnist_canvas(s)
+        assert c % s == 0 and c >= 28 and (c - 28) % 2 == 0
+    with pytest.raises(ValueError):
+        mnist_canvas(0)

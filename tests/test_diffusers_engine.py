@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import smooth_hr, tiny_ldm_pipeline as _tiny_ldm, tiny_sd_upscale_pipeline as _tiny_sd_upscale
 from sr_engine import Bank, DiffusersEngine, EnsembleReport, SREngine, load_engine
-from sr_engine.diffusers_engine import _alpha_bar, output_for_x0, predicted_x0
+from sr_engine.engines.diffusers_engine import alpha_bar, output_for_x0, predicted_x0
 from sr_engine.metrics import CONSISTENT_DB, EXACT_DB, downscale_255, lr_psnr, lr_psnr_batch
 
 SCALE = 4
@@ -83,6 +83,8 @@ def _assert_consistent(bank: Bank, lr: np.ndarray) -> None:
 # ---- the contract ----------------------------------------------------------------------------------------
 def test_engine_satisfies_the_protocol(engine):
     assert isinstance(engine, SREngine) and isinstance(engine, DiffusersEngine)
+    assert engine.lr_shape is None and engine.channels == 3 and engine.max_lr_side == 128
+    assert set(engine.schedulers) == {"ddim", "dpmsolver", "euler"} and isinstance(engine.option_names, tuple)
     assert engine.scale == SCALE and engine.channels == 3
     assert engine.modes == ("strict", "guided", "free")
     cfg = engine.config
@@ -163,7 +165,7 @@ def test_corrected_x0_reaches_the_scheduler(scheduler, prediction_type, index):
     x0 = torch.randn((2, 3, 4, 4), generator=gen)
     t = sched.timesteps[index]
     x_in = sched.scale_model_input(latents, t)
-    abar = _alpha_bar(sched, t)
+    abar = alpha_bar(sched, t)
     out = output_for_x0(x0, x_in, abar, prediction_type)
     torch.testing.assert_close(predicted_x0(out, x_in, abar, prediction_type), x0, atol=1e-4, rtol=1e-4)
     res = sched.step(out, t, latents)

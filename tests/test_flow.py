@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import randomize_last_layers
-from sr_engine.flow import (
+from sr_engine.models.flow import (
     AffineCoupling,
     FlowConfig,
     HaarDownsampling,

@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sr_engine.kernel_diffusion import (
+from sr_engine.models.kernel_diffusion import (
     SCHEDULERS,
     KernelDDPMConfig,
     build_unet,
     condition,
-    config_dict,
     make_scheduler,
     p_sample_loop,
     predict,
@@ -215,7 +214,8 @@ def test_deeper_unet_pads_to_its_multiple():
 
 def test_config_dict_round_trip():
     cfg = _cfg()
-    d = config_dict(cfg)
-    assert d["block_out_channels"] == [8, 16]
-    d["block_out_channels"] = tuple(d["block_out_channels"])
-    assert KernelDDPMConfig(**d) == cfg
+    d = cfg.to_dict()
+    assert d["block_out_channels"] == [8, 16]  # plain lists: what a checkpoint or JSON holds
+    assert KernelDDPMConfig.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="no field"):
+        KernelDDPMConfig.from_dict({**d, "nonsense": 1})

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sr_engine import plates as P
-from sr_engine.reader import (PlateReader, char_accuracy, edit_distance, encode, greedy_decode, plate_accuracy,
+from sr_engine.eval.reader import (PlateReader, char_accuracy, edit_distance, encode, greedy_decode, plate_accuracy,
                               read_plates, train_reader)
 
 

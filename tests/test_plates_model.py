@@ -8,7 +8,7 @@ import pytest
 
 from sr_engine import list_models, load_engine
 from sr_engine.data import data_dir
-from sr_engine.evaluate import make_lr
+from sr_engine.degradation import make_lr
 from sr_engine.plates import eval_plates
 
 pytestmark = pytest.mark.skipif("plates-x4" not in list_models(), reason="plates-x4 is not installed")
@@ -64,7 +64,7 @@ def test_widths_the_scale_does_not_divide_are_refused_not_resized():
 
 @pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
 def test_reader_reads_hr_evaluation_plates():
-    from sr_engine.reader import char_accuracy, load_reader, read_plates
+    from sr_engine.eval.reader import char_accuracy, load_reader, read_plates
 
     ev = eval_plates()
     texts, _ = read_plates(load_reader(READER), ev.images[:40])
@@ -74,7 +74,7 @@ def test_reader_reads_hr_evaluation_plates():
 @pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
 def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
     from annotation.demo import ambiguous_plates
-    from sr_engine.reader import load_reader
+    from sr_engine.eval.reader import load_reader
 
     chosen = ambiguous_plates(plates_engine, load_reader(READER), candidates=5, count=2, probe_n=3, probe_steps=1)
     assert len(chosen) == 3
@@ -86,7 +86,7 @@ def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
 
 @pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
 def test_evaluate_plates_rows(tmp_path):
-    from sr_engine.evaluate_plates import evaluate_plates, plates_figure, to_markdown
+    from sr_engine.eval.plates import evaluate_plates, plates_figure, to_markdown
 
     rows = evaluate_plates("plates-x4", plates=2, n=3, steps=1, modes=("strict",), k=1, m=2)
     by = {r.method.split(" (")[0]: r for r in rows}

@@ -13,13 +13,14 @@ from annotation.accounts import ROLES as ACCOUNT_ROLES
 from annotation.accounts import create_rater
 from annotation.banks import progress
 from annotation.images import import_images
+from sr_engine import MODES as SR_MODES
 from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
                                  settings_for_engine)
 
 from .context import AppContext, chosen_id, refuse, whole_number
 from .render import esc, message_html, progress_html
 
-MODES = ["strict", "flow", "prior", "guided", "free"]
+MODES = list(SR_MODES)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from annotation.ensembles import make_ensemble
 from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import FORMATS, WHATS, export
 from annotation.views import image_detail, project_images, project_overview
+from sr_engine.metrics import CONSISTENT_DB
 
 from .context import AppContext, chosen_id, refuse
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
@@ -130,7 +131,8 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             ens = (lr_html(e.png, f"ensemble of samples {e.sample_indices}")
                    + f"<div>LR-PSNR {db_text(e.lr_psnr)} (before re-projection {db_text(e.lr_psnr_before)})</div>"
                    + f"<div>{flow_check_text(e.flow_consistency)}</div>"
-                   + f"<div>{'consistent' if e.lr_psnr >= 45 else 'NOT consistent'} (≥ 45 dB); "
+                   + f"<div>{'consistent' if e.lr_psnr >= CONSISTENT_DB else 'NOT consistent'} "
+                     f"(≥ {CONSISTENT_DB:g} dB); "
                      f"{'re-projected' if e.reprojected else 'not re-projected'}; from {e.n_submissions} vote(s)"
                      f"{'' if current else ' – older than the current votes'}</div>")
         else:

@@ -10,8 +10,11 @@ import numpy as np
 from PIL import Image
 
 import gradio as gr
-from sr_engine import list_models, load_engine
-from sr_engine.cli import bank_grid
+from sr_engine import FlowEngine, list_models, load_engine
+from sr_engine.data import mnist_canvas
+from sr_engine.degradation import make_lr
+from sr_engine.eval.digits import eval_subset
+from sr_engine.eval.figures import bank_grid
 
 from .context import refuse
 
@@ -25,9 +28,7 @@ def _engine(name: str):
 
 
 def _eval_lr(eng, index: int) -> np.ndarray:
-    from sr_engine.evaluate import eval_subset, make_lr
-
-    hr, _, _ = eval_subset(10, eng.flow.config.hr_size[0])
+    hr, _, _ = eval_subset(10, mnist_canvas(eng.scale))
     return make_lr(hr[int(index) % len(hr)], eng.scale)
 
 
@@ -55,7 +56,7 @@ def build() -> gr.Blocks:
                     "image (strict mode).")
         with gr.Row():
             model = gr.Dropdown(models, value=models[0] if models else None, label="model")
-            mode = gr.Dropdown(["strict", "flow", "prior"], value="strict", label="mode")
+            mode = gr.Dropdown(list(FlowEngine.modes), value="strict", label="mode")
             n = gr.Slider(1, 128, value=64, step=1, label="samples")
             steps = gr.Slider(1, 50, value=8, step=1, label="steps")
             seed = gr.Number(value=0, precision=0, label="seed")

@@ -18,51 +18,27 @@ exports ``<export_dir>/x<s>/<name>.pt`` (config + weights) when it finishes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from diffusers import UNet2DModel
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
-from ..classifier import load_classifier, train_classifier
-from ..data import load_mnist
-from ..kernel_diffusion import KernelDDPMConfig, config_dict, make_scheduler
-from ..train import HRBatches, _lr_at, _save, lr_of, resume
-from .config import PAD_TO, BaselineConfig
-
-BASELINE_FORMAT = "sr_engine.bench-baseline/1"
+from ..data import load_mnist, mnist_canvas
+from ..eval.judge import load_classifier, train_classifier
+from ..models.kernel_diffusion import KernelDDPMConfig, make_scheduler
+from ..models.regression import BASELINE_FORMAT, RegressionNet, load_baseline_file, load_regression_file
+from ..train import PRESETS, HRBatches, PlateBatches, lr_at, lr_of, resume, save_checkpoint
+from .config import BaselineConfig
 
 
 # ---- networks ----------------------------------------------------------------------------------------------
-class RegressionNet(nn.Module):
-    """(B, 1, H, W) bicubic-upsampled LR on [0, 1] -> (B, 1, H, W) HR estimate: input + a residual from
-    ``blocks`` conv-ReLU-conv blocks of ``width`` channels (last layer zero-initialised: starts at bicubic)."""
-
-    def __init__(self, width: int = 64, blocks: int = 6):
-        super().__init__()
-        self.head = nn.Conv2d(1, width, 3, padding=1)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
-            for _ in range(blocks))
-        self.tail = nn.Conv2d(width, 1, 3, padding=1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
-
-    def forward(self, up: torch.Tensor) -> torch.Tensor:
-        h = self.head(up)
-        for b in self.blocks:
-            h = h + b(h)
-        return up + self.tail(h)
-
-
 def build_pixel_unet(cfg: KernelDDPMConfig):
     """A diffusers UNet over (x_t, condition): 2 channels in, the v-prediction of x out."""
-    from diffusers import UNet2DModel
-
     n = len(cfg.block_out_channels)
     return UNet2DModel(sample_size=None, in_channels=2, out_channels=1,
                        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
@@ -71,15 +47,14 @@ def build_pixel_unet(cfg: KernelDDPMConfig):
 
 
 def bicubic_up_t(y: torch.Tensor, scale: int) -> torch.Tensor:
-    """(B, 1, h, w) on [0, 1] -> (B, 1, H, W), rounded to grey levels: the tensor twin of ``evaluate.bicubic_up``."""
+    """(B, 1, h, w) on [0, 1] -> (B, 1, H, W), rounded to grey levels: the tensor twin of
+    :func:`sr_engine.degradation.bicubic_up`."""
     up = F.interpolate(y.float(), scale_factor=scale, mode="bicubic", align_corners=False)
     return torch.round(up.clamp(0, 1) * 255) / 255
 
 
 def pixel_chain_config(cfg: BaselineConfig, scale: int) -> KernelDDPMConfig:
-    d = dict(cfg.ddpm)
-    d["block_out_channels"] = tuple(d.get("block_out_channels", (32, 64)))
-    return KernelDDPMConfig(channels=1, scale=scale, **d)
+    return KernelDDPMConfig.from_dict({"channels": 1, "scale": scale, **cfg.ddpm})
 
 
 # ---- training ----------------------------------------------------------------------------------------------
@@ -94,15 +69,13 @@ def _schedule(cfg: BaselineConfig, steps: int) -> SimpleNamespace:
 def _batches(cfg: BaselineConfig, scale: int, domain: str, seed: int):
     """HR training batches (uint8 values as float, on the CPU): MNIST digits padded to the scale's canvas, or
     crops of the training plates exactly as the plates engine was trained (``sr_engine.train.PlateBatches``)."""
-    from ..train import PRESETS, PlateBatches
-
     if domain == "plates":
         pr = PRESETS[f"plates-x{scale}"]
         return PlateBatches(cfg.plates_train or pr["n_train"], pr["render_seed"], pr["crop"], cfg.batch_size, seed,
                             cache_dir=Path(cfg.work_dir).parent)
     if domain != "mnist":
         raise ValueError(f"unknown domain {domain!r}; expected 'mnist' or 'plates'")
-    return HRBatches(PAD_TO[scale], cfg.batch_size, cfg.shift, seed)
+    return HRBatches(mnist_canvas(scale), cfg.batch_size, cfg.shift, seed)
 
 
 def _cpu(state: dict) -> dict:
@@ -113,7 +86,7 @@ def _train_info(cfg: BaselineConfig, steps: int, seconds: float) -> dict:
     dev = torch.device(cfg.device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     return {"steps": steps, "seconds": round(seconds, 1), "rows": "train", "device": where,
-            "torch_threads": torch.get_num_threads(), "baseline_config": asdict(cfg)}
+            "torch_threads": torch.get_num_threads(), "baseline_config": cfg.to_dict()}
 
 
 def _trained_seconds(state_path: Path, seconds: float) -> float:
@@ -123,7 +96,8 @@ def _trained_seconds(state_path: Path, seconds: float) -> float:
     return torch.load(state_path, map_location="cpu", weights_only=True)["seconds"]
 
 
-def _name(kind: str, domain: str) -> str:
+def baseline_name(kind: str, domain: str) -> str:
+    """The file stem of a baseline network: ``regression``, ``pixel-ddpm``, ``plates-regression``, ..."""
     return kind if domain == "mnist" else f"{domain}-{kind}"
 
 
@@ -131,7 +105,7 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
     """Train (or resume) the L2 regression net for one scale; returns the exported weights' path. ``domain``
     "plates" trains on crops of the training plates (``sr_engine.train.PlateBatches``, as the plates-x4 engine)
     and writes ``plates-regression.pt``."""
-    state_path, out = _paths(cfg, scale, _name("regression", domain))
+    state_path, out = _paths(cfg, scale, baseline_name("regression", domain))
     torch.manual_seed(cfg.seed)
     net = RegressionNet(cfg.reg_width, cfg.reg_blocks)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -144,7 +118,7 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
                desc=f"{domain} regression x{scale}", mininterval=5)
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, _schedule(cfg, cfg.reg_steps))
+            g["lr"] = lr_at(step, _schedule(cfg, cfg.reg_steps))
         x255 = batches.next()
         up = bicubic_up_t(lr_of(x255, scale, "bicubic"), scale).to(dev)
         loss = F.mse_loss(net(up), x255.to(dev) / 255.0)
@@ -152,10 +126,10 @@ def train_regression(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
         loss.backward()
         opt.step()
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.reg_steps:
-            _save(state_path, {"state": net.state_dict(), "opt_state": opt.state_dict(), "step": step + 1,
-                               "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
+            save_checkpoint(state_path, {"state": net.state_dict(), "opt_state": opt.state_dict(), "step": step + 1,
+                               "seconds": seconds + time.time() - t0, "baseline_config": cfg.to_dict()})
             bar.set_postfix(loss=f"{loss.item():.5f}")
-    _save(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale, "domain": domain,
+    save_checkpoint(out, {"format": BASELINE_FORMAT, "kind": "regression", "scale": scale, "domain": domain,
                 "config": {"width": cfg.reg_width, "blocks": cfg.reg_blocks}, "state": _cpu(net.state_dict()),
                 "train_info": _train_info(cfg, cfg.reg_steps, _trained_seconds(state_path, seconds))})
     return out
@@ -165,9 +139,7 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
     """Train (or resume) the SR3-style pixel DDPM for one scale; exports the EMA weights. ``domain`` "plates"
     trains on crops of the training plates and writes ``plates-pixel-ddpm.pt``. Noise and timesteps are drawn on
     the CPU, so a run on ``cfg.device`` "cuda" sees the same draws as one on the CPU."""
-    from diffusers.training_utils import EMAModel
-
-    state_path, out = _paths(cfg, scale, _name("pixel-ddpm", domain))
+    state_path, out = _paths(cfg, scale, baseline_name("pixel-ddpm", domain))
     dcfg = pixel_chain_config(cfg, scale)
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -186,7 +158,7 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
                mininterval=5)
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, _schedule(cfg, cfg.ddpm_steps))
+            g["lr"] = lr_at(step, _schedule(cfg, cfg.ddpm_steps))
         x255 = batches.next()
         cond = (bicubic_up_t(lr_of(x255, scale, "bicubic"), scale) * 2 - 1).to(dev)
         x0 = (x255 / 127.5 - 1).to(dev)  # [-1, 1]
@@ -201,16 +173,16 @@ def train_pixel_ddpm(cfg: BaselineConfig, scale: int, domain: str = "mnist") -> 
         opt.step()
         ema.step(unet.parameters())
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.ddpm_steps:
-            _save(state_path, {"state": unet.state_dict(), "opt_state": opt.state_dict(),
+            save_checkpoint(state_path, {"state": unet.state_dict(), "opt_state": opt.state_dict(),
                                "ema_state": ema.state_dict(), "step": step + 1,
-                               "seconds": seconds + time.time() - t0, "baseline_config": asdict(cfg)})
+                               "seconds": seconds + time.time() - t0, "baseline_config": cfg.to_dict()})
             bar.set_postfix(loss=f"{loss.item():.4f}")
     shadow = build_pixel_unet(dcfg)
     shadow.load_state_dict(_cpu(unet.state_dict()))
     ema.to("cpu")
     ema.copy_to(shadow.parameters())
-    _save(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "domain": domain,
-                "config": config_dict(dcfg), "state": shadow.state_dict(),
+    save_checkpoint(out, {"format": BASELINE_FORMAT, "kind": "pixel-ddpm", "scale": scale, "domain": domain,
+                "config": dcfg.to_dict(), "state": shadow.state_dict(),
                 "train_info": _train_info(cfg, cfg.ddpm_steps, _trained_seconds(state_path, seconds))})
     return out
 
@@ -222,7 +194,8 @@ def train_rater(cfg: BaselineConfig, half: int, seed: int, out: Path) -> Path:
     if cfg.classifier_rows:
         keep = np.random.default_rng(seed).permutation(keep)[: cfg.classifier_rows]  # every digit represented
     model = train_classifier(digits.images[keep], digits.labels[keep], seed=seed, epochs=cfg.classifier_epochs)
-    _save(out, {"state": model.state_dict(), "rows": f"half{half}", "seed": seed, "epochs": cfg.classifier_epochs,
+    save_checkpoint(out, {"state": model.state_dict(), "rows": f"half{half}", "seed": seed,
+                          "epochs": cfg.classifier_epochs,
                 "n_train": int(len(keep))})
     return out
 
@@ -232,7 +205,7 @@ def train_baselines(cfg: BaselineConfig, parts=("regression", "pixel-ddpm", "rat
     """Train whatever of ``parts`` is missing from ``cfg.export_path()`` or trained for fewer steps than ``cfg``
     asks (it resumes from its state in ``cfg.work_dir``); finished files are kept (delete one to retrain).
     ``domain`` "plates": the plates nets at x4 (their raters and judge are the plate readers of
-    ``sr_engine.reader``, trained by ``python -m sr_engine train --stage reader``)."""
+    ``sr_engine.eval.reader``, trained by ``python -m sr_engine train --stage reader``)."""
     unknown = set(parts) - {"regression", "pixel-ddpm", "raters"}
     if unknown:
         raise ValueError(f"unknown baseline parts {sorted(unknown)}")
@@ -241,7 +214,7 @@ def train_baselines(cfg: BaselineConfig, parts=("regression", "pixel-ddpm", "rat
                                                   ("pixel-ddpm", train_pixel_ddpm, cfg.ddpm_steps)) if n in parts]
     for scale in (cfg.scales if domain == "mnist" else (4,)):
         for name, fn, steps in nets:
-            out = _paths(cfg, scale, _name(name, domain))[1]
+            out = _paths(cfg, scale, baseline_name(name, domain))[1]
             finished = out.exists() and torch.load(out, map_location="cpu",
                                                    weights_only=True)["train_info"]["steps"] >= steps
             done.append(out if finished else fn(cfg, scale, domain))  # an unfinished one resumes from its state
@@ -257,30 +230,14 @@ def train_baselines(cfg: BaselineConfig, parts=("regression", "pixel-ddpm", "rat
 
 
 # ---- loading -----------------------------------------------------------------------------------------------
-def _load(path: Path, kind: str) -> dict:
-    if not path.is_file():
-        plates = " --plates" if path.name.startswith("plates-") else ""
-        raise FileNotFoundError(f"baseline {path} not found; run `python -m sr_engine benchmark train-baselines"
-                                f"{plates}` (or the benchmark with --quick, which trains tiny ones)")
-    st = torch.load(path, map_location="cpu", weights_only=True)
-    if st.get("format") != BASELINE_FORMAT or st.get("kind") != kind:
-        raise ValueError(f"{path} is not a {kind} baseline")
-    return st
-
-
 def load_regression(root: Path, scale: int, domain: str = "mnist") -> RegressionNet:
-    st = _load(Path(root) / f"x{scale}" / f"{_name('regression', domain)}.pt", "regression")
-    net = RegressionNet(**st["config"])
-    net.load_state_dict(st["state"])
-    return net.eval().requires_grad_(False)
+    return load_regression_file(Path(root) / f"x{scale}" / f"{baseline_name('regression', domain)}.pt")
 
 
 def load_pixel_ddpm(root: Path, scale: int, domain: str = "mnist"):
     """(unet, KernelDDPMConfig of its chain)."""
-    st = _load(Path(root) / f"x{scale}" / f"{_name('pixel-ddpm', domain)}.pt", "pixel-ddpm")
-    d = dict(st["config"])
-    d["block_out_channels"] = tuple(d["block_out_channels"])
-    dcfg = KernelDDPMConfig(**d)
+    st = load_baseline_file(Path(root) / f"x{scale}" / f"{baseline_name('pixel-ddpm', domain)}.pt", "pixel-ddpm")
+    dcfg = KernelDDPMConfig.from_dict(st["config"])
     unet = build_pixel_unet(dcfg)
     unet.load_state_dict(st["state"])
     return unet.eval().requires_grad_(False), dcfg

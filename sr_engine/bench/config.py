@@ -1,7 +1,7 @@
 """Settings of the benchmark and of its baselines: the full setting, the ``--quick`` one (CI) and the tiny one
 the tests use. Each is one dataclass with a comment on every default; the baselines' checkpoints store theirs.
 
-Evaluation images are always the stated subset of :func:`sr_engine.evaluate.eval_subset` (the first
+Evaluation images are always the stated subset of :func:`sr_engine.eval.digits.eval_subset` (the first
 ``per_digit`` evaluation rows of each digit, ``i % 500 >= 400``); baselines and simulated raters train on the
 training rows only (raters on one half, the judge on the other).
 """
@@ -11,15 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..config import ConfigMixin
 from ..data import data_dir
 
-# HR canvas per scale, as the shipped engines were trained (sr_engine.train.PRESETS)
-PAD_TO: dict[int, int] = {4: 28, 8: 32}
 SHIPPED_ENGINES: dict[int, str] = {4: "mnist-x4", 8: "mnist-x8"}
 
 
 @dataclass
-class BaselineConfig:
+class BaselineConfig(ConfigMixin):
     """The baselines of one benchmark setting (trained by ``python -m sr_engine benchmark train-baselines``)."""
 
     scales: tuple[int, ...] = (4, 8)  # one regression net and one pixel DDPM per scale
@@ -52,7 +51,7 @@ class BaselineConfig:
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(ConfigMixin):
     """One run of ``python -m sr_engine benchmark``."""
 
     name: str = "full"  # shown in the table's header

@@ -19,6 +19,13 @@ import resource
 import subprocess
 import sys
 
+import numpy as np
+import torch
+
+from ..data import load_mnist, mnist_canvas
+from ..degradation import make_lr
+from .methods import SAMPLERS, Methods, Setting
+
 
 def _peak_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -53,15 +60,8 @@ def measure(families: list[str], scale: int, engine: str, baselines: str, n: int
 
 def _run_one(a, family: str) -> None:
     """Load ``family`` only and make one bank of ``a.n`` samples for a training-row digit."""
-    import numpy as np
-
-    from ..data import load_mnist
-    from ..evaluate import make_lr
-    from .config import PAD_TO
-    from .methods import SAMPLERS, Methods, Setting
-
     # a training row: any digit serves for memory; evaluation rows are only ever scored
-    hr = load_mnist("train", pad_to=PAD_TO[a.scale]).images[0]
+    hr = load_mnist("train", pad_to=mnist_canvas(a.scale)).images[0]
     methods = Methods(a.scale, a.engine, a.baselines, families=(family,))
     s = Setting(family, steps=a.steps if family in SAMPLERS else 0, tau=a.tau)
     out = methods.bank(s, make_lr(hr, a.scale), a.n, seed=0)
@@ -103,11 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(a.threads)
-    from . import methods  # noqa: F401  (imports only: the floor includes what every method imports)
-
+    torch.set_num_threads(a.threads)  # the module's imports (torch, the methods) are part of the floor
     families = [f for f in a.families.split(",") if f]
     if a.single:
         start = _rss_mib()

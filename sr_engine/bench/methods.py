@@ -1,7 +1,7 @@
 """The benchmarked methods behind one call: ``Methods.bank(setting, lr, n, seed) -> uint8 (n, H, W)``.
 
 Families (``FAMILIES``):
-- ``bicubic``: torch bicubic interpolation of the LR image (``evaluate.bicubic_up``); one answer.
+- ``bicubic``: torch bicubic interpolation of the LR image (``sr_engine.degradation.bicubic_up``); one answer.
 - ``regression``: the L2 regression net on the bicubic image; one answer.
 - ``prior``: the shipped engine's flow alone, z ~ N(0, tau^2 I) (SRFlow-style temperature sampling).
 - ``pixel-ddpm`` / ``pixel-ddnm``: the SR3-style pixel DDPM sampled with DDIM, without / with the DDNM range
@@ -16,17 +16,22 @@ that reports each sample's flow consistency is bookkeeping and not counted.)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
 
-from ..bank import load_engine, sample_seeds
-from ..degradation import get_degradation
-from ..evaluate import bicubic_up
-from ..kernel_diffusion import KernelDDPMConfig, make_scheduler
+from ..degradation import bicubic_up, get_degradation
+from ..engines.base import sample_seeds
+from ..engines.registry import load_engine
+from ..models.kernel_diffusion import KernelDDPMConfig, make_scheduler
 from .baselines import load_pixel_ddpm, load_regression
+from .config import BenchConfig
+
+R = TypeVar("R")
 
 FAMILIES: tuple[str, ...] = ("bicubic", "regression", "prior", "pixel-ddpm", "pixel-ddnm", "kernel-flow",
                              "kernel-strict")
@@ -64,6 +69,23 @@ class Setting:
     @property
     def deterministic(self) -> bool:
         return self.family in DETERMINISTIC
+
+
+def settings_for(cfg: BenchConfig) -> list[Setting]:
+    """Every method at every setting of a run: bicubic, regression, prior at each temperature, each sampler at
+    each number of steps."""
+    out = [Setting("bicubic"), Setting("regression")] + [Setting("prior", tau=t) for t in cfg.taus]
+    return out + [Setting(f, steps=s) for f in SAMPLERS for s in cfg.steps]
+
+
+def timed(fn: Callable[[], R], repeats: int = 1) -> tuple[R, float]:
+    """(last result, median wall seconds over ``repeats`` calls)."""
+    secs = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        secs.append(time.perf_counter() - t0)
+    return out, float(np.median(secs))
 
 
 @torch.no_grad()
@@ -112,7 +134,7 @@ class Methods:
         self.batch_size = batch_size
         fam = set(families)
         self.engine = load_engine(engine, scale=scale) if fam & {"prior", "kernel-flow", "kernel-strict"} else None
-        if self.engine is not None and getattr(self.engine, "domain", "") not in ("", domain):
+        if self.engine is not None and self.engine.domain not in ("", domain):
             raise ValueError(f"engine {engine!r} was trained on {self.engine.domain}, not {domain}")
         root = Path(baselines)
         self.regression = load_regression(root, scale, domain) if "regression" in fam else None

@@ -18,64 +18,25 @@ would select them all).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..evaluate import make_lr, pct
-from ..evaluate_plates import PlateEvalRow, load_plate_readers, picked_ensemble, plate_row
+from ..degradation import make_lr
+from ..eval.plates import load_plate_readers, picked_ensemble, plate_row
+from ..eval.reader import char_accuracy, plate_accuracy, read_plates
 from ..metrics import lr_psnr
 from ..plates import eval_plates
-from ..reader import char_accuracy, plate_accuracy, read_plates
 from .config import BenchConfig
-from .methods import SAMPLERS, Methods, Setting
+from .methods import SAMPLERS, Methods, Setting, settings_for, timed
+from .plots import plates_figure, steps_tradeoff
+from .report import plates_markdown
+from .results import PlateAmbiguityRow, PlateBenchRow, PlateResult
 
 SCALE = 4  # the plates engine's scale
-
-
-@dataclass
-class PlateBenchRow(PlateEvalRow):
-    """One method at one setting on the plates (PlateEvalRow's metrics, then these)."""
-
-    scale: int
-    family: str
-    steps: int
-    tau: float
-    nfe: int
-    timing_n: int
-
-
-@dataclass
-class PlateAmbiguityRow:
-    method: str  # whose bank the raters pick from
-    bank_n: int
-    images: int
-    ambiguous_images: int
-    char_ensemble: float  # the judge's character accuracy on the raters' ensemble
-    char_single: float  # ... on one random sample of the bank (its first)
-    char_regression: float
-    char_bicubic: float
-    char_hr: float
-    plate_ensemble: float  # whole plates right
-    plate_single: float
-    plate_regression: float
-    plate_bicubic: float
-    plate_hr: float
-    amb_char_ensemble: float  # character accuracy on the ambiguous subset
-    amb_char_single: float
-    amb_char_regression: float
-    amb_char_bicubic: float
-    ensemble_lr_psnr_mean: float  # LR-PSNR of the ensembles (exact = 100 dB)
-
-
-@dataclass
-class PlateResult:
-    rows: list[PlateBenchRow]
-    ambiguity: list[PlateAmbiguityRow]
-    files: dict
 
 
 def _char(pred: list[str], truth: list[str], mask: np.ndarray | None = None) -> float:
@@ -87,8 +48,6 @@ def _char(pred: list[str], truth: list[str], mask: np.ndarray | None = None) -> 
 
 def run_plates(cfg: BenchConfig) -> PlateResult:
     """Every method on the first ``cfg.plates`` evaluation plates; writes the plates files into ``cfg.out``."""
-    from .run import _timed, settings_for
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ev = eval_plates()
@@ -108,7 +67,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
             warm.add(s.family)
         banks = np.stack([methods.bank(s, l, n, cfg.seed + i) for i, l in enumerate(lr)])
         timing_n = 1 if s.deterministic else cfg.timing_n
-        _, secs = _timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
+        _, secs = timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
         r = plate_row(s.label, hr, lr, banks, texts, judge, None, SCALE, secs)
         rows.append(PlateBenchRow(**asdict(r), scale=SCALE, family=s.family, steps=s.steps,
                                   tau=s.tau if s.family == "prior" else float("nan"), nfe=s.nfe, timing_n=timing_n))
@@ -144,8 +103,6 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
 
 
 def write_plates(cfg, rows, ambiguity, hr, lr, texts, singles, samples, ensembles, bic_read, bic_conf) -> dict:
-    from .plots import plates_figure, steps_tradeoff
-
     out = Path(cfg.out)
     df = pd.DataFrame([asdict(r) for r in rows])
     first = ["scale", "family", "method", "steps", "tau", "nfe"]
@@ -170,36 +127,3 @@ def write_plates(cfg, rows, ambiguity, hr, lr, texts, singles, samples, ensemble
     md.write_text("\n".join(["# Benchmark: plates (x4)", "", plates_markdown(cfg, rows, ambiguity)]) + "\n")
     files["plates_markdown"] = md
     return files
-
-
-def plates_markdown(cfg: BenchConfig, rows: list[PlateBenchRow], ambiguity: list[PlateAmbiguityRow]) -> str:
-    """The plates section of ``benchmark.md`` (also written alone as ``plates.md``)."""
-    n_img = rows[0].images if rows else 0
-    lines = [f"{n_img} evaluation plates (the first {cfg.plates} of `eval_plates()`: held-out fonts and strings), "
-             f"engine `{cfg.plates_engine}`, {cfg.plates_sweep_n}-sample banks in the step sweep, DDIM for every "
-             "sampler; the judge is the plate reader `data/readers/plates-reader.pt`.", "",
-             "| method | NFE | samples / image | PSNR single | SSIM single | PSNR bank mean | LR-PSNR mean | worst | "
-             f">= 45 dB | exact | cons. MSE x1e-5 | diversity | char acc. single | plate acc. single | "
-             f"char acc. bank mean | s / bank (n={cfg.timing_n}) |", "|" + "---|" * 16]
-    for r in rows:
-        t = f"{r.seconds_per_bank:.3f}" + (" (1 image)" if r.timing_n == 1 else "")
-        lines.append(f"| {r.method} | {r.nfe} | {r.samples // max(r.images, 1)} | {r.psnr_single:.2f} | "
-                     f"{r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.lr_psnr_mean:.2f} | {r.lr_psnr_worst:.2f} | "
-                     f"{pct(r.share_consistent)} | {pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | "
-                     f"{r.diversity:.4f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
-                     f"{pct(r.char_acc_bank_mean)} | {t} |")
-    lines += ["", f"Ambiguity resolution ({cfg.ambiguity_n}-sample banks at {cfg.ref_steps} steps, k = {cfg.k_picks} "
-              f"picks per rater, m = {cfg.ensemble_size} most-voted averaged; character accuracy, whole plates in "
-              "brackets; 'amb.' = the half of the plates whose bicubic image the judge reads least confidently):", "",
-              "| raters pick from | ensemble | single sample | regression | bicubic | HR | ens. (amb.) | "
-              "single (amb.) | regression (amb.) | bicubic (amb.) | ens. LR-PSNR |", "|" + "---|" * 11]
-    for a in ambiguity:
-        lines.append(f"| {a.method} | {pct(a.char_ensemble)} ({pct(a.plate_ensemble)}) | {pct(a.char_single)} "
-                     f"({pct(a.plate_single)}) | {pct(a.char_regression)} ({pct(a.plate_regression)}) | "
-                     f"{pct(a.char_bicubic)} ({pct(a.plate_bicubic)}) | {pct(a.char_hr)} ({pct(a.plate_hr)}) | "
-                     f"{pct(a.amb_char_ensemble)} | {pct(a.amb_char_single)} | {pct(a.amb_char_regression)} | "
-                     f"{pct(a.amb_char_bicubic)} | {a.ensemble_lr_psnr_mean:.2f} |")
-    lines += ["", f"s / bank: wall time of one {cfg.timing_n}-sample bank for one plate after a warm-up call, "
-              + ("one run" if cfg.plates_timing_repeats == 1 else f"median of {cfg.plates_timing_repeats} runs")
-              + " (one-answer methods: one plate).", "", "Plots: `plates_steps_tradeoff.png`, `ambiguous_plates.png`."]
-    return "\n".join(lines)

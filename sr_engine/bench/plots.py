@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..metrics import CONSISTENT_DB  # noqa: E402
 from .methods import SAMPLERS  # noqa: E402
 
 COLORS = {"pixel-ddpm": "tab:orange", "pixel-ddnm": "tab:red", "kernel-flow": "tab:cyan",
@@ -42,7 +43,7 @@ def steps_tradeoff(df, path: Path, prefix: str = "") -> Path:
                 ax.axhline(r[col], color=COLORS[r.family], ls="--" if r.family != "prior" else ":", lw=1,
                            label=label, alpha=0.4 + 0.6 * (r.tau if r.family == "prior" else 1))
             if col == "lr_psnr_mean":
-                ax.axhline(45, color="k", lw=0.5)
+                ax.axhline(CONSISTENT_DB, color="k", lw=0.5)
             ax.set_xscale("log", base=2)
             ticks = sorted(int(v) for v in d[d.family.isin(SAMPLERS)].steps.unique())
             ax.set_xticks(ticks, [str(v) for v in ticks])

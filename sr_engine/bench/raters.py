@@ -2,9 +2,10 @@
 
 Each rater (a digit classifier trained on training half 0) picks, from one image's bank, its ``k`` most
 confident samples (highest top-class probability, as a rater picks the most plausible ones), ranked. The
-``m`` most-voted samples (approval count; ties broken by Borda score, then sample index, as the app's
-aggregation) are averaged into the ensemble. The judge (trained on training half 1) then reads the ensemble,
-the bank's first sample (a random draw: samples are independent), the regression output and the bicubic image.
+``m`` most-voted samples (:func:`sr_engine.ensemble.most_voted`, the app's rule: approval count; ties broken by
+Borda score, then sample index) are averaged into the ensemble. The judge (trained on training half 1) then
+reads the ensemble, the bank's first sample (a random draw: samples are independent), the regression output and
+the bicubic image.
 
 The ambiguous subset is fixed before looking at any method's output: the images whose bicubic upsampling the
 judge misreads or reads with confidence below ``ambiguous_confidence`` (0.5, set in advance, not tuned).
@@ -16,7 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..classifier import predict_digits
+from ..ensemble import most_voted
+from ..eval.judge import predict_digits
+from ..eval.tables import mean_u8
+from ..metrics import lr_psnr
 
 
 @dataclass
@@ -45,22 +49,11 @@ def rater_picks(probs: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-conf, kind="stable")[: min(k, len(conf))]
 
 
-def most_voted(picks: list[np.ndarray], n: int, m: int) -> np.ndarray:
-    """The m most-voted of n samples: approval count, then Borda score (k - rank summed over raters), then
-    the lower sample index."""
-    approvals, borda = np.zeros(n, int), np.zeros(n, int)
-    for p in picks:
-        approvals[p] += 1
-        borda[p] += len(p) - np.arange(len(p))
-    order = sorted(range(n), key=lambda i: (-approvals[i], -borda[i], i))
-    return np.array(order[: min(m, n)])
-
-
 def ensemble_image(bank: np.ndarray, raters, k: int, m: int) -> np.ndarray:
     """uint8 bank (n, H, W) -> uint8 (H, W): the pixel mean of the m most-voted samples."""
     picks = [rater_picks(predict_digits(r, bank), k) for r in raters]
     chosen = most_voted(picks, len(bank), m)
-    return np.round(bank[chosen].astype(np.float64).mean(0)).astype(np.uint8)
+    return mean_u8(bank[chosen][None])[0]
 
 
 def ambiguous_mask(judge_probs_bicubic: np.ndarray, labels: np.ndarray, confidence: float) -> np.ndarray:
@@ -80,8 +73,6 @@ def ambiguity_row(scale: int, method: str, banks: np.ndarray, hr: np.ndarray, lr
                   confidence: float) -> tuple[AmbiguityRow, np.ndarray]:
     """banks uint8 (N_img, n, H, W); regression / bicubic / hr uint8 (N_img, H, W). Returns the row and the
     ensembles (N_img, H, W)."""
-    from ..metrics import lr_psnr
-
     ens = np.stack([ensemble_image(b, raters, k, m) for b in banks])
     p_ens, p_single = predict_digits(judge, ens), predict_digits(judge, banks[:, 0])
     p_reg, p_bic, p_hr = predict_digits(judge, regression), predict_digits(judge, bicubic), predict_digits(judge, hr)
@@ -94,17 +85,3 @@ def ambiguity_row(scale: int, method: str, banks: np.ndarray, hr: np.ndarray, lr
         amb_acc_regression=_acc(p_reg, labels, amb), amb_acc_bicubic=_acc(p_bic, labels, amb),
         ensemble_lr_psnr_mean=float(np.mean([lr_psnr(e, l, scale) for e, l in zip(ens, lr)])),
     ), ens
-
-
-def ambiguity_markdown(rows: list[AmbiguityRow]) -> str:
-    pct = lambda v: "n/a" if v != v else f"{100 * v:.1f}%"  # noqa: E731  (NaN: empty subset)
-    lines = ["| scale | raters pick from | bank | images | ambiguous | ensemble | single sample | regression | "
-             "bicubic | HR | ens. (amb.) | single (amb.) | regression (amb.) | bicubic (amb.) | ens. LR-PSNR |",
-             "|" + "---|" * 15]
-    for r in rows:
-        lines.append(f"| x{r.scale} | {r.method} | {r.bank_n} | {r.images} | {r.ambiguous_images} | "
-                     f"{pct(r.acc_ensemble)} | {pct(r.acc_single)} | {pct(r.acc_regression)} | "
-                     f"{pct(r.acc_bicubic)} | {pct(r.acc_hr)} | {pct(r.amb_acc_ensemble)} | "
-                     f"{pct(r.amb_acc_single)} | {pct(r.amb_acc_regression)} | {pct(r.amb_acc_bicubic)} | "
-                     f"{r.ensemble_lr_psnr_mean:.2f} |")
-    return "\n".join(lines)

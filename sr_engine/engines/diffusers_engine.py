@@ -31,15 +31,18 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
+import diffusers
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from tqdm import tqdm
 
-from .bank import MODES, Bank, _sha256, _to_uint8, as_lr_array, sample_seeds
-from .degradation import Degradation, get_degradation
-from .ensemble import EnsembleReport, ensemble_of
-from .kernel_diffusion import set_schedule
-from .metrics import lr_psnr_batch
+from ..degradation import Degradation, get_degradation
+from ..ensemble import EnsembleReport, ensemble_of
+from ..metrics import lr_psnr_batch
+from ..models.kernel_diffusion import set_schedule
+from .base import Bank, as_lr_array, check_bank_args, check_mode, sample_seeds, sha256_file, to_uint8
 
 SchedulerName = Literal["ddim", "dpmsolver", "euler"]
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver", "euler")
@@ -116,7 +119,8 @@ class LDMSuperResolutionAdapter(PipelineAdapter):
 
     @classmethod
     def load(cls, folder: Path):
-        # diffusers 0.42 keeps the class here (the top-level name is a deprecated alias)
+        # diffusers 0.42 keeps the class here (the top-level name is a deprecated alias); lazy: a pipeline module
+        # is heavy to import and only this adapter needs it
         from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
             LDMSuperResolutionPipeline,
         )
@@ -175,6 +179,7 @@ class StableDiffusionUpscaleAdapter(PipelineAdapter):
     def load(cls, folder: Path):
         if importlib.util.find_spec("transformers") is None:
             raise ValueError("StableDiffusionUpscalePipeline needs its text encoder: pip install transformers")
+        # lazy: this pipeline imports transformers (an optional, heavy package)
         from diffusers import StableDiffusionUpscalePipeline
 
         return _from_pretrained(StableDiffusionUpscalePipeline, folder)
@@ -224,12 +229,10 @@ ADAPTERS: dict[str, type[PipelineAdapter]] = {
 
 
 # ---- the scheduler's parameterisation ----------------------------------------------------------------------
-def _alpha_bar(sched, t: torch.Tensor) -> float:
+def alpha_bar(sched, t: torch.Tensor) -> float:
     """abar_t of the variance-preserving chain at the current step. Schedulers with a sigma table (Euler,
     DPM-Solver) are read from it, abar = 1 / (1 + sigma^2), so that Karras or interpolated sigmas are honoured;
     Euler's ``scale_model_input`` maps its sample (x0 + sigma eps) to the VP one."""
-    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
     if isinstance(sched, (EulerDiscreteScheduler, DPMSolverMultistepScheduler)):
         i = sched.step_index  # set once the scheduler has seen this run's first step
         if i is None:
@@ -277,6 +280,8 @@ class DiffusersEngine:
     modes: tuple[str, ...] = ("strict", "guided", "free")
     schedulers: tuple[str, ...] = SCHEDULERS
     channels: int = 3
+    lr_shape: None = None  # any LR size up to max_lr_side
+    domain: str = ""  # what it was trained on is the pipeline's business
 
     def __init__(self, adapter: PipelineAdapter, folder: Path, weights_sha256: dict[str, str], *,
                  name: str | None = None, max_lr_side: int = 128, batch_size: int = 8,
@@ -299,8 +304,6 @@ class DiffusersEngine:
     @property
     def config(self) -> dict:
         """The engine config recorded with every bank (provenance)."""
-        import diffusers
-
         return {"engine": "diffusers", "name": self.name, "pipeline_class": self.adapter.pipeline_class,
                 "folder": str(self.folder), "scale": self.scale, "channels": self.channels, "kernel": self.kernel,
                 "scheduler": type(self.adapter.pipe.scheduler).__name__, "prediction_type": self.prediction_type,
@@ -329,8 +332,6 @@ class DiffusersEngine:
     # ---- schedules -----------------------------------------------------------------------------------------
     def make_scheduler(self, name: SchedulerName = "ddim"):
         """A fresh diffusers scheduler of the chosen family on the pipeline's trained chain (its config)."""
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
         classes = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
         if name not in classes:
             raise ValueError(f"unknown scheduler {name!r}; expected one of {SCHEDULERS}")
@@ -376,7 +377,7 @@ class DiffusersEngine:
     def _ddnm(self, out, x_in, t, sched, y, deg: Degradation) -> torch.Tensor:
         """DDNM step: decode the predicted x0, replace its range-space part, ``x0 + D^+(y - D x0)``, re-encode,
         and return the model output that predicts the corrected x0 (the padding is left as decoded)."""
-        abar = _alpha_bar(sched, t)
+        abar = alpha_bar(sched, t)
         x0 = predicted_x0(out, x_in, abar, self.prediction_type)
         img = self.adapter.decode(x0)
         hh, ww = deg.hr_size
@@ -402,17 +403,10 @@ class DiffusersEngine:
             start_step: start at this index of the schedule from D^+ y noised to that step.
             scheduler: "ddim", "dpmsolver" or "euler" (diffusers' classes on the pipeline's trained chain).
         """
-        mode = mode or "strict"
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-        if mode not in self.modes:
-            raise ValueError(f"mode {mode!r} is not supported by this engine; it supports {self.modes}")
+        mode = check_mode(mode, self.modes)
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {SCHEDULERS}")
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
+        check_bank_args(n, tau)
         t0 = time.perf_counter()
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)  # (3, h, w) float64 on [0, 1]
         y = torch.from_numpy(y_np).float()[None]
@@ -422,8 +416,6 @@ class DiffusersEngine:
         images, residuals = [], []
         batches = range(0, int(n), self.batch_size)
         if progress:
-            from tqdm import tqdm
-
             batches = tqdm(batches, desc=f"bank {self.name}", total=len(batches))
         for start in batches:
             gens = [torch.Generator().manual_seed(int(s)) for s in seeds[start : start + self.batch_size]]
@@ -433,7 +425,7 @@ class DiffusersEngine:
                 proj = deg.project(x.double(), y.double(), tol=self.projection_tol)
                 x = proj.x
                 residuals.append(proj.residual.numpy())
-            images.append(_to_uint8(x))
+            images.append(to_uint8(x))
         images_np = np.concatenate(images)
         return Bank(
             images=images_np,
@@ -493,7 +485,7 @@ def weight_files(folder: Path, index: dict) -> dict[str, str]:
             raise ValueError(f"component {comp!r} of {folder} has only pickled weights ({', '.join(pickled)}); "
                              "pickled weights can run code when loaded, so they are refused. Convert them once, "
                              "where you trust them: pipe.save_pretrained(dir, safe_serialization=True)")
-        out.update({str(p.relative_to(folder)): _sha256(p) for p in safe})
+        out.update({str(p.relative_to(folder)): sha256_file(p) for p in safe})
     return out
 
 

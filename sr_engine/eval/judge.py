@@ -1,5 +1,5 @@
-"""A small CNN digit classifier, trained by the project on training rows only; it reads super-resolved digits
-in ``evaluate`` (and stands in for raters in the benchmark)."""
+"""The digit judge: a small CNN digit classifier, trained by the project on training rows only; it reads
+super-resolved digits in the evaluation (and stands in for raters in the benchmark)."""
 
 from __future__ import annotations
 
@@ -67,8 +67,12 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int = 0, epoc
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a ``{"state": state_dict, ...}`` checkpoint (the evaluation nets' format) into ``model``, on the CPU,
-    in eval mode."""
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+    in eval mode; a ValueError naming the file for anything else."""
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(st, dict) or not isinstance(st.get("state"), dict):
+        raise ValueError(f"{path} is not an evaluation network checkpoint: expected a dict with a 'state' state dict "
+                         f"(the format of data/classifiers and data/readers)")
+    model.load_state_dict(st["state"])
     return model.eval()
 
 

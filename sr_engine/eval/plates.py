@@ -1,6 +1,6 @@
-"""Evaluate a plates model on the fixed evaluation plates (held-out fonts and strings, :mod:`sr_engine.plates`).
-
-    python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4
+"""Evaluation of a plates model on the fixed evaluation plates (held-out fonts and strings,
+:mod:`sr_engine.plates`): the library behind
+``python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4``.
 
 Per method: LR-PSNR (mean with exact = 100 dB, median, worst, share >= 45 dB, share exact), consistency MSE
 (x 1e-5), PSNR / SSIM of single samples and of the bank mean, diversity, and what the project's plate reader
@@ -18,14 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from .bank import load_engine
-from .bench.raters import most_voted
-from .data import data_dir
-from .evaluate import BANK_HEAD, BankRow, bank_cells, bank_figures, pct
-from .plates import eval_plates
+from ..data import data_dir
+from ..degradation import bicubic_up, make_lr
+from ..engines.registry import load_engine
+from ..ensemble import most_voted
+from ..models.regression import load_regression_file
+from ..plates import eval_plates
+from .figures import enlarge_nearest, save_tile_rows
 from .reader import char_accuracy, load_reader, plate_accuracy, read_plates
+from .tables import BANK_HEAD, BankRow, bank_cells, bank_figures, mean_u8, pct
 
 
 @dataclass
@@ -61,18 +65,14 @@ def picked_ensemble(bank: np.ndarray, raters, k: int, m: int) -> np.ndarray:
         _, conf = read_plates(r, bank)
         picks.append(np.argsort(-conf, kind="stable")[: min(k, len(bank))])
     chosen = most_voted(picks, len(bank), m)
-    return np.round(bank[chosen].astype(np.float64).mean(0)).astype(np.uint8)
-
-
-def _mean_u8(banks: np.ndarray) -> np.ndarray:
-    return np.round(banks.astype(np.float64).mean(1)).astype(np.uint8)
+    return mean_u8(bank[chosen][None])[0]
 
 
 def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, texts: list[str], judge, raters,
               scale: int, seconds: float, k: int = 5, m: int = 5) -> PlateEvalRow:
     """banks: uint8 (N_img, n, H, W); the picked ensemble is computed when n > 1 and raters are given."""
     n = banks.shape[1]
-    means = _mean_u8(banks)
+    means = mean_u8(banks)
     single, _ = read_plates(judge, banks.reshape(-1, *banks.shape[2:]))
     truth_rep = [t for t in texts for _ in range(n)]
     mean_read, _ = read_plates(judge, means)
@@ -102,8 +102,6 @@ def to_markdown(rows: list[PlateEvalRow]) -> str:
 
 def evaluate_plates(model: str, plates: int = 100, n: int = 64, steps: int = 8, modes=("strict", "flow"),
                     seed: int = 0, k: int = 5, m: int = 5, regression: str | None = None) -> list[PlateEvalRow]:
-    from .evaluate import bicubic_up, make_lr
-
     eng = load_engine(model)
     ev = eval_plates()
     hr, texts = ev.images[:plates], ev.texts[:plates]
@@ -115,13 +113,7 @@ def evaluate_plates(model: str, plates: int = 100, n: int = 64, steps: int = 8, 
     out.append(plate_row("bicubic upsampling", hr, lr, up[:, None], texts, judge, raters, eng.scale,
                          (time.perf_counter() - t0) / len(lr)))
     if regression:
-        from .bench.baselines import RegressionNet  # noqa: F401  (its loader below)
-        import torch
-
-        st = torch.load(regression, weights_only=True)
-        net = RegressionNet(**st["config"])
-        net.load_state_dict(st["state"])
-        net.eval()
+        net = load_regression_file(regression)
         t0 = time.perf_counter()
         with torch.no_grad():
             reg = net(torch.from_numpy(up.astype(np.float32) / 255)[:, None]).clamp(0, 1).numpy()[:, 0]
@@ -142,10 +134,6 @@ def evaluate_plates(model: str, plates: int = 100, n: int = 64, steps: int = 8, 
 def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, steps: int = 8, seed: int = 0,
                   zoom: int = 2) -> Path:
     """A PNG, one evaluation plate per row: HR | LR (nearest) | bicubic | n strict samples | bank mean of 64."""
-    from PIL import Image
-
-    from .evaluate import bicubic_up, make_lr, save_tile_rows
-
     eng = load_engine(model)
     hr = eval_plates().images[:count]
     lr = make_lr(hr, eng.scale)
@@ -153,7 +141,5 @@ def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, step
     rows = []
     for i, (h, l, u) in enumerate(zip(hr, lr, up)):
         bank = eng.sample_bank(l, n=64, steps=steps, seed=seed + i)
-        mean = _mean_u8(bank.images[None])[0]
-        l_big = np.asarray(Image.fromarray(l).resize((h.shape[1], h.shape[0]), Image.NEAREST))
-        rows.append([h, l_big, u, *bank.images[:n], mean])
+        rows.append([h, enlarge_nearest(l, h.shape), u, *bank.images[:n], mean_u8(bank.images[None])[0]])
     return save_tile_rows(rows, path, zoom)

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .degradation import get_degradation
+from ..config import ConfigMixin
+from ..degradation import get_degradation
 
 
 @dataclass
-class FlowConfig:
+class FlowConfig(ConfigMixin):
     scale: int = 4  # power of two; log2(scale) Haar levels
     channels: int = 1  # 1 grey, 3 RGB
     hr_size: tuple[int, int] = (28, 28)  # training size (the flow itself is fully convolutional)

@@ -1,6 +1,6 @@
 """Kernel-space DDPM: a diffusers ``UNet2DModel`` that denoises only the flow's kernel part z, conditioned on y.
 
-z lives on the compact grid ``(B, 4C, H/2, W/2)`` of :func:`sr_engine.flow.zs_to_grid`; the LR condition y is
+z lives on the compact grid ``(B, 4C, H/2, W/2)`` of :func:`sr_engine.models.flow.zs_to_grid`; the LR condition y is
 enlarged (nearest) to that grid and concatenated. Training (Algorithm 2 of the pseudoinverse paper) draws
 ``z_0 = f(x)`` from the frozen flow and uses diffusers' ``DDPMScheduler`` for the forward process ``q_sample``;
 sampling runs any diffusers scheduler below over any number of steps, an explicit timestep list, or from an
@@ -14,19 +14,21 @@ The network is trained with v-prediction, a reparameterisation of noise predicti
 from __future__ import annotations
 
 import inspect
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 
+from ..config import ConfigMixin
+
 SchedulerName = Literal["ddim", "dpmsolver", "ddpm"]
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver", "ddpm")
 
 
 @dataclass
-class KernelDDPMConfig:
+class KernelDDPMConfig(ConfigMixin):
     channels: int = 1  # image channels C; the grid has 4C, the condition C
     scale: int = 4  # the condition y is enlarged by scale / 2 to reach the grid
     block_out_channels: tuple[int, ...] = (32, 64)  # UNet widths; one downsample per extra entry
@@ -177,8 +179,3 @@ def p_sample_loop(
         z = sched.step(model_out, t, z, **extra).prev_sample
     return z
 
-
-def config_dict(cfg: KernelDDPMConfig) -> dict:
-    d = asdict(cfg)
-    d["block_out_channels"] = list(cfg.block_out_channels)
-    return d

@@ -1,5 +1,5 @@
 """A small CRNN plate reader with CTC loss, trained by the project on HR training renders only (training fonts
-and strings, :mod:`sr_engine.plates`). ``evaluate`` uses one as the judge; the benchmark and ``evaluate``'s
+and strings, :mod:`sr_engine.plates`). The evaluation uses one as the judge; the benchmark and ``evaluate``'s
 picked ensemble use others, trained on other renders and seeds, as simulated raters.
 
     python -m sr_engine train --stage reader                  # data/readers/plates-reader.pt (the judge)
@@ -8,7 +8,6 @@ picked ensemble use others, trained on other renders and seeds, as simulated rat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .classifier import load_weights
-from .plates import ALPHABET, HR_SHAPE
+from ..plates import ALPHABET, HR_SHAPE
+from .judge import load_weights
 
 BLANK = 0  # CTC blank; character c has class ALPHABET.index(c) + 1
 
@@ -82,15 +81,6 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     elif r < 0.5:
         x = (x + torch.randn(x.shape, generator=torch.Generator().manual_seed(int(rng.integers(2**31)))) * 0.03)
     return x.clamp(0, 1)
-
-
-@dataclass
-class ReaderTrainInfo:
-    seed: int
-    render_seed: int
-    n_plates: int
-    epochs: int
-    seconds: float
 
 
 def train_reader(images: np.ndarray, texts: list[str], seed: int = 0, epochs: int = 6,
