@@ -260,30 +260,54 @@ class _Problem:
         down = lam + t * (self.hi_f - s)
         return torch.where(~self.no_lo & (up > 0), up, torch.where(~self.no_hi & (down < 0), down, torch.zeros_like(lam)))
 
-    def newton(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, solver: str, tol: float) -> torch.Tensor:
-        """The primal-dual active-set (semismooth Newton) candidate for the next multipliers."""
-        z = s - self.c * lam
-        act_lo, act_hi = z < self.lo, z > self.hi
-        act = act_lo | act_hi
+    def newton(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, act_lo: torch.Tensor,
+               act_hi: torch.Tensor, solver: str, cg_tol: torch.Tensor) -> torch.Tensor:
+        """The Newton direction ``d`` for the active sets ``act_lo`` / ``act_hi`` (LR pixels held at their bound).
+
+        In increment form, so that the regularisation cannot bias the fixed point: ``d_I = -lam_I`` and
+        ``(H_AA + reg) d_A = bound_A - s_A - (H d_I)_A``; at the solution ``d = 0`` and ``s_A = bound_A`` exactly.
+        ``cg_tol`` (n,): how well conjugate gradients solve it (an inexact Newton step; unused by dense solves).
+        """
+        a = (act_lo | act_hi).to(s.dtype)
         bound = torch.where(act_lo, self.lo_f, self.hi_f)
         mw = self.iw * ((u > 0) & (u < 1)).to(u.dtype)
-        h_lam = self.ops.down(mw * self.ops.up(lam))
-        rhs = torch.where(act, bound - s + h_lam, torch.zeros_like(s))
+        d_off = -(1.0 - a) * lam
+        rhs = a * (bound - s - self.ops.down(mw * self.ops.up(d_off)))
         reg = 1e-9 * self.c  # keeps H_AA invertible where every HR pixel under an LR pixel is clipped
-        a = act.to(s.dtype)
         if solver == "dense":
             n, m = s.shape[0], s.shape[-2] * s.shape[-1]
             af = a.reshape(n, m)
             jac = self.ops.hess(mw) * af[:, :, None] * af[:, None, :]
             jac = jac + torch.diag_embed(1.0 - af + af * reg.reshape(n, m))
-            new = torch.linalg.solve(jac, rhs.reshape(n, m)).reshape(s.shape)
+            d_on = torch.linalg.solve(jac, rhs.reshape(n, m)).reshape(s.shape)
         else:
-            new = self._cg(mw, a, reg, rhs, torch.where(act, lam, torch.zeros_like(lam)), tol)
-        return self.signs(new)
+            d_on = self._cg(mw, a, reg, rhs, cg_tol)
+        return d_off + a * d_on
 
-    def _cg(self, mw: torch.Tensor, a: torch.Tensor, reg: torch.Tensor, b: torch.Tensor, v0: torch.Tensor,
-            tol: float, max_iter: int = 500) -> torch.Tensor:
-        """Solve ``(H_AA + reg) v_A = b_A`` (v = 0 off A) by Jacobi-preconditioned CG, matrix-free, warm-started."""
+    def pdas(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, solver: str,
+             tol: torch.Tensor) -> torch.Tensor:
+        """The primal-dual active-set (semismooth Newton) step: hold the LR pixels whose ``s - c lam`` leaves the
+        slab at that bound, free the others (``lam_j -> 0``)."""
+        z = s - self.c * lam
+        return self.newton(lam, u, s, z < self.lo, z > self.hi, solver, tol)
+
+    def sign_consistent(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, solver: str,
+                        tol: torch.Tensor) -> torch.Tensor:
+        """A Newton direction that ascends: multipliers keep the bound of their sign, zero ones join only at a
+        violated bound and only if they then move the right way (a projected Newton step, one more solve)."""
+        zero = lam == 0
+        act_lo = (lam > 0) | (zero & (s < self.lo))
+        act_hi = (lam < 0) | (zero & (s > self.hi))
+        d = self.newton(lam, u, s, act_lo, act_hi, solver, tol)
+        wrong = zero & ((act_lo & (d < 0)) | (act_hi & (d > 0)))
+        if bool(wrong.any()):
+            d = self.newton(lam, u, s, act_lo & ~wrong, act_hi & ~wrong, solver, tol)
+        return d
+
+    def _cg(self, mw: torch.Tensor, a: torch.Tensor, reg: torch.Tensor, b: torch.Tensor, tol: torch.Tensor,
+            max_iter: int = 500) -> torch.Tensor:
+        """Solve ``(H_AA + reg) v_A = b_A`` (v = 0 off A) by Jacobi-preconditioned CG, matrix-free, until
+        ``max |residual| <= tol`` per image (tol: (n,), in the units of ``D x``)."""
         ops = self.ops
 
         def op(v: torch.Tensor) -> torch.Tensor:
@@ -291,14 +315,13 @@ class _Problem:
 
         dot = lambda p, q: (p * q).sum((-2, -1), keepdim=True)  # noqa: E731
         pre = torch.where(a > 0, 1.0 / (ops.diag(mw) + reg), torch.zeros_like(b))
-        v = v0
-        r = b - op(v)
+        v = torch.zeros_like(b)
+        r = b.clone()
         zz = pre * r
         p = zz.clone()
         rz = dot(r, zz)
-        # the residual is in the units of D x: stop well below the outer tolerance
         for _ in range(max_iter):
-            if float(r.abs().max()) <= 0.01 * tol:
+            if bool((r.abs().amax((-2, -1)) <= tol).all()):
                 break
             ap = op(p)
             alpha = rz / dot(p, ap).clamp_min(1e-300)
@@ -362,9 +385,19 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
         it += 1
         p = prob.sub(act)
         lam_a, u_a, s_a, g_a = lam[act], u[act], s[act], g[act]
-        d = p.newton(lam_a, u_a, s_a, solver, tol) - lam_a
+        # inexact Newton: conjugate gradients solve to a fraction of the current residual (superlinear forcing)
+        r_a = res[act]
+        cg_tol = torch.clamp(0.1 * torch.clamp(r_a, max=1.0) * r_a, min=0.01 * tol)
+        d = p.pdas(lam_a, u_a, s_a, solver, cg_tol)
         slope = p.slope(lam_a, d, s_a)
-        # where the Newton direction does not ascend (active sets changing), take the proximal gradient one
+        # where the active-set step does not ascend (active sets changing), take the sign-consistent Newton one
+        redo = ~(slope > 0)
+        if bool(redo.any()):
+            sub = p.sub(torch.nonzero(redo).flatten())
+            d_sc = sub.sign_consistent(lam_a[redo], u_a[redo], s_a[redo], solver, cg_tol[redo])
+            d[redo] = d_sc
+            slope[redo] = sub.slope(lam_a[redo], d_sc, s_a[redo])
+        # and where even that does not ascend, the proximal gradient one
         use_pg = ~(slope > 0)
         if bool(use_pg.any()):
             d_pg = p.prox_step(lam_a, s_a) - lam_a
