@@ -55,9 +55,11 @@ log = logging.getLogger(__name__)
 Solver = Literal["auto", "dense", "cg"]
 K_SIGMA = 5.0  # default margin: this many standard deviations of the rounding shift of D x
 MAX_MARGIN = 0.45  # grey; a margin must stay below the slab's half-width, 0.5 grey
-WIDE_MARGINS: tuple[float, ...] = (0.45,)  # grey; the retries of samples whose rounded image misses the LR
+WIDE_MARGINS: tuple[float, ...] = (0.45,)  # grey; retries of samples whose rounded image misses the LR
+NARROW_MARGINS: tuple[float, ...] = (0.2, 0.1, 0.0)  # grey; retries where a wide slab cannot be met (may be empty)
 _ARMIJO = 1e-4
-_MAX_HALVINGS = 60  # a zero-curvature LR pixel (every HR pixel under it clipped) can ask for a huge first step
+_MAX_HALVINGS = 60
+_STALL_STEP = 2.0**-8  # an accepted step this short sends the next step to the full-curvature model  # a zero-curvature LR pixel (every HR pixel under it clipped) can ask for a huge first step
 
 
 # ----------------------------------------------------------------------------------------------- the slab set
@@ -261,16 +263,18 @@ class _Problem:
         return torch.where(~self.no_lo & (up > 0), up, torch.where(~self.no_hi & (down < 0), down, torch.zeros_like(lam)))
 
     def newton(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, act_lo: torch.Tensor,
-               act_hi: torch.Tensor, solver: str, cg_tol: torch.Tensor) -> torch.Tensor:
+               act_hi: torch.Tensor, solver: str, cg_tol: torch.Tensor, full: bool = False) -> torch.Tensor:
         """The Newton direction ``d`` for the active sets ``act_lo`` / ``act_hi`` (LR pixels held at their bound).
 
         In increment form, so that the regularisation cannot bias the fixed point: ``d_I = -lam_I`` and
         ``(H_AA + reg) d_A = bound_A - s_A - (H d_I)_A``; at the solution ``d = 0`` and ``s_A = bound_A`` exactly.
         ``cg_tol`` (n,): how well conjugate gradients solve it (an inexact Newton step; unused by dense solves).
+        ``full``: take the curvature of every pixel, clipped or not (``H = D W^-1 D^T``): a model that never
+        underestimates the curvature, so its step is never too long (a scaled gradient step, for stalls).
         """
         a = (act_lo | act_hi).to(s.dtype)
         bound = torch.where(act_lo, self.lo_f, self.hi_f)
-        mw = self.iw * ((u > 0) & (u < 1)).to(u.dtype)
+        mw = self.iw if full else self.iw * ((u > 0) & (u < 1)).to(u.dtype)
         d_off = -(1.0 - a) * lam
         rhs = a * (bound - s - self.ops.down(mw * self.ops.up(d_off)))
         reg = 1e-9 * self.c  # keeps H_AA invertible where every HR pixel under an LR pixel is clipped
@@ -292,16 +296,16 @@ class _Problem:
         return self.newton(lam, u, s, z < self.lo, z > self.hi, solver, tol)
 
     def sign_consistent(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, solver: str,
-                        tol: torch.Tensor) -> torch.Tensor:
+                        tol: torch.Tensor, full: bool = False) -> torch.Tensor:
         """A Newton direction that ascends: multipliers keep the bound of their sign, zero ones join only at a
         violated bound and only if they then move the right way (a projected Newton step, one more solve)."""
         zero = lam == 0
         act_lo = (lam > 0) | (zero & (s < self.lo))
         act_hi = (lam < 0) | (zero & (s > self.hi))
-        d = self.newton(lam, u, s, act_lo, act_hi, solver, tol)
+        d = self.newton(lam, u, s, act_lo, act_hi, solver, tol, full)
         wrong = zero & ((act_lo & (d < 0)) | (act_hi & (d > 0)))
         if bool(wrong.any()):
-            d = self.newton(lam, u, s, act_lo & ~wrong, act_hi & ~wrong, solver, tol)
+            d = self.newton(lam, u, s, act_lo & ~wrong, act_hi & ~wrong, solver, tol, full)
         return d
 
     def _cg(self, mw: torch.Tensor, a: torch.Tensor, reg: torch.Tensor, b: torch.Tensor, tol: torch.Tensor,
@@ -380,6 +384,7 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
     s = ops.down(x)
     res = prob.residual(lam, s)
     it = 0
+    stalled = torch.zeros(n, dtype=torch.bool)
     act = torch.nonzero(res > tol).flatten()
     while act.numel() and it < max_iter:
         it += 1
@@ -390,13 +395,16 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
         cg_tol = torch.clamp(0.1 * torch.clamp(r_a, max=1.0) * r_a, min=0.01 * tol)
         d = p.pdas(lam_a, u_a, s_a, solver, cg_tol)
         slope = p.slope(lam_a, d, s_a)
-        # where the active-set step does not ascend (active sets changing), take the sign-consistent Newton one
-        redo = ~(slope > 0)
-        if bool(redo.any()):
-            sub = p.sub(torch.nonzero(redo).flatten())
-            d_sc = sub.sign_consistent(lam_a[redo], u_a[redo], s_a[redo], solver, cg_tol[redo])
-            d[redo] = d_sc
-            slope[redo] = sub.slope(lam_a[redo], d_sc, s_a[redo])
+        # where the active-set step does not ascend (active sets changing), take the sign-consistent Newton one;
+        # where the last line search had to cut the step far back (the masked curvature misled it: pixels at the
+        # box's edge), the sign-consistent step with the full curvature, which is never too long
+        stall = stalled[act]
+        for redo, full in ((~(slope > 0) & ~stall, False), (stall, True)):
+            if bool(redo.any()):
+                sub = p.sub(torch.nonzero(redo).flatten())
+                d_sc = sub.sign_consistent(lam_a[redo], u_a[redo], s_a[redo], solver, cg_tol[redo], full)
+                d[redo] = d_sc
+                slope[redo] = sub.slope(lam_a[redo], d_sc, s_a[redo])
         # and where even that does not ascend, the proximal gradient one
         use_pg = ~(slope > 0)
         if bool(use_pg.any()):
@@ -427,6 +435,7 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
             new_lam = torch.where(sel, cand, new_lam)
             new_u, new_x = torch.where(sel, u_c, new_u), torch.where(sel, x_c, new_x)
             new_g = torch.where(bad, g_c, new_g)
+        stalled[act] = ~ok | (step < _STALL_STEP)
         lam[act], u[act], x[act], g[act] = new_lam, new_u, new_x, new_g
         s[act] = ops.down(new_x)
         res[act] = p.residual(new_lam, s[act])
@@ -496,12 +505,15 @@ def rounds_back(deg: Degradation, images: np.ndarray, lr_uint8: np.ndarray) -> n
 
 def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | torch.Tensor,
                    weights: torch.Tensor | None = None, margin: float | None = None, *,
-                   wide_margins: tuple[float, ...] = WIDE_MARGINS, tol: float = 1e-9, max_iter: int = 200,
+                   wide_margins: tuple[float, ...] = WIDE_MARGINS, narrow_margins: tuple[float, ...] = NARROW_MARGINS,
+                   tol: float = 1e-9, max_iter: int = 200,
                    solver: Solver = "auto") -> tuple[np.ndarray, StrictInfo]:
     """Project each sample onto the 8-bit-consistent slab, round to uint8 and verify that it rounds back.
 
-    Samples whose 8-bit image misses the LR image (or whose slab projection did not converge) are projected again
-    with each margin of ``wide_margins``, then by the old projection onto ``D x = Y / 255``
+    A sample whose 8-bit image misses the LR image is projected again with a wider margin (``wide_margins``); one
+    whose slab projection did not converge (a margin can empty the slab: the true image may have ``D x`` within
+    0.1 grey of a rounding edge) with a narrower one (``narrow_margins``), never re-trying a margin outside the
+    bracket the earlier passes left. Samples left over go to the old projection onto ``D x = Y / 255``
     (:meth:`Degradation.project`) and verified again; any still failing raise :class:`StrictProjectionError`
     naming their indices (an LR image that no ``x`` in [0, 1] produces ends there).
 
@@ -511,7 +523,8 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
         lr_uint8: the LR image, uint8, ``(h, w)`` / ``(C, h, w)``, or one per sample ``(N, ...)``.
         weights: the metric's weights, broadcastable to ``x0`` (:func:`background_weights`); None: Euclidean.
         margin: grey levels inside the rounding interval of the first pass; None: :func:`default_margin`.
-        wide_margins, tol, max_iter, solver: the retries' margins and :func:`project_slab`'s options.
+        wide_margins, narrow_margins: the retries' margins (grey).
+        tol, max_iter, solver: :func:`project_slab`'s options.
     Returns:
         (uint8 images of ``x0``'s shape, :class:`StrictInfo`).
     """
@@ -531,31 +544,45 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
         raise StrictProjectionError(f"samples {idx} are not finite", idx)
     w_b = None if weights is None else weights.detach().to(torch.float64).cpu().expand(xx.shape)
     first = default_margin(deg) if margin is None else float(margin)
-    margins = [first] + [m for m in wide_margins if m > first]
+    grid = sorted({first, *wide_margins, *narrow_margins})
     out = np.zeros(tuple(xx.shape), dtype=np.uint8)
     info = StrictInfo(margin=np.full(n, np.nan), fallback=np.zeros(n, bool), converged=np.zeros(n, bool),
                       max_violation=np.full(n, np.nan), iterations=0)
-    todo = torch.arange(n)
-    for m in margins:
+    # per sample: the next margin to try, and the bracket left by earlier passes: a margin whose slab the solver
+    # could not meet (maybe empty) caps the margin, one whose 8-bit image missed the LR raises the floor
+    nxt: dict[int, float | None] = {i: first for i in range(n)}
+    cap, floor_m = np.full(n, np.inf), np.full(n, -np.inf)
+    tried: list[set[float]] = [set() for _ in range(n)]
+    while any(m is not None for m in nxt.values()):
+        m = min(v for v in nxt.values() if v is not None)
+        todo = torch.tensor([i for i, v in nxt.items() if v == m])
         lo, hi = slab_bounds(lr_b[todo], m)
         res = project_slab(deg, xx[todo], lo, hi, None if w_b is None else w_b[todo], tol=tol,
                            max_iter=max_iter, solver=solver)
         info.iterations += res.iterations
         u8 = to_uint8(res.x)
         conv = res.converged.reshape(len(todo), -1).all(1).numpy()
-        ok = rounds_back(deg, u8, lr_b[todo].numpy()) & conv
-        if not conv.all():
-            log.warning("strict projection: slab at margin %.3f grey did not converge for samples %s", m,
-                        todo[~torch.from_numpy(conv)].tolist())
-        keep = todo[torch.from_numpy(ok)].numpy()
-        out[keep] = u8[ok]
-        info.margin[keep] = m
-        info.converged[keep] = True
-        info.max_violation[keep] = res.max_violation.reshape(len(todo), -1).amax(1).numpy()[ok]
-        todo = todo[torch.from_numpy(~ok)]
-        if not len(todo):
-            return out, info
-        log.info("strict projection: %d samples miss the LR after rounding at margin %.3f grey", len(todo), m)
+        exact = rounds_back(deg, u8, lr_b[todo].numpy())
+        viol = res.max_violation.reshape(len(todo), -1).amax(1).numpy()
+        for k, i in enumerate(todo.tolist()):
+            tried[i].add(m)
+            if conv[k] and exact[k]:
+                out[i], info.margin[i], info.converged[i], info.max_violation[i] = u8[k], m, True, viol[k]
+                del nxt[i]
+                continue
+            if conv[k]:
+                floor_m[i] = max(floor_m[i], m)
+                wider = [c for c in grid if floor_m[i] < c < cap[i] and c not in tried[i]]
+                nxt[i] = wider[0] if wider else None
+            else:
+                cap[i] = min(cap[i], m)
+                narrower = [c for c in grid if floor_m[i] < c < cap[i] and c not in tried[i]]
+                nxt[i] = narrower[-1] if narrower else None
+            log.info("strict projection: sample %d %s at margin %.3f grey; next margin %s", i,
+                     "missed the LR after rounding" if conv[k] else "did not converge", m, nxt[i])
+    todo = torch.tensor(sorted(nxt), dtype=torch.long)
+    if not len(todo):
+        return out, info
     # the old projection onto D x = Y / 255 (exact where the slab is met only at its centre, or not at all)
     y = lr_b[todo].to(torch.float64) / 255.0
     old = deg.project(xx[todo], y, tol=1e-7)
@@ -569,7 +596,7 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
     failed = todo[torch.from_numpy(~ok)].tolist()
     if failed:
         raise StrictProjectionError(
-            f"samples {failed} do not round back to the LR image after the slab projection at margins {margins} "
+            f"samples {failed} do not round back to the LR image after the slab projection at margins {grid} "
             f"and the projection onto D x = Y/255 (is the LR image reachable from any image in [0, 1]?)", failed)
     log.info("strict projection: %d samples from the old projection onto D x = Y/255", len(keep))
     return out, info
