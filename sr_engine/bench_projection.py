@@ -64,24 +64,27 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     print(f"{'setting':<15} {'method':<28} {'seconds':>8} {'steps':>6} {'exact':>6}")
     for name, deg, x0, hr, dark_ink in _settings(args.n, args.seed):
-        lr = np.round(np.clip(deg.down(hr).numpy() * 255, 0, 255)).astype(np.uint8)  # (N, [C,] h, w)
-        lo, hi = slab_bounds(lr, default_margin(deg))
-        wts = background_weights(x0, dark_ink=dark_ink)
-        rows = [
-            ("project_slab euclidean", lambda: project_slab(deg, x0, lo, hi)),
-            ("project_slab weighted", lambda: project_slab(deg, x0, lo, hi, wts)),
-            ("strict_project weighted", lambda: strict_project(deg, x0, lr, wts)),
-            ("Degradation.project auto", lambda: deg.project(x0, torch.from_numpy(lr) / 255.0, method="auto")),
-        ]
-        for label, fn in rows:
-            sec, res = _time(fn, args.repeats)
-            if isinstance(res, tuple):  # strict_project: (uint8 images, info)
-                steps, exact = res[1].iterations, int(rounds_back(deg, res[0], lr).sum())
-            else:
-                x = res.x
-                u8 = np.round(x.clamp(0, 1).numpy() * 255).astype(np.uint8)
-                steps, exact = res.iterations, int(rounds_back(deg, u8, lr).sum())
-            print(f"{name:<15} {label:<28} {sec:8.3f} {steps:6d} {exact:6d}")
+        _report(name, deg, x0, hr, dark_ink, args.repeats)
+
+
+def _report(name: str, deg: Degradation, x0: torch.Tensor, hr: torch.Tensor, dark_ink: bool, repeats: int) -> None:
+    lr = np.round(np.clip(deg.down(hr).numpy() * 255, 0, 255)).astype(np.uint8)  # (N, [C,] h, w)
+    lo, hi = slab_bounds(lr, default_margin(deg))
+    wts = background_weights(x0, dark_ink=dark_ink)
+    rows = [
+        ("project_slab euclidean", lambda: project_slab(deg, x0, lo, hi)),
+        ("project_slab weighted", lambda: project_slab(deg, x0, lo, hi, wts)),
+        ("strict_project weighted", lambda: strict_project(deg, x0, lr, wts)),
+        ("Degradation.project auto", lambda: deg.project(x0, torch.from_numpy(lr) / 255.0, method="auto")),
+    ]
+    for label, fn in rows:
+        sec, res = _time(fn, repeats)
+        if isinstance(res, tuple):  # strict_project: (uint8 images, info)
+            steps, exact = res[1].iterations, int(rounds_back(deg, res[0], lr).sum())
+        else:
+            u8 = np.round(res.x.clamp(0, 1).numpy() * 255).astype(np.uint8)
+            steps, exact = res.iterations, int(rounds_back(deg, u8, lr).sum())
+        print(f"{name:<15} {label:<28} {sec:8.3f} {steps:6d} {exact:6d}")
 
 
 if __name__ == "__main__":

@@ -317,7 +317,7 @@ class _Problem:
         def op(v: torch.Tensor) -> torch.Tensor:
             return a * ops.down(mw * ops.up(a * v)) + reg * v
 
-        dot = lambda p, q: (p * q).sum((-2, -1), keepdim=True)  # noqa: E731
+        dot = lambda p, q: (p * q).sum((-2, -1), keepdim=True)
         pre = torch.where(a > 0, 1.0 / (ops.diag(mw) + reg), torch.zeros_like(b))
         v = torch.zeros_like(b)
         r = b.clone()

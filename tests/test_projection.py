@@ -70,7 +70,7 @@ def _case(seed: int, setting: int, contrast: float, n: int = 3):
 @given(seed=st.integers(0, 2**31 - 1), setting=st.integers(0, len(SETTINGS) - 1), contrast=st.floats(1.0, 6.0),
        weighted=st.booleans())
 def test_every_strict_sample_rounds_back(seed, setting, contrast, weighted):
-    deg, hr, lr, x0 = _case(seed, setting, contrast)
+    deg, _hr, lr, x0 = _case(seed, setting, contrast)
     w = background_weights(x0) if weighted else None
     u8, info = strict_project(deg, x0, lr, weights=w)
     assert u8.dtype == np.uint8 and u8.shape == tuple(x0.shape)
@@ -88,14 +88,14 @@ def test_the_lr_images_have_many_saturated_pixels():
 
 
 def test_a_first_margin_of_zero_is_rescued_by_the_wider_ones():
-    deg, hr, lr, x0 = _case(3, 0, 3.0, n=24)
+    deg, _hr, lr, x0 = _case(3, 0, 3.0, n=24)
     u8, info = strict_project(deg, x0, lr, margin=0.0)
     assert rounds_back(deg, u8, lr).all()
     assert set(np.unique(info.margin)) <= {0.0, 0.1, 0.2, 0.45} and not info.fallback.any()
 
 
 def test_the_old_projection_is_the_fallback_when_the_slab_solver_stops_early():
-    deg, hr, lr, x0 = _case(5, 0, 3.0)
+    deg, _hr, lr, x0 = _case(5, 0, 3.0)
     u8, info = strict_project(deg, x0, lr, max_iter=1)  # one Newton step cannot converge from this far
     assert info.fallback.all() and np.isnan(info.margin).all()
     assert rounds_back(deg, u8, lr).all()
@@ -115,7 +115,7 @@ def test_an_unreachable_lr_image_raises_with_the_sample_indices():
 
 
 def test_non_finite_samples_raise_with_their_index():
-    deg, hr, lr, x0 = _case(1, 0, 2.0)
+    deg, _hr, lr, x0 = _case(1, 0, 2.0)
     x0[1, 3, 3] = float("nan")
     with pytest.raises(StrictProjectionError) as err:
         strict_project(deg, x0, lr)
@@ -153,7 +153,7 @@ def test_kkt_conditions_hold(seed, setting, contrast, floor, synthetic):
     if synthetic:
         gen = torch.Generator().manual_seed(seed)
         d = deg.down(hr)
-        r = lambda: torch.rand(d.shape, generator=gen, dtype=torch.float64)  # noqa: E731
+        r = lambda: torch.rand(d.shape, generator=gen, dtype=torch.float64)
         lo = torch.where(r() < 0.2, -math.inf, d - 0.01 * r())
         hi = torch.where(r() < 0.2, math.inf, d + 0.01 * r())
     else:
@@ -164,7 +164,7 @@ def test_kkt_conditions_hold(seed, setting, contrast, floor, synthetic):
 
 
 def test_dense_and_conjugate_gradient_solves_agree():
-    deg, hr, lr, x0 = _case(11, 0, 4.0)
+    deg, _hr, lr, x0 = _case(11, 0, 4.0)
     lo, hi = slab_bounds(lr, 0.3)
     w = background_weights(x0)
     a = project_slab(deg, x0, lo, hi, w, solver="dense")
@@ -215,7 +215,7 @@ def test_agrees_with_dykstra_on_tiny_images(hw, scale, weighted):
     assert res.converged.all()
     assert np.abs(res.x[0].numpy() - ref).max() < 1e-5
     # and the objective: the reference is no closer in the metric
-    obj = lambda x: float((w[0].numpy() * (x - x0[0].numpy()) ** 2).sum())  # noqa: E731
+    obj = lambda x: float((w[0].numpy() * (x - x0[0].numpy()) ** 2).sum())
     assert obj(res.x[0].numpy()) <= obj(ref) + 1e-9
 
 
@@ -230,8 +230,7 @@ def test_a_point_of_the_set_is_returned_unchanged(seed, setting, contrast):
     lo, hi = slab_bounds(lr, 0.0)  # D(hr) rounds to lr, so hr lies in the slab without margin
     res = project_slab(deg, x0, lo, hi, weights=background_weights(x0))
     assert res.iterations == 0 and (res.x - x0).abs().max() <= 1e-9
-    # and a projection, projected again, stays put
-    lo, hi = slab_bounds(lr, 0.3)
+    # and a projection, projected again, stays put (on this slab, which is not empty: hr lies in it)
     x1 = project_slab(deg, _case(seed + 1, setting, contrast)[3], lo, hi).x
     again = project_slab(deg, x1, lo, hi)
     assert (again.x - x1).abs().max() <= 1e-9
@@ -299,7 +298,7 @@ def test_rounding_shift_bounds_the_rounding_error():
 
 
 def test_bad_arguments_are_refused():
-    deg, hr, lr, x0 = _case(2, 0, 2.0)
+    deg, _hr, lr, x0 = _case(2, 0, 2.0)
     lo, hi = slab_bounds(lr, 0.2)
     with pytest.raises(ValueError):
         project_slab(deg, x0, lo, hi, solver="pocs")
