@@ -31,8 +31,9 @@ Degradation as D; print(rounding_shift(D((28, 28), 4)), rounding_shift(D((32, 32
 then with the old projection onto ``D x = Y / 255`` (:meth:`Degradation.project`), and raises
 :class:`StrictProjectionError` naming the samples that still fail (also the fate of an infeasible slab).
 
-Timings (one thread, 64 random smooth images, float64; ``python -m sr_engine.bench_projection``): see the
-module docstring of :mod:`sr_engine.bench_projection` for the figures.
+Timings (one thread, 64-sample banks, float64): ``python -m sr_engine.bench_projection --repeats 5`` prints them;
+the figures of one run are in that module's docstring. Everything runs on the CPU: inputs on another device are
+copied to it.
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
             (an infeasible slab ends that way).
         solver: "dense" (direct solves), "cg" (matrix-free conjugate gradients) or "auto" (dense at MNIST sizes).
     Returns:
-        :class:`SlabProjection`, computed and returned in float64.
+        :class:`SlabProjection`, computed and returned in float64 on the CPU.
     """
     if solver not in ("auto", "dense", "cg"):
         raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'dense' or 'cg'")
@@ -365,7 +366,8 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
     ops = _ops(deg)
     solver = ("dense" if ops.dense_ok else "cg") if solver == "auto" else solver
     lead = x0.shape[:-2]
-    xx = x0.to(torch.float64).reshape(-1, *deg.hr_size)
+    xx = x0.detach().to("cpu", torch.float64).reshape(-1, *deg.hr_size)
+    lo, hi = lo.cpu(), hi.cpu()
     lo_b = lo.to(torch.float64).expand(*lead, *deg.lr_size).reshape(-1, *deg.lr_size)
     hi_b = hi.to(torch.float64).expand(*lead, *deg.lr_size).reshape(-1, *deg.lr_size)
     if bool((lo_b > hi_b).any()) or bool(torch.isnan(lo_b).any() | torch.isnan(hi_b).any()):
@@ -373,7 +375,7 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
     if weights is None:
         iw = torch.ones_like(xx)
     else:
-        w = weights.to(torch.float64).expand(x0.shape).reshape(xx.shape)
+        w = weights.detach().to("cpu", torch.float64).expand(x0.shape).reshape(xx.shape)
         if not bool(((w > 0) & torch.isfinite(w)).all()):
             raise ValueError("weights must be positive and finite")
         iw = 1.0 / w
