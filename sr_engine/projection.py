@@ -217,7 +217,7 @@ class _Problem:
     """The flattened batch (B, H, W) of one projection and its dual."""
 
     def __init__(self, ops: _Ops, x0: torch.Tensor, iw: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
-        self.ops, self.x0, self.iw, self.w = ops, x0, iw, 1.0 / iw
+        self.ops, self.x0, self.iw, self.half_w = ops, x0, iw, 0.5 / iw
         self.lo, self.hi = lo, hi
         self.lo_f = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))
         self.hi_f = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
@@ -227,7 +227,7 @@ class _Problem:
 
     def sub(self, idx: torch.Tensor) -> _Problem:
         p = _Problem.__new__(_Problem)
-        for k in ("x0", "iw", "w", "lo", "hi", "lo_f", "hi_f", "no_lo", "no_hi", "c", "lip"):
+        for k in ("x0", "iw", "half_w", "lo", "hi", "lo_f", "hi_f", "no_lo", "no_hi", "c", "lip"):
             setattr(p, k, getattr(self, k)[idx])
         p.ops = self.ops
         return p
@@ -240,9 +240,10 @@ class _Problem:
     def dual(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(u, x, g): ``u = x0 + W^-1 D^T lam``, ``x = clip(u, 0, 1)`` and the dual value per image."""
         at = self.ops.up(lam)
-        u = self.x0 + self.iw * at
+        u = torch.addcmul(self.x0, self.iw, at)
         x = u.clamp(0, 1)
-        g = (0.5 * self.w * (x - self.x0) ** 2 - at * x).sum((-2, -1))
+        # 1/2 w (x - x0)^2 - at x, in place on temporaries: few passes over the (large, for plates) HR arrays
+        g = (x - self.x0).square_().mul_(self.half_w).sub_(at.mul_(x)).sum((-2, -1))
         phi = torch.where(lam > 0, self.lo_f * lam, torch.where(lam < 0, self.hi_f * lam, torch.zeros_like(lam)))
         return u, x, g + phi.sum((-2, -1))
 
