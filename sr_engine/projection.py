@@ -203,6 +203,9 @@ class SlabProjection:
     max_violation: per image of the leading dims, max over LR pixels of ``max(lo - D x, D x - hi, 0)`` on [0, 1].
     residual: per image, the optimality residual ``max |s - Pi(s - c lam)|`` (units of ``D x``) that ``tol`` bounds.
     converged: per image, ``residual <= tol``.
+    infeasible: per image, the dual rose above ``1/2 sum_p w_p max(x0_p, 1 - x0_p)^2``, more than any point of the
+        box can cost: by weak duality the slab holds no image in [0, 1] (a certificate; a slab that misses by a
+        hair may end unconverged without it).
     """
 
     x: torch.Tensor
@@ -211,6 +214,7 @@ class SlabProjection:
     max_violation: torch.Tensor
     residual: torch.Tensor
     converged: torch.Tensor
+    infeasible: torch.Tensor
 
 
 class _Problem:
@@ -388,6 +392,8 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
     res = prob.residual(lam, s)
     it = 0
     stalled = torch.zeros(n, dtype=torch.bool)
+    # no point of the box is farther than its farthest corner: a dual value above that proves the slab empty
+    primal_max = (0.5 / iw * torch.maximum(xx.abs(), (1 - xx).abs()) ** 2).sum((-2, -1))
     act = torch.nonzero(res > tol).flatten()
     while act.numel() and it < max_iter:
         it += 1
@@ -442,15 +448,16 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
         lam[act], u[act], x[act], g[act] = new_lam, new_u, new_x, new_g
         s[act] = ops.down(new_x)
         res[act] = p.residual(new_lam, s[act])
-        act = act[res[act] > tol]
+        act = act[(res[act] > tol) & (g[act] <= primal_max[act])]
     viol = torch.maximum(lo_b - s, s - hi_b).clamp_min(0).flatten(1).amax(1)
-    if act.numel():
-        log.warning("slab projection: %d of %d images above tol %.1e after %d steps (worst residual %.2e)",
-                    act.numel(), n, tol, it, float(res.max()))
+    infeasible = g > primal_max
+    if bool((res > tol).any()):
+        log.warning("slab projection: %d of %d images above tol %.1e after %d steps (worst residual %.2e; %d with "
+                    "an empty slab)", int((res > tol).sum()), n, tol, it, float(res.max()), int(infeasible.sum()))
     shape_lr = (*lead, *deg.lr_size)
     return SlabProjection(x=x.reshape(x0.shape), lam=lam.reshape(shape_lr), iterations=it,
                           max_violation=viol.reshape(lead), residual=res.reshape(lead),
-                          converged=(res <= tol).reshape(lead))
+                          converged=(res <= tol).reshape(lead), infeasible=infeasible.reshape(lead))
 
 
 # --------------------------------------------------------------------------------------- strict, verified
