@@ -13,23 +13,28 @@ and the dual ``g(lam) = min_{0<=x<=1} 1/2 |x - x0|_W^2 - lam . D x + sum_j min(l
 Optimality is the fixed point ``s = Pi_[lo, hi](s - c lam)`` with ``s = D x(lam)`` (``c_j`` the j-th diagonal of
 ``D W^-1 D^T``, so that the residual is in the units of ``D x``). A semismooth Newton step on it is a primal-dual
 active-set step: LR pixels with ``s - c lam`` outside the slab are held at their bound, the others get
-``lam_j = 0``, and the held ones solve ``H_AA lam_A = bound_A - s_A + (H lam)_A`` with the generalized Jacobian
-``H = D diag(W^-1 * [0 < u < 1]) D^T``. The step is globalised by an Armijo line search on ``g`` (and a proximal
-gradient step where the Newton direction does not ascend), so every step raises the dual. Systems are built and
-solved directly at MNIST sizes (the separable pair products of ``Degradation._dense_solve``, with the weights
-folded into the mask) and by Jacobi-preconditioned conjugate gradients, matrix-free, on larger images (plates).
-Iteration stops on the tolerance; ``converged`` says whether it was met.
+``lam_j = 0``, and the held ones solve ``(H_AA) d_A = bound_A - s_A - (H d_I)_A`` (increment form) with the
+generalized Jacobian ``H = D diag(W^-1 * [0 < u < 1]) D^T``, ``u = x0 + W^-1 D^T lam``. Globalisation, so that every
+step raises the concave dual: an Armijo line search on ``g``; where the active-set direction does not ascend, a
+sign-consistent (projected) Newton direction; after a line search that had to cut the step below 2^-8 (pixels at
+the box's edge make the masked curvature too small), one step with the full curvature ``D W^-1 D^T``, never too
+long; a proximal gradient step as the last resort. Systems are built and solved directly at MNIST sizes (the
+separable pair products of ``Degradation._dense_solve``, with the weights folded into the mask) and by
+Jacobi-preconditioned conjugate gradients, matrix-free and inexact (forcing term 0.1 x residual), on larger images
+(plates). Iteration stops on the tolerance; ``converged`` says whether it was met, and ``infeasible`` whether the
+dual rose above what any image in the box can cost (weak duality: the slab is then empty).
 
 Margin. Rounding x to 1/255 moves ``(D x)_j`` by at most ``0.5 * sum_p |D_jp|`` grey: 0.687 grey for the bicubic
-kernel at x4 (0.682 at x8, 0.5 for the box), more than the slab's half-width, so no margin can guarantee it.
+kernel at x4 (0.682 at x8, 0.5 for the box), at least the slab's half-width, so no margin can guarantee it.
 The rounding errors are bounded and nearly independent, though, with standard deviation
 ``sqrt(sum_p D_jp^2 / 12)`` grey (0.068 at x4, 0.034 at x8; fewer where pixels sit at 0 or 1 and do not round):
 the default margin is 5 of those, capped at ``MAX_MARGIN`` (0.34 grey at x4, 0.17 at x8). Figures from
 :func:`rounding_shift`: ``python -c "from sr_engine.projection import *; from sr_engine.degradation import
 Degradation as D; print(rounding_shift(D((28, 28), 4)), rounding_shift(D((32, 32), 8)))"``.
-:func:`strict_project` verifies every sample and retries the ones that fail with the margins of ``WIDE_MARGINS``,
-then with the old projection onto ``D x = Y / 255`` (:meth:`Degradation.project`), and raises
-:class:`StrictProjectionError` naming the samples that still fail (also the fate of an infeasible slab).
+:func:`strict_project` verifies every sample; one whose 8-bit image misses is retried with a wider margin, one whose
+slab could not be met (a margin can empty it) with a narrower one, then with the old projection onto
+``D x = Y / 255`` (:meth:`Degradation.project`); samples that still fail raise :class:`StrictProjectionError`
+naming their indices (also the fate of an LR image that no image in [0, 1] produces).
 
 Timings (one thread, 64-sample banks, float64): ``python -m sr_engine.bench_projection --repeats 5`` prints them;
 the figures of one run are in that module's docstring. Everything runs on the CPU: inputs on another device are
