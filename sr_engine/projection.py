@@ -36,8 +36,8 @@ slab could not be met (a margin can empty it) with a narrower one, then with the
 ``D x = Y / 255`` (:meth:`Degradation.project`); samples that still fail raise :class:`StrictProjectionError`
 naming their indices (also the fate of an LR image that no image in [0, 1] produces).
 
-Timings (one thread, 64-sample banks, float64): ``python -m sr_engine.bench_projection --repeats 5`` prints them;
-the figures of one run are in that module's docstring. Everything runs on the CPU: inputs on another device are
+Timings (one thread, 64-sample banks, float64): ``python -m sr_engine.bench.projection_timing --repeats 5`` prints
+them; the figures of one run are in that module's docstring. Everything runs on the CPU: inputs on another device are
 copied to it.
 """
 
@@ -65,7 +65,9 @@ WIDE_MARGINS: tuple[float, ...] = (0.45,)  # grey; retries of samples whose roun
 NARROW_MARGINS: tuple[float, ...] = (0.2, 0.1, 0.0)  # grey; retries where a wide slab cannot be met (may be empty)
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 60
-_STALL_STEP = 2.0**-8  # an accepted step this short sends the next step to the full-curvature model  # a zero-curvature LR pixel (every HR pixel under it clipped) can ask for a huge first step
+# An accepted step this short sends the next step to the full-curvature model: a zero-curvature LR pixel (every HR
+# pixel under it clipped) can ask for a huge first step.
+_STALL_STEP = 2.0**-8
 
 
 # ----------------------------------------------------------------------------------------------- the slab set
@@ -271,7 +273,8 @@ class _Problem:
         t = (1.0 / self.lip)[:, None, None]
         up = lam + t * (self.lo_f - s)
         down = lam + t * (self.hi_f - s)
-        return torch.where(~self.no_lo & (up > 0), up, torch.where(~self.no_hi & (down < 0), down, torch.zeros_like(lam)))
+        zero = torch.zeros_like(lam)
+        return torch.where(~self.no_lo & (up > 0), up, torch.where(~self.no_hi & (down < 0), down, zero))
 
     def newton(self, lam: torch.Tensor, u: torch.Tensor, s: torch.Tensor, act_lo: torch.Tensor,
                act_hi: torch.Tensor, solver: str, cg_tol: torch.Tensor, full: bool = False) -> torch.Tensor:
@@ -328,7 +331,9 @@ class _Problem:
         def op(v: torch.Tensor) -> torch.Tensor:
             return a * ops.down(mw * ops.up(a * v)) + reg * v
 
-        dot = lambda p, q: (p * q).sum((-2, -1), keepdim=True)
+        def dot(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+            return (p * q).sum((-2, -1), keepdim=True)
+
         pre = torch.where(a > 0, 1.0 / (ops.diag(mw) + reg), torch.zeros_like(b))
         v = torch.zeros_like(b)
         r = b.clone()
@@ -372,7 +377,8 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
     if tuple(x0.shape[-2:]) != deg.hr_size:
         raise ValueError(f"expected HR size {deg.hr_size}, got {tuple(x0.shape[-2:])}")
     if tuple(lo.shape[-2:]) != deg.lr_size or tuple(hi.shape[-2:]) != deg.lr_size:
-        raise ValueError(f"expected bounds of LR size {deg.lr_size}, got {tuple(lo.shape[-2:])}, {tuple(hi.shape[-2:])}")
+        got = f"{tuple(lo.shape[-2:])}, {tuple(hi.shape[-2:])}"
+        raise ValueError(f"expected bounds of LR size {deg.lr_size}, got {got}")
     ops = _ops(deg)
     solver = ("dense" if ops.dense_ok else "cg") if solver == "auto" else solver
     lead = x0.shape[:-2]

@@ -154,7 +154,9 @@ def test_kkt_conditions_hold(seed, setting, contrast, floor, synthetic):
     if synthetic:
         gen = torch.Generator().manual_seed(seed)
         d = deg.down(hr)
-        r = lambda: torch.rand(d.shape, generator=gen, dtype=torch.float64)
+        def r() -> torch.Tensor:
+            return torch.rand(d.shape, generator=gen, dtype=torch.float64)
+
         lo = torch.where(r() < 0.2, -math.inf, d - 0.01 * r())
         hi = torch.where(r() < 0.2, math.inf, d + 0.01 * r())
     else:
@@ -216,7 +218,9 @@ def test_agrees_with_dykstra_on_tiny_images(hw, scale, weighted):
     assert res.converged.all()
     assert np.abs(res.x[0].numpy() - ref).max() < 1e-5
     # and the objective: the reference is no closer in the metric
-    obj = lambda x: float((w[0].numpy() * (x - x0[0].numpy()) ** 2).sum())
+    def obj(x: np.ndarray) -> float:
+        return float((w[0].numpy() * (x - x0[0].numpy()) ** 2).sum())
+
     assert obj(res.x[0].numpy()) <= obj(ref) + 1e-9
 
 

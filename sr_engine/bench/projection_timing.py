@@ -1,6 +1,6 @@
 """Time the slab projection against the old strict projection on one thread, for a 64-sample bank.
 
-Run: ``python -m sr_engine.bench_projection`` (``--n 64 --repeats 3``). Prints, per setting, the median seconds
+Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``). Prints, per setting, the median seconds
 of :func:`sr_engine.projection.project_slab` (Euclidean and with :func:`background_weights`), of the whole
 :func:`strict_project` (projection, rounding, verification) and of ``Degradation.project(method="auto")``, with
 Newton steps and how many samples round back to the LR image.
