@@ -39,9 +39,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import load_mnist
-from .degradation import Degradation
-from .projection import background_weights, default_margin, project_slab, rounds_back, slab_bounds, strict_project
+from ..data import load_mnist
+from ..degradation import Degradation
+from ..projection import background_weights, default_margin, project_slab, rounds_back, slab_bounds, strict_project
 
 
 def _smooth_noise(shape: tuple[int, ...], gen: torch.Generator, std: float = 0.1) -> torch.Tensor:
