@@ -63,6 +63,9 @@ K_SIGMA = 5.0  # default margin: this many standard deviations of the rounding s
 MAX_MARGIN = 0.45  # grey; a margin must stay below the slab's half-width, 0.5 grey
 WIDE_MARGINS: tuple[float, ...] = (0.45,)  # grey; retries of samples whose rounded image misses the LR
 NARROW_MARGINS: tuple[float, ...] = (0.2, 0.1, 0.0)  # grey; retries where a wide slab cannot be met (may be empty)
+# grey; a bracket the grid has exhausted (rounding missed at its floor, the slab was empty at its cap) is bisected
+# down to this width: a training digit's slab was empty at 0.34 grey and its sample missed after rounding at 0.2
+MIN_BRACKET = 0.01
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 60
 # An accepted step this short sends the next step to the full-curvature model: a zero-curvature LR pixel (every HR
@@ -475,11 +478,42 @@ def project_slab(deg: Degradation, x0: torch.Tensor, lo: torch.Tensor, hi: torch
 
 
 class StrictProjectionError(ValueError):
-    """Some samples could not be made to round back to the LR image; ``indices`` are their batch positions."""
+    """Some samples could not be made to round back to the LR image; ``indices`` are their batch positions and
+    ``seeds`` (where an engine knows them) their per-sample seeds."""
 
-    def __init__(self, message: str, indices: list[int]):
+    def __init__(self, message: str, indices: list[int], seeds: list[int] | None = None):
         super().__init__(message)
         self.indices = indices
+        self.seeds = seeds
+
+
+@dataclass(frozen=True)
+class StrictSettings:
+    """How an engine's strict mode treats one model's samples (chosen per model on training rows; the model card
+    says how).
+
+    declip_grey: grey levels by which LR pixels at 0 (255) are pushed below 0 (above 255) in the flow's input
+        (:func:`declip_lr`); 0 feeds the LR image as it is.
+    floor: the floor of :func:`background_weights`; None projects in the Euclidean norm (uniform weights).
+    dark_ink: dark ink on a light background (plates) rather than light strokes on a dark one (digits).
+    """
+
+    declip_grey: float = 0.0
+    floor: float | None = None
+    dark_ink: bool = False
+
+    def __post_init__(self):
+        if not self.declip_grey >= 0:
+            raise ValueError(f"declip_grey must be >= 0, got {self.declip_grey}")
+        if self.floor is not None and not self.floor > 0:
+            raise ValueError(f"floor must be > 0 or None, got {self.floor}")
+
+    def weights(self, x0: torch.Tensor) -> torch.Tensor | None:
+        """The projection's weights for samples ``x0`` (``(..., H, W)`` on [0, 1]); None: Euclidean."""
+        return None if self.floor is None else background_weights(x0, self.floor, self.dark_ink)
+
+    def to_dict(self) -> dict:
+        return {"declip_grey": self.declip_grey, "floor": self.floor, "dark_ink": self.dark_ink}
 
 
 @dataclass
@@ -524,6 +558,14 @@ def rounds_back(deg: Degradation, images: np.ndarray, lr_uint8: np.ndarray) -> n
     return (np.round(np.clip(d, 0, 255)) == lr).reshape(images.shape[0], -1).all(1)
 
 
+def _bisect(floor_m: float, cap: float) -> float | None:
+    """The next margin inside a bracket that the grid has exhausted: its midpoint, while the bracket is wider than
+    ``MIN_BRACKET`` grey (a margin that empties the slab above, one whose rounding missed below), else None."""
+    if math.isfinite(floor_m) and math.isfinite(cap) and cap - floor_m > MIN_BRACKET:
+        return 0.5 * (floor_m + cap)
+    return None
+
+
 def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | torch.Tensor,
                    weights: torch.Tensor | None = None, margin: float | None = None, *,
                    wide_margins: tuple[float, ...] = WIDE_MARGINS, narrow_margins: tuple[float, ...] = NARROW_MARGINS,
@@ -534,7 +576,7 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
     A sample whose 8-bit image misses the LR image is projected again with a wider margin (``wide_margins``); one
     whose slab projection did not converge (a margin can empty the slab: the true image may have ``D x`` within
     0.1 grey of a rounding edge) with a narrower one (``narrow_margins``), never re-trying a margin outside the
-    bracket the earlier passes left. Samples left over go to the old projection onto ``D x = Y / 255``
+    bracket the earlier passes left; a bracket the grid has exhausted is bisected (:data:`MIN_BRACKET`). Samples left over go to the old projection onto ``D x = Y / 255``
     (:meth:`Degradation.project`) and verified again; any still failing raise :class:`StrictProjectionError`
     naming their indices (an LR image that no ``x`` in [0, 1] produces ends there).
 
@@ -594,11 +636,11 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
             if conv[k]:
                 floor_m[i] = max(floor_m[i], m)
                 wider = [c for c in grid if floor_m[i] < c < cap[i] and c not in tried[i]]
-                nxt[i] = wider[0] if wider else None
+                nxt[i] = wider[0] if wider else _bisect(floor_m[i], cap[i])
             else:
                 cap[i] = min(cap[i], m)
                 narrower = [c for c in grid if floor_m[i] < c < cap[i] and c not in tried[i]]
-                nxt[i] = narrower[-1] if narrower else None
+                nxt[i] = narrower[-1] if narrower else _bisect(floor_m[i], cap[i])
             log.info("strict projection: sample %d %s at margin %.3f grey; next margin %s", i,
                      "missed the LR after rounding" if conv[k] else "did not converge", m, nxt[i])
     todo = torch.tensor(sorted(nxt), dtype=torch.long)

@@ -5,6 +5,7 @@ set are left alone, the background weights protect the background, and what cann
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,15 @@ def test_bad_arguments_are_refused():
         project_slab(deg, x0, lo, hi, weights=torch.zeros_like(x0))
     with pytest.raises(ValueError):
         strict_project(deg, x0, lr[:3])
+
+
+def test_an_exhausted_margin_bracket_is_bisected():
+    """A flow sample of an MNIST training digit (tuning row 90 of mnist-x4, de-clip 0, floor 0.1), kept in
+    tests/data: its slab is empty at the default margin (0.34 grey) and its rounded projection missed the LR image
+    at 0.2 grey, and the old projection failed too; bisecting the bracket finds a margin that rounds back."""
+    case = np.load(Path(__file__).parent / "data" / "strict_bracket_case.npz")
+    deg = Degradation((28, 28), 4)
+    x, lr, w = torch.from_numpy(case["x"]), case["lr"][None], torch.from_numpy(case["w"])  # (1, 1, 28, 28), (1, 7, 7)
+    u8, info = strict_project(deg, x, lr, weights=w)
+    assert rounds_back(deg, u8, lr).all() and not info.fallback.any()
+    assert 0.2 < info.margin[0] < default_margin(deg)
