@@ -101,3 +101,32 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def diversity(bank: np.ndarray) -> float:
     """Mean per-pixel standard deviation over a bank ``(N, ...)``, on [0, 1]."""
     return float(_as_float(bank).std(axis=0).mean())
+
+
+def background_mask(hr: np.ndarray, dark_ink: bool = False, distance: int = 2, ink_level: float = 0.5) -> np.ndarray:
+    """Background pixels of an HR image: bool ``(H, W)``, True more than ``distance`` pixels (Chebyshev) from any
+    stroke pixel. A stroke pixel has ink ``>= ink_level`` on [0, 1]: the intensity for light strokes on a dark
+    background (digits), ``1 - intensity`` with ``dark_ink`` (dark text on a light plate); colour images use the
+    channel mean."""
+    x = _as_float(hr)
+    if x.ndim == 3:
+        x = x.mean(-1)
+    ink = (1.0 - x if dark_ink else x) >= ink_level
+    k = 2 * distance + 1
+    padded = np.pad(ink, distance, constant_values=False)
+    near = np.lib.stride_tricks.sliding_window_view(padded, (k, k)).any(axis=(-2, -1))
+    return ~near
+
+
+def background_haze(sr: np.ndarray, hr: np.ndarray, dark_ink: bool = False, distance: int = 2) -> float:
+    """Background haze in grey levels: the mean ``|SR - HR|`` over the background pixels of the HR image
+    (:func:`background_mask`: more than ``distance`` pixels from any stroke); on a black digit background it is
+    the mean grey there. ``sr`` is one image or a bank ``(N, ...)`` of the HR image's shape (averaged over it);
+    NaN when the HR image has no background pixel."""
+    mask = background_mask(hr, dark_ink, distance)
+    if not mask.any():
+        return float("nan")
+    s, h = _as_float(sr) * 255, _as_float(hr) * 255
+    if s.shape == h.shape:
+        s = s[None]
+    return float(np.abs(s - h[None])[:, mask].mean())

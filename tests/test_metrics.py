@@ -164,3 +164,37 @@ def test_lr_psnr_refuses_an_lr_image_of_another_size(lr_shape):
         lr_psnr(hr, lr, 4)
     with pytest.raises(ValueError):
         lr_psnr_batch(hr[None], lr, 4)
+
+
+# ---- background haze (issue 15) ---------------------------------------------------------------------------
+def test_background_haze_is_the_mean_grey_far_from_strokes():
+    from sr_engine.metrics import background_haze, background_mask
+
+    hr = np.zeros((12, 12), np.uint8)
+    hr[5:7, 5:7] = 255  # a 2x2 stroke: pixels within 2 of it (a 6x6 square) are not background
+    mask = background_mask(hr)
+    assert mask.sum() == 144 - 36 and not mask[3:9, 3:9].any() and mask[2, 2] and mask[9, 9]
+    sr = hr.copy()
+    sr[3:9, 3:9] = 40  # haze next to the stroke does not count
+    assert background_haze(sr, hr) == 0.0
+    sr[0, :] = 108  # 12 background pixels at 108 grey
+    assert background_haze(sr, hr) == pytest.approx(12.0)  # 12 pixels at 108 grey over 108 background pixels
+    # a bank is averaged; a faint HR pixel (< half ink) is background
+    assert background_haze(np.stack([sr, hr]), hr) == pytest.approx(6.0)
+    faint = hr.copy()
+    faint[0, 0] = 100
+    assert background_mask(faint)[0, 0]
+
+
+def test_background_haze_of_dark_ink_and_colour():
+    from sr_engine.metrics import background_haze
+
+    hr = np.full((10, 10), 230, np.uint8)
+    hr[4:6, 4:6] = 10  # dark text on a light plate
+    sr = hr.copy()
+    sr[0, 0] = 200
+    assert background_haze(sr, hr, dark_ink=True) == pytest.approx(30 / 64)
+    assert np.isnan(background_haze(sr, hr))  # as light strokes, everything is near a stroke
+    rgb = np.repeat(hr[..., None], 3, -1)
+    sr_rgb = np.repeat(sr[..., None], 3, -1)
+    assert background_haze(sr_rgb, rgb, dark_ink=True) == pytest.approx(30 / 64)

@@ -50,7 +50,7 @@ def digit_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, la
 
 
 def to_markdown(rows: list[EvalRow]) -> str:
-    lines = [f"| method | samples | {BANK_HEAD} | digit acc. | s / bank |", "|" + "---|" * 15]
+    lines = [f"| method | samples | {BANK_HEAD} | digit acc. | s / bank |", "|" + "---|" * 16]
     for r in rows:
         lines.append(f"| {r.method} | {r.samples} | {bank_cells(r)} | {pct(r.digit_accuracy)} | "
                      f"{r.seconds_per_bank:.3f} |")

@@ -83,7 +83,7 @@ def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, te
     else:
         ca_p = pa_p = float("nan")
     return PlateEvalRow(
-        method=method, **bank_figures(banks, hr, lr, scale),
+        method=method, **bank_figures(banks, hr, lr, scale, dark_ink=True),
         char_acc_single=char_accuracy(single, truth_rep), plate_acc_single=plate_accuracy(single, truth_rep),
         char_acc_bank_mean=char_accuracy(mean_read, texts), plate_acc_bank_mean=plate_accuracy(mean_read, texts),
         char_acc_picked=ca_p, plate_acc_picked=pa_p, seconds_per_bank=seconds,
@@ -92,7 +92,7 @@ def plate_row(method: str, hr: np.ndarray, lr: np.ndarray, banks: np.ndarray, te
 
 def to_markdown(rows: list[PlateEvalRow]) -> str:
     lines = [f"| method | samples | {BANK_HEAD} | char acc. single | plate acc. single | char acc. bank mean | "
-             "char acc. picked | plate acc. picked | s / bank |", "|" + "---|" * 19]
+             "char acc. picked | plate acc. picked | s / bank |", "|" + "---|" * 20]
     for r in rows:  # NaN accuracies (n/a): rows that are not a bank
         lines.append(f"| {r.method} | {r.samples} | {bank_cells(r)} | {pct(r.char_acc_single)} | "
                      f"{pct(r.plate_acc_single)} | {pct(r.char_acc_bank_mean)} | {pct(r.char_acc_picked)} | "

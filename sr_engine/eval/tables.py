@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import CONSISTENT_DB, EXACT_DB, consistency_mse, diversity, lr_psnr_batch, psnr, ssim
+from ..metrics import CONSISTENT_DB, EXACT_DB, background_haze, consistency_mse, diversity, lr_psnr_batch, psnr, ssim
 
 
 @dataclass
@@ -28,11 +28,13 @@ class BankRow:
     psnr_mean_of_bank: float
     ssim_mean_of_bank: float
     diversity: float
+    haze: float  # background haze of single samples, grey (metrics.background_haze; NaN: no background)
 
 
-def bank_figures(banks: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict:
+def bank_figures(banks: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int, dark_ink: bool = False) -> dict:
     """The consistency and fidelity columns of a table row, for banks uint8 (N_img, n, H, W): LR-PSNR mean /
-    median / worst / shares, consistency MSE, PSNR / SSIM of single samples and of the bank mean, diversity."""
+    median / worst / shares, consistency MSE, PSNR / SSIM of single samples and of the bank mean, diversity, and
+    the background haze of single samples (``dark_ink``: dark text on a light background, as plates)."""
     n_img, n = banks.shape[:2]
     lrp = np.concatenate([lr_psnr_batch(b, im, scale) for b, im in zip(banks, lr)])
     cmse = [consistency_mse(s, im, scale) for b, im in zip(banks, lr) for s in b]
@@ -47,6 +49,7 @@ def bank_figures(banks: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) 
         psnr_mean_of_bank=float(np.mean([psnr(m, h) for m, h in zip(means, hr)])),
         ssim_mean_of_bank=float(np.mean([ssim(m, h) for m, h in zip(means, hr)])),
         diversity=float(np.mean([diversity(b) for b in banks])),
+        haze=float(np.nanmean([background_haze(b, h, dark_ink) for b, h in zip(banks, hr)])),
     )
 
 
@@ -62,13 +65,13 @@ def pct(v: float) -> str:
 
 # the columns of bank_figures in every evaluate table (digits and plates), and their cells
 BANK_HEAD = (f"LR-PSNR mean | median | worst | >= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | PSNR single | "
-             "SSIM single | PSNR bank mean | SSIM bank mean | diversity")
+             "SSIM single | PSNR bank mean | SSIM bank mean | diversity | haze (grey)")
 
 
 def bank_cells(r: BankRow) -> str:
     return (f"{r.lr_psnr_mean:.2f} | {r.lr_psnr_median:.2f} | {r.lr_psnr_worst:.2f} | {pct(r.share_consistent)} | "
             f"{pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | {r.psnr_single:.2f} | {r.ssim_single:.3f} | "
-            f"{r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | {r.diversity:.4f}")
+            f"{r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | {r.diversity:.4f} | {r.haze:.2f}")
 
 
 def markdown(head: list[str], rows: list[list[str]]) -> str:
