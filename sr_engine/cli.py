@@ -1,4 +1,4 @@
-"""The commands of ``python -m sr_engine {sample,evaluate,train,benchmark} ...``: each parses its arguments,
+"""The commands of ``python -m sr_engine {sample,evaluate,tune-strict,train,benchmark} ...``: each parses its arguments,
 configures logging (timestamps; ``--log-level``) and calls the library. ``--help`` after a command lists its
 options.
 
@@ -7,6 +7,7 @@ options.
         --scheduler dpmsolver --out DIR     # a local diffusers SR pipeline; RGB in and out
     python -m sr_engine evaluate --model mnist-x4 --per-digit 20 --n 64 --steps 8 --out results/eval-mnist-x4
     python -m sr_engine evaluate --model plates-x4 --plates 100 --n 64 --steps 8 --out results/eval-plates-x4
+    python -m sr_engine tune-strict --model mnist-x8 --rows 200 --n 8 --steps 8 --out results/tune-strict-mnist-x8
     python -m sr_engine train --model mnist-x4 --stage flow --steps 6000
     python -m sr_engine benchmark --quick
 """
@@ -38,10 +39,11 @@ from .engines.diffusers_engine import SCHEDULERS as DIFFUSERS_SCHEDULERS
 from .engines.registry import DIFFUSERS_PREFIX, load_engine
 from .eval import digits as eval_digits
 from .eval import plates as eval_plates
+from .eval import strict_tuning
 from .eval.figures import bank_grid
 from .models.kernel_diffusion import SCHEDULERS
 
-COMMANDS = ("train", "evaluate", "sample", "benchmark")
+COMMANDS = ("train", "evaluate", "tune-strict", "sample", "benchmark")
 # the flow engine's and the diffusers engine's schedulers; each engine refuses the ones it does not know
 ALL_SCHEDULERS = tuple(dict.fromkeys(SCHEDULERS + DIFFUSERS_SCHEDULERS))
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -165,6 +167,33 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
 
 
+# ---- tune-strict ----------------------------------------------------------------------------------------------
+def tune_strict_main(argv: list[str] | None = None) -> None:
+    p = _parser("tune-strict", strict_tuning.__doc__)
+    p.add_argument("--model", default="mnist-x4")
+    p.add_argument("--rows", type=int, default=200, help="training images (MNIST: rows // 10 per digit)")
+    p.add_argument("--n", type=int, default=8, help="samples per image")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--declips", default=",".join(f"{d:g}" for d in strict_tuning.DECLIPS), help="grey, comma-separated")
+    p.add_argument("--floors", default=",".join(f"{f:g}" for f in strict_tuning.FLOORS), help="comma-separated")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="write OUT.md")
+    a = p.parse_args(argv)
+    configure_logging(a.log_level)
+    torch.set_num_threads(a.threads)
+    res = strict_tuning.tune_strict(a.model, a.rows, a.n, a.steps, [float(v) for v in a.declips.split(",")],
+                                    [float(v) for v in a.floors.split(",")], a.seed)
+    cmd = "python -m sr_engine tune-strict " + " ".join(argv if argv is not None else sys.argv[2:])
+    md = f"`{cmd}`\n\n{res.to_markdown()}"
+    print(md)
+    if a.out:
+        out = Path(a.out).with_suffix(".md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md + "\n")
+        print(f"wrote {out}")
+
+
 # ---- train ----------------------------------------------------------------------------------------------------
 def train_main(argv: list[str] | None = None) -> None:
     p = _parser("train", train_lib.__doc__)
@@ -278,7 +307,8 @@ def benchmark_main(argv: list[str] | None = None) -> None:
     print("wrote", ", ".join(str(f) for f in res.files.values()))
 
 
-RUNNERS = {"train": train_main, "evaluate": evaluate_main, "sample": sample_main, "benchmark": benchmark_main}
+RUNNERS = {"train": train_main, "evaluate": evaluate_main, "tune-strict": tune_strict_main, "sample": sample_main,
+           "benchmark": benchmark_main}
 
 
 def main(argv: list[str] | None = None) -> None:
