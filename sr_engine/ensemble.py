@@ -1,8 +1,10 @@
 """The ensemble of chosen samples (LDM-SS): their pixel mean, optionally weighted, checked for consistency.
 
-D is linear, so the mean of exactly consistent samples is consistent up to the 8-bit rounding of the result;
-the check reports LR-PSNR (against D) and the flow check ``f(x_ens) -> y_hat`` (``||y_hat - y||^2 / dim y``),
-and re-projects onto {D x = y, 0 <= x <= 1} when the LR-PSNR falls below 45 dB (or always / never).
+D is linear and the 8-bit-consistent set is convex, so the mean of exactly consistent samples is consistent up to
+the 8-bit rounding of the result; the check reports LR-PSNR (against D) and the flow check ``f(x_ens) -> y_hat``
+(``||y_hat - y||^2 / dim y``). ``reproject="auto"`` projects the mean onto the 8-bit slab
+(:func:`sr_engine.projection.strict_project`, verified) when its LR-PSNR falls below 45 dB, or when every chosen
+sample rounds back to the LR image exactly but the rounded mean does not: the ensemble of exact samples stays exact.
 
 Which samples to average: :func:`most_voted`, the one definition of "most-voted" (docs/design.md, Aggregation):
 approval count, ties broken by Borda score, then by the lower sample index; a sample nobody picked is never
@@ -19,7 +21,8 @@ import numpy as np
 import torch
 
 from .degradation import get_degradation
-from .metrics import CONSISTENT_DB, consistency_mse, lr_psnr
+from .metrics import CONSISTENT_DB, EXACT_DB, consistency_mse, lr_psnr, lr_psnr_batch
+from .projection import strict_project
 
 
 @dataclass
@@ -41,12 +44,15 @@ class EnsembleReport:
 def ensemble_of(images: np.ndarray, y: np.ndarray, scale: int, kernel: str, *,
                 weights: Sequence[float] | None = None,
                 reproject: Literal["auto", "always", "never"] = "auto",
-                flow_y: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EnsembleReport:
+                flow_y: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                metric: Callable[[torch.Tensor], torch.Tensor | None] | None = None) -> EnsembleReport:
     """Args:
         images: uint8 (n, H, W) or (n, H, W, 3), n >= 1.
         y: the LR image as float (C, h, w) on [0, 1].
         weights: non-negative, not all zero (e.g. vote counts); default equal.
         flow_y: the flow's LR output for (B, C, H, W) on [0, 1], for the flow check.
+        metric: the re-projection's weights for (1, C, H, W) on [0, 1] (an engine's strict metric, e.g.
+            :meth:`sr_engine.projection.StrictSettings.weights`); None or returning None: Euclidean.
     """
     imgs = np.asarray(images)
     if imgs.dtype != np.uint8 or imgs.ndim not in (3, 4) or len(imgs) == 0:
@@ -65,12 +71,16 @@ def ensemble_of(images: np.ndarray, y: np.ndarray, scale: int, kernel: str, *,
     lr_ref = y[0] if y.shape[0] == 1 else np.moveaxis(y, 0, -1)
     out = np.round(mean * 255).astype(np.uint8)
     before = lr_psnr(out, lr_ref, scale, kernel)
-    redo = reproject == "always" or (reproject == "auto" and before < CONSISTENT_DB)
+    lr_u8 = np.round(y * 255).astype(np.uint8)  # (C, h, w)
+    # rounding the mean of exact samples can move D x across a rounding edge: re-project so it stays exact
+    all_exact = bool((lr_psnr_batch(imgs, np.round(lr_ref * 255).astype(np.uint8), scale, kernel) >= EXACT_DB).all())
+    redo = reproject == "always" or (reproject == "auto" and (before < CONSISTENT_DB
+                                                             or (all_exact and before < EXACT_DB)))
     if redo:
-        chw = torch.from_numpy(mean[None] if mean.ndim == 2 else np.moveaxis(mean, -1, 0))
+        chw = torch.from_numpy(mean[None] if mean.ndim == 2 else np.moveaxis(mean, -1, 0))[None]  # (1, C, H, W)
         deg = get_degradation(tuple(chw.shape[-2:]), scale, kernel)
-        x = deg.project(chw[None], torch.from_numpy(y)[None]).x[0].numpy()
-        out = np.round((x[0] if x.shape[0] == 1 else np.moveaxis(x, 0, -1)) * 255).astype(np.uint8)
+        u8, _ = strict_project(deg, chw, lr_u8, weights=None if metric is None else metric(chw))
+        out = u8[0, 0] if u8.shape[1] == 1 else np.moveaxis(u8[0], 0, -1)
     after = lr_psnr(out, lr_ref, scale, kernel) if redo else before
     fc = None
     if flow_y is not None:

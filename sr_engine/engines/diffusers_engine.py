@@ -9,9 +9,15 @@ offers no hook between "predict" and "step", and draws one noise for a whole bat
 visible loop (condition -> scale input -> model -> [DDNM correction] -> step) on the pipeline's components, with
 one ``torch.Generator`` per sample, so that
 
-- ``strict``: the final sample is projected exactly onto {x : D x = y, 0 <= x <= 1} (``Degradation.project``);
-- ``guided``: at every step the predicted clean image is corrected DDNM-style, ``x0 <- x0 + D^+(y - D x0)``
-  (Wang et al. 2023, eq. 11), in pixel space after decoding and re-encoded for latent pipelines; the corrected
+- ``strict``: the final sample is projected onto the 8-bit slab ``{x in [0, 1] : round(clip(255 D x)) = LR}``
+  and every 8-bit sample verified (:func:`sr_engine.projection.strict_project`), in the Euclidean norm: the
+  background weights that protect a digit's black background or a plate's light one assume a domain, and an
+  arbitrary pipeline's photographs have none (no training rows exist to choose a floor on), so uniform weights are
+  the principled default (:data:`DIFFUSERS_STRICT`);
+- ``guided``: at every step the predicted clean image is corrected DDNM-style (Wang et al. 2023, eq. 11), in pixel
+  space after decoding and re-encoded for latent pipelines, towards the slab rather than onto ``D x = y``:
+  ``x0 <- x0 + D^+(Pi(D x0) - D x0)``, ``Pi`` the clip of each LR pixel into its rounding interval, so LR pixels
+  already within half a grey level of the LR image (or beyond a clipped 0 or 255) are left alone; the corrected
   x0 is handed back to the scheduler as an equivalent model output, so any scheduler takes the corrected step.
   It ends with the strict projection;
 - ``free``: the pipeline's raw output (reported with its LR-PSNR, no guarantee).
@@ -42,12 +48,15 @@ from tqdm import tqdm
 from ..degradation import Degradation, get_degradation
 from ..ensemble import EnsembleReport, ensemble_of
 from ..metrics import lr_psnr_batch
+from ..projection import StrictProjectionError, StrictSettings, slab_bounds, strict_project
 from ..models.kernel_diffusion import set_schedule
 from .base import Bank, as_lr_array, check_bank_args, check_mode, sample_seeds, sha256_file, to_uint8
 
 SchedulerName = Literal["ddim", "dpmsolver", "euler"]
 SCHEDULERS: tuple[str, ...] = ("ddim", "dpmsolver", "euler")
 PICKLED_SUFFIXES: tuple[str, ...] = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+# strict and guided modes project in the Euclidean norm and feed the pipeline the LR image as it is (see above)
+DIFFUSERS_STRICT = StrictSettings()
 
 
 # ---- one adapter per pipeline class -------------------------------------------------------------------------
@@ -310,7 +319,8 @@ class DiffusersEngine:
                 "scheduler": type(self.adapter.pipe.scheduler).__name__, "prediction_type": self.prediction_type,
                 "options": dict(self.adapter.settings), "weights_sha256": dict(self.weights_sha256),
                 "checkpoint_sha256": self.checkpoint_sha256, "max_lr_side": self.max_lr_side,
-                "projection_tol": self.projection_tol, "diffusers_version": diffusers.__version__}
+                "projection_tol": self.projection_tol, "strict": DIFFUSERS_STRICT.to_dict(),
+                "diffusers_version": diffusers.__version__}
 
     def __repr__(self) -> str:
         return f"DiffusersEngine({self.name!r}, {self.adapter.pipeline_class}, scale={self.scale})"
@@ -376,14 +386,18 @@ class DiffusersEngine:
         return ((img.float().cpu() + 1) / 2).clamp(0, 1)
 
     def _ddnm(self, out, x_in, t, sched, y, deg: Degradation) -> torch.Tensor:
-        """DDNM step: decode the predicted x0, replace its range-space part, ``x0 + D^+(y - D x0)``, re-encode,
-        and return the model output that predicts the corrected x0 (the padding is left as decoded)."""
+        """DDNM step towards the 8-bit slab: decode the predicted x0, correct its range-space part where ``D x0``
+        leaves the LR pixels' rounding intervals, ``x0 + D^+(Pi(D x0) - D x0)``, re-encode, and return the model
+        output that predicts the corrected x0 (the padding is left as decoded). ``y`` (1, 3, h, w) on [0, 1]."""
         abar = alpha_bar(sched, t)
         x0 = predicted_x0(out, x_in, abar, self.prediction_type)
         img = self.adapter.decode(x0)
         hh, ww = deg.hr_size
         u = ((img[..., :hh, :ww] + 1) / 2).clamp(0, 1).double()
-        u = deg.range_step(u, y.double())
+        lo, hi = slab_bounds(np.round(y[0].double().cpu().numpy() * 255).astype(np.uint8), 0.0)
+        lo, hi = lo.to(u.device), hi.to(u.device)
+        d = deg.down(u)
+        u = u + deg.pinv(torch.maximum(torch.minimum(d, hi), lo) - d)
         img = img.clone()
         img[..., :hh, :ww] = (u * 2 - 1).to(img.dtype)
         return output_for_x0(self.adapter.encode(img), x_in, abar, self.prediction_type)
@@ -411,6 +425,7 @@ class DiffusersEngine:
         t0 = time.perf_counter()
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)  # (3, h, w) float64 on [0, 1]
         y = torch.from_numpy(y_np).float()[None]
+        lr_u8 = np.round(y_np * 255).astype(np.uint8)  # (3, h, w): the 8-bit LR image strict mode matches
         seeds = sample_seeds(int(seed), int(n))
         h, w = y.shape[-2:]
         deg = get_degradation((h * self.scale, w * self.scale), self.scale, self.kernel)
@@ -423,10 +438,19 @@ class DiffusersEngine:
             x = self.p_sample_loop(y, gens, deg, steps=steps, scheduler=scheduler, timesteps=timesteps,
                                    start_step=start_step, tau=tau, guided=mode == "guided")
             if mode in ("strict", "guided"):
-                proj = deg.project(x.double(), y.double(), tol=self.projection_tol)
-                x = proj.x
-                residuals.append(proj.residual.numpy())
-            images.append(to_uint8(x))
+                bseeds = [int(s) for s in seeds[start : start + self.batch_size]]
+                try:
+                    u8, info = strict_project(deg, x.double(), lr_u8, weights=DIFFUSERS_STRICT.weights(x),
+                                              tol=self.projection_tol)
+                except StrictProjectionError as err:
+                    bad = [bseeds[i] for i in err.indices]
+                    raise StrictProjectionError(
+                        f"{mode} mode: the samples with seeds {bad} do not round back to the LR image: {err}",
+                        [start + i for i in err.indices], seeds=bad) from err
+                residuals.append(info.max_violation)
+                images.append(np.moveaxis(u8, 1, -1))
+            else:
+                images.append(to_uint8(x))
         images_np = np.concatenate(images)
         return Bank(
             images=images_np,

@@ -3,6 +3,12 @@
     from sr_engine import load_engine
     eng = load_engine("mnist-x4")
     bank = eng.sample_bank(lr, n=64, steps=8, seed=0)   # bank.images uint8 (64, 28, 28)
+
+Strict mode (docs/engine.md, "The projection"): the kernel DDPM sees the LR image; the flow is fed the de-clipped
+LR image (:func:`sr_engine.projection.declip_lr`: it was trained on the unclipped ``y ~= D x``), and its output is
+projected onto the 8-bit slab ``{x : round(clip(255 D x)) = LR}`` in the background-protecting metric
+(:func:`sr_engine.projection.strict_project`), every 8-bit sample verified. The de-clip amount and the weights'
+floor are per model (:data:`TUNED_STRICT`, chosen on training rows by ``python -m sr_engine tune-strict``).
 """
 
 from __future__ import annotations
@@ -18,14 +24,35 @@ from tqdm import tqdm
 from ..degradation import get_degradation
 from ..ensemble import EnsembleReport, ensemble_of
 from ..metrics import flow_consistency, lr_psnr_batch
+from ..projection import StrictProjectionError, StrictSettings, declip_lr, strict_project
 from ..models.flow import PseudoInverseFlow, grid_to_zs
 from ..models.kernel_diffusion import SCHEDULERS, KernelDDPMConfig, p_sample_loop
 from .base import Bank, as_lr_array, check_bank_args, check_mode, from_uint8, sample_seeds, to_uint8
 
+# Strict-mode settings chosen on TRAINING rows only (``python -m sr_engine tune-strict --model NAME``; the table and
+# the command are in each model card). Digits are light strokes on black; plates dark text on a light plate.
+TUNED_STRICT: dict[str, StrictSettings] = {
+    "mnist-x4": StrictSettings(declip_grey=4.0, floor=0.01, dark_ink=False),
+    "mnist-x8": StrictSettings(declip_grey=4.0, floor=0.003, dark_ink=False),  # results/tune-strict-mnist-x8.md
+    "plates-x4": StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True),  # results/tune-strict-plates-x4.md
+}
+# a model of a known domain without tuned settings gets its domain's (those of the shipped model of that domain);
+# an unknown one the Euclidean slab projection without de-clipping
+DOMAIN_STRICT: dict[str, StrictSettings] = {
+    "mnist": TUNED_STRICT["mnist-x8"],
+    "plates": TUNED_STRICT["plates-x4"],
+}
+
+
+def strict_settings_for(name: str, domain: str) -> StrictSettings:
+    """The strict-mode settings of a model: tuned for its name, else its domain's, else Euclidean, no de-clip."""
+    return TUNED_STRICT.get(name) or DOMAIN_STRICT.get(domain) or StrictSettings()
+
 
 class FlowEngine:
-    """Flow pseudoinverse + kernel-space DDPM. Modes: strict (default; DDPM + exact projection), flow (DDPM,
-    no projection), prior (z ~ N(0, tau^2 I), no projection)."""
+    """Flow pseudoinverse + kernel-space DDPM. Modes: strict (default; DDPM, de-clipped flow input, projection
+    onto the 8-bit slab, verified), flow (DDPM, de-clipped flow input, no projection), prior (z ~ N(0, tau^2 I)
+    through the flow fed the LR image, no projection)."""
 
     modes: tuple[str, ...] = ("strict", "flow", "prior")
     schedulers: tuple[str, ...] = SCHEDULERS  # the kernel DDPM's diffusers schedulers
@@ -37,7 +64,8 @@ class FlowEngine:
     def __init__(self, name: str, flow: PseudoInverseFlow, unet, ddpm_config: KernelDDPMConfig,
                  checkpoint_sha256: str = "", train_info: dict | None = None, max_lr_side: int = 128,
                  batch_size: int = 64, projection_tol: float = 1e-6,
-                 lr_shape: tuple[int | None, int | None] | None = None, domain: str = ""):
+                 lr_shape: tuple[int | None, int | None] | None = None, domain: str = "",
+                 strict: StrictSettings | None = None):
         self.name = name
         self.flow = flow.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
@@ -49,10 +77,14 @@ class FlowEngine:
         self.train_info = train_info or {}
         self.max_lr_side = max_lr_side  # larger LR images are refused (configurable)
         self.batch_size = batch_size  # samples per network batch
-        self.projection_tol = projection_tol  # max |D x - y| on [0, 1] that the strict projection iterates to
+        # the strict projection's tolerance (its optimality residual, units of D x on [0, 1]): it bounds how far
+        # D x of the float sample may lie outside the slab; the 8-bit samples are verified exactly anyway
+        self.projection_tol = projection_tol
         # the LR (height, width) the model was trained for; None in a place: any size there (up to max_lr_side)
         self.lr_shape = tuple(lr_shape) if lr_shape is not None else None
         self.domain = domain  # what the model was trained on ("mnist", "plates"); "" when unknown
+        # de-clip amount and projection metric of strict mode (and the de-clip of flow mode)
+        self.strict = strict if strict is not None else strict_settings_for(name, domain)
 
     def check_lr_shape(self, shape: tuple[int, int]) -> None:
         """Refuse an LR image of another size than the model's (a clear error naming the model's input size)."""
@@ -74,7 +106,8 @@ class FlowEngine:
         return {"engine": "flow", "name": self.name, "scale": self.scale, "channels": self.channels,
                 "kernel": self.kernel, "flow": self.flow.config.to_dict(), "ddpm": self.ddpm_config.to_dict(),
                 "checkpoint_sha256": self.checkpoint_sha256, "projection_tol": self.projection_tol,
-                "lr_shape": list(self.lr_shape) if self.lr_shape is not None else None, "domain": self.domain}
+                "lr_shape": list(self.lr_shape) if self.lr_shape is not None else None, "domain": self.domain,
+                "strict": self.strict.to_dict()}
 
     def __repr__(self) -> str:
         return f"FlowEngine({self.name!r}, scale={self.scale}, channels={self.channels})"
@@ -100,9 +133,10 @@ class FlowEngine:
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)
         self.check_lr_shape(y_np.shape[-2:])
         y = torch.from_numpy(y_np).float()[None]  # (1, C, h, w)
+        lr_u8 = np.round(y_np * 255).astype(np.uint8)  # (C, h, w): the 8-bit LR image that strict mode matches
+        # the flow's input: de-clipped in strict and flow mode; prior mode keeps the LR image (a baseline)
+        y_flow = y if mode == "prior" else torch.from_numpy(self.flow_input(lr_u8)).float()[None]
         seeds = sample_seeds(int(seed), int(n))
-        grid_shape = (4 * self.channels, y.shape[-2] * self.scale // 2, y.shape[-1] * self.scale // 2)
-        z_shapes = self.flow.z_shapes(tuple(y.shape[-2:]))
         deg = get_degradation((y.shape[-2] * self.scale, y.shape[-1] * self.scale), self.scale, self.kernel)
         images, residuals, flow_cons = [], [], []
         batches = range(0, int(n), self.batch_size)
@@ -112,19 +146,22 @@ class FlowEngine:
             bseeds = seeds[start : start + self.batch_size]
             gens = [torch.Generator().manual_seed(int(s)) for s in bseeds]
             yb = y.expand(len(bseeds), -1, -1, -1)
-            if mode == "prior":
-                zs = [torch.stack([torch.randn(shape, generator=g) for g in gens]) * tau for shape in z_shapes]
-            else:
-                noise = torch.stack([torch.randn(grid_shape, generator=g) for g in gens]) * tau
-                grid = p_sample_loop(self.unet, self.ddpm_config, yb, noise, steps=steps, scheduler=scheduler,
-                                     timesteps=timesteps, start_step=start_step, generators=gens)
-                zs = grid_to_zs(grid, self.channels, self.flow.config.levels)
-            x = self.flow.inverse(yb, zs)
+            zs = self.sample_latents(yb, gens, mode=mode, tau=tau, steps=steps, scheduler=scheduler,
+                                     timesteps=timesteps, start_step=start_step)
+            x = self.flow.inverse(y_flow.expand(len(bseeds), -1, -1, -1), zs)
             if mode == "strict":
-                proj = deg.project(x.double(), yb.double(), tol=self.projection_tol)
-                x = proj.x
-                residuals.append(proj.residual.numpy())
-            u8 = to_uint8(x)
+                try:
+                    u8, info = strict_project(deg, x.double(), lr_u8, weights=self.strict.weights(x.double()),
+                                              tol=self.projection_tol)
+                except StrictProjectionError as err:
+                    bad = [int(bseeds[i]) for i in err.indices]
+                    raise StrictProjectionError(
+                        f"strict mode: the samples with seeds {bad} do not round back to the LR image: {err}",
+                        [start + i for i in err.indices], seeds=bad) from err
+                u8 = u8[:, 0] if self.channels == 1 else np.moveaxis(u8, 1, -1)
+                residuals.append(info.max_violation)
+            else:
+                u8 = to_uint8(x)
             images.append(u8)
             flow_cons.append(flow_consistency(self.flow(from_uint8(u8, self.channels)).y, yb).numpy())
         images_np = np.concatenate(images)
@@ -141,8 +178,27 @@ class FlowEngine:
             model=self.name,
             seconds=time.perf_counter() - t0,
             settings={"tau": tau, "timesteps": list(map(int, timesteps)) if timesteps is not None else None,
-                      "start_step": start_step, "seed": int(seed)},
+                      "start_step": start_step, "seed": int(seed),
+                      **({"strict": self.strict.to_dict()} if mode != "prior" else {})},
         )
+
+    def flow_input(self, lr_u8: np.ndarray) -> np.ndarray:
+        """The flow's LR input for an 8-bit LR image ``(C, h, w)``: float64 on about [0, 1], de-clipped by
+        ``self.strict.declip_grey`` (:func:`sr_engine.projection.declip_lr`)."""
+        return np.asarray(declip_lr(lr_u8, self.strict.declip_grey))
+
+    def sample_latents(self, yb: torch.Tensor, gens: list[torch.Generator], *, mode: str, tau: float, steps: int,
+                       scheduler: str, timesteps: Sequence[int] | None, start_step: int | None) -> list[torch.Tensor]:
+        """The flow's z for one batch: the kernel DDPM conditioned on the LR image ``yb`` (B, C, h, w) on [0, 1]
+        (strict, flow), or ``z ~ N(0, tau^2 I)`` (prior); one generator per sample."""
+        if mode == "prior":
+            z_shapes = self.flow.z_shapes(tuple(yb.shape[-2:]))
+            return [torch.stack([torch.randn(shape, generator=g) for g in gens]) * tau for shape in z_shapes]
+        grid_shape = (4 * self.channels, yb.shape[-2] * self.scale // 2, yb.shape[-1] * self.scale // 2)
+        noise = torch.stack([torch.randn(grid_shape, generator=g) for g in gens]) * tau
+        grid = p_sample_loop(self.unet, self.ddpm_config, yb, noise, steps=steps, scheduler=scheduler,
+                             timesteps=timesteps, start_step=start_step, generators=gens)
+        return grid_to_zs(grid, self.channels, self.flow.config.levels)
 
     # ---- ensembles ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -152,4 +208,4 @@ class FlowEngine:
         y_np = as_lr_array(lr, self.channels, self.max_lr_side)
         self.check_lr_shape(y_np.shape[-2:])
         return ensemble_of(images, y_np, self.scale, self.kernel, weights=weights, reproject=reproject,
-                           flow_y=lambda x: self.flow(x).y)
+                           flow_y=lambda x: self.flow(x).y, metric=self.strict.weights)
