@@ -577,8 +577,9 @@ def strict_project(deg: Degradation, x0: torch.Tensor, lr_uint8: np.ndarray | to
     whose slab projection did not converge (a margin can empty the slab: the true image may have ``D x`` within
     0.1 grey of a rounding edge) with a narrower one (``narrow_margins``), never re-trying a margin outside the
     bracket the earlier passes left; a bracket the grid has exhausted is bisected (:data:`MIN_BRACKET`). Samples
-    left over go to the old projection onto ``D x = Y / 255`` (:meth:`Degradation.project`) and verified again; any still failing raise :class:`StrictProjectionError`
-    naming their indices (an LR image that no ``x`` in [0, 1] produces ends there).
+    left over go to the old projection onto ``D x = Y / 255`` (:meth:`Degradation.project`) and verified again;
+    any still failing raise :class:`StrictProjectionError` naming their indices
+    (an LR image that no ``x`` in [0, 1] produces ends there).
 
     Args:
         deg: the degradation.
