@@ -32,7 +32,7 @@ from .base import Bank, as_lr_array, check_bank_args, check_mode, from_uint8, sa
 # Strict-mode settings chosen on TRAINING rows only (``python -m sr_engine tune-strict --model NAME``; the table and
 # the command are in each model card). Digits are light strokes on black; plates dark text on a light plate.
 TUNED_STRICT: dict[str, StrictSettings] = {
-    "mnist-x4": StrictSettings(declip_grey=4.0, floor=0.01, dark_ink=False),
+    "mnist-x4": StrictSettings(declip_grey=12.0, floor=0.1, dark_ink=False),  # results/tune-strict-mnist-x4.md
     "mnist-x8": StrictSettings(declip_grey=4.0, floor=0.003, dark_ink=False),  # results/tune-strict-mnist-x8.md
     "plates-x4": StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True),  # results/tune-strict-plates-x4.md
 }
