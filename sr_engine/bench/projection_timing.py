@@ -1,6 +1,8 @@
 """Time the slab projection against the old strict projection on one thread, for a 64-sample bank.
 
-Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``). Prints, per setting, the median seconds
+Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``); with ``--bank mnist-x4`` it times
+instead a shipped model's whole strict step on one bank, old against new (:func:`bank_step_timing`). Otherwise it
+prints, per setting, the median seconds
 of :func:`sr_engine.projection.project_slab` (Euclidean and with :func:`background_weights`), of the whole
 :func:`strict_project` (projection, rounding, verification) and of ``Degradation.project(method="auto")``, with
 Newton steps and how many samples round back to the LR image.
@@ -39,8 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import load_mnist
-from ..degradation import Degradation
+from ..data import load_mnist, mnist_canvas
+from ..degradation import Degradation, get_degradation, make_lr
+from ..engines.base import sample_seeds
+from ..engines.registry import load_engine
+from ..plates import render_plates
 from ..projection import background_weights, default_margin, project_slab, rounds_back, slab_bounds, strict_project
 
 
@@ -79,11 +84,58 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bank", default=None, metavar="MODEL",
+                    help="instead: a shipped model's strict step on one bank, old against new (see bank_step_timing)")
+    ap.add_argument("--steps", type=int, default=8, help="--bank: DDPM steps of the bank")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.bank:
+        old, new = bank_step_timing(args.bank, args.n, args.steps, args.repeats, args.seed)
+        print(f"{args.bank}: {args.n}-sample bank, {args.steps} steps, one thread, median of {args.repeats} "
+              f"alternating runs: old strict step {1e3 * old:.1f} ms, new {1e3 * new:.1f} ms, "
+              f"extra {1e3 * (new - old):+.1f} ms per bank")
+        return
     print(f"{'setting':<15} {'method':<28} {'seconds':>8} {'steps':>6} {'exact':>6}")
     for name, deg, x0, hr, dark_ink in _settings(args.n, args.seed):
         _report(name, deg, x0, hr, dark_ink, args.repeats)
+
+
+@torch.no_grad()
+def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> tuple[float, float]:
+    """Seconds of the strict step of one ``n``-sample bank of a shipped model (a training digit or training plate),
+    old against new, timed alternately (median of ``repeats`` each): old = the flow fed the LR image, then
+    ``Degradation.project`` onto ``D x = Y/255`` and rounding; new = the flow fed the de-clipped LR image, then
+    the background weights and :func:`strict_project` (projection, rounding, verification). The kernel DDPM's
+    latents, which both share, are drawn once and not timed."""
+    eng = load_engine(model)
+    if eng.domain == "plates":
+        hr = render_plates(1, seed=seed, split="train").images
+    else:
+        hr = load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
+    lr = make_lr(hr, eng.scale)[0]
+    deg = get_degradation(hr.shape[-2:], eng.scale, eng.kernel)
+    gens = [torch.Generator().manual_seed(int(s)) for s in sample_seeds(seed, n)]
+    y = torch.from_numpy(lr.astype(np.float32) / 255.0)[None, None].expand(n, -1, -1, -1)
+    zs = eng.sample_latents(y, gens, mode="strict", tau=1.0, steps=steps, scheduler="ddim", timesteps=None,
+                            start_step=None)
+    y_new = torch.from_numpy(eng.flow_input(lr[None])).float()[None].expand(n, -1, -1, -1)
+
+    def old():
+        x = eng.flow.inverse(y, zs)
+        return np.round(deg.project(x.double(), y.double(), tol=eng.projection_tol).x.clamp(0, 1).numpy() * 255)
+
+    def new():
+        x = eng.flow.inverse(y_new, zs).double()
+        return strict_project(deg, x, lr[None], weights=eng.strict.weights(x), tol=eng.projection_tol)
+
+    old(), new()  # warm-up
+    t_old, t_new = [], []
+    for _ in range(repeats):
+        for fn, out in ((old, t_old), (new, t_new)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return statistics.median(t_old), statistics.median(t_new)
 
 
 def _report(name: str, deg: Degradation, x0: torch.Tensor, hr: torch.Tensor, dark_ink: bool, repeats: int) -> None:
