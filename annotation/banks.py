@@ -14,6 +14,11 @@ longer matches).
 
 Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
 own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
+
+The bank's evidence (issue 16): the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
+digit classifier, the plate reader, none for a diffusers pipeline), which reads every sample outside the
+transaction; each sample's reading and confidence and the bank's reading counts are stored with the bank.
+Analysts see them; raters never do (a task carries only pixels).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
 from sr_engine import SREngine
+from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
@@ -163,9 +169,10 @@ def _opt(values: Any, i: int) -> float | None:
 
 
 def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config: dict, scale: int, *,
-               now: datetime | None = None) -> None:
+               now: datetime | None = None, evidence: BankEvidence | None = None) -> None:
     """Write every sample of ``result`` (an ``sr_engine.Bank``) and mark the bank complete, in the caller's
-    transaction. Refused if the claim was taken over or the result does not fit the bank."""
+    transaction, with the reader's ``evidence`` when there is one. Refused if the claim was taken over or the
+    result does not fit the bank."""
     now = now or utcnow()
     bank = session.get(Bank, claim.bank_id, populate_existing=True, with_for_update=True)
     if bank is None:
@@ -175,10 +182,16 @@ def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config:
     _check_result(claim, result, scale)
     if session.scalar(select(func.count()).select_from(Sample).where(Sample.bank_id == bank.id)):
         raise Conflict(f"bank {bank.id} already holds samples of another attempt")
+    if evidence is not None and evidence.n != claim.n:
+        raise InvalidInput(f"the evidence reads {evidence.n} samples; the bank has {claim.n}")
     for i in range(claim.n):
         session.add(Sample(bank_id=bank.id, index=i, seed=int(result.seeds[i]), png=encode_png(result.images[i]),
                            lr_psnr=float(result.lr_psnr[i]), flow_consistency=_opt(result.flow_consistency, i),
-                           projection_residual=_opt(getattr(result, "projection_residual", None), i)))
+                           projection_residual=_opt(getattr(result, "projection_residual", None), i),
+                           reading=evidence.readings[i] if evidence is not None else None,
+                           reading_confidence=float(evidence.confidence[i]) if evidence is not None else None))
+    bank.reader = evidence.reader if evidence is not None else None
+    bank.evidence = evidence.counts() if evidence is not None else None
     bank.status = BankStatus.complete
     bank.engine_config = engine_config
     bank.checkpoint_sha256 = str(engine_config.get("checkpoint_sha256") or "") or None
@@ -235,13 +248,22 @@ def configured_engine(engine: SREngine, options: dict, cache: dict | None = None
     return out
 
 
+AUTO = "auto"
+
+
 def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | None = None, *, limit: int | None = None,
                   worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
-                  on_progress: Callable[[BankJobReport], None] | None = None) -> BankJobReport:
+                  on_progress: Callable[[BankJobReport], None] | None = None,
+                  reader: BankReader | None | str = AUTO) -> BankJobReport:
     """Generate banks until none is left (or ``limit`` were attempted). Owns its transactions: one to queue, one
-    per claim, one per stored (or failed) bank; the engine runs outside any transaction. ``project_id=None``
-    serves every project whose model is this engine's."""
+    per claim, one per stored (or failed) bank; the engine and the reader run outside any transaction.
+    ``project_id=None`` serves every project whose model is this engine's. ``reader``: ``"auto"`` (the engine's
+    domain's, :func:`sr_engine.evidence.reader_for`), a reader, or None (no evidence)."""
     t0 = time.perf_counter()
+    if isinstance(reader, str):
+        if reader != AUTO:
+            raise InvalidInput(f"reader must be {AUTO!r}, a reader or None, got {reader!r}")
+        reader = reader_for(engine.domain)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = BankJobReport()
     with session_scope(factory) as session:
@@ -261,8 +283,9 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
             eng, config = configured_engine(engine, claim.engine_options, configured)
             result = eng.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
                                      scheduler=claim.scheduler)
+            evidence = read_bank(reader, result.images) if reader is not None else None
             with session_scope(factory) as session:
-                store_bank(session, claim, result, config, int(engine.scale))
+                store_bank(session, claim, result, config, int(engine.scale), evidence=evidence)
             report.completed.append(claim.bank_id)
         except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
             logger.warning("bank %d failed (attempt %d)", claim.bank_id, claim.attempt, exc_info=True)

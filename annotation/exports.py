@@ -38,6 +38,7 @@ from db.models import Assignment, Bank, BankStatus, LRImage, Rater, RaterExclusi
 
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows
+from .consensus import ImageResolution, project_consensus
 from .ensembles import latest_ensembles
 from .errors import InvalidInput
 from .positions import METHOD as POSITIONS_METHOD
@@ -55,7 +56,9 @@ SUMMARY_COLUMNS = ["project", "image_id", "image_source", "label", "is_gold", "b
                    "votes", "borda", "top", "consensus_reading", "consensus_count", "consensus_share",
                    "consensus_tied", "alpha_picks", "jaccard_mean", "ensemble_id", "ensemble_samples",
                    "ensemble_lr_psnr", "ensemble_flow_consistency", "ensemble_reprojected", "ensemble_current",
-                   "position_consensus", "position_alpha", "positions", "position_text"]
+                   "position_consensus", "position_alpha", "positions", "position_text",
+                   "majority_reading", "consensus_probability", "resolved", "posterior", "evidence_reader",
+                   "evidence", "evidence_text"]
 MANIFEST_COLUMNS = ["image_id", "image_source", "file", "ensemble_id", "bank_id", "samples", "weights", "method",
                     "n_submissions", "lr_psnr", "lr_psnr_before", "consistency_mse", "flow_consistency",
                     "reprojected"]
@@ -135,6 +138,8 @@ def summary_frame(session: Session, project_id: int, *, include_excluded: bool =
     by_image: dict[int, list] = {}
     for v in votes:
         by_image.setdefault(v.image, []).append(v)
+    # the calibrated consensus honours the analyst's exclusions (include_excluded changes only the share columns)
+    resolution = project_consensus(session, project_id).images
     images = session.execute(select(LRImage, Bank).outerjoin(Bank, (Bank.image_id == LRImage.id)
                                                              & (Bank.status == BankStatus.complete))
                              .where(LRImage.project_id == project_id).order_by(LRImage.id)).all()
@@ -147,20 +152,37 @@ def summary_frame(session: Session, project_id: int, *, include_excluded: bool =
             bank.id if bank else None, bank.n if bank else None, len(vs),
             json.dumps(agg.approval) if agg else None, json.dumps(agg.borda) if agg else None,
             json.dumps(agg.top) if agg else None,
-            agg.consensus.text if agg else None, agg.consensus.count if agg else 0,
+            _reading(resolution.get(image.id), agg), agg.consensus.count if agg else 0,
             agg.consensus.share if agg else 0.0, agg.consensus.tied if agg else False,
             alpha, pairwise_jaccard(vs) if vs else None,
             e.ensemble_id if e else None, json.dumps(e.sample_indices) if e else None,
             e.lr_psnr if e else None, e.flow_consistency if e else None, e.reprojected if e else None,
             bool(e and agg and e.sample_indices == agg.top and e.n_submissions == len(vs)) if e else None,
-            *_position_cells(agg.positions if agg else None)])
+            *_position_cells(agg.positions if agg else None), *_trust_cells(resolution.get(image.id),
+                                                                             agg.consensus.text if agg else None)])
     df = pd.DataFrame(data, columns=SUMMARY_COLUMNS)
     return _typed(df, ints=["image_id", "bank_id", "bank_size", "n_votes", "consensus_count", "ensemble_id"],
                   floats=["consensus_share", "alpha_picks", "jaccard_mean", "ensemble_lr_psnr",
-                          "ensemble_flow_consistency", "position_alpha"],
-                  bools=["is_gold", "consensus_tied", "ensemble_reprojected", "ensemble_current"],
+                          "ensemble_flow_consistency", "position_alpha", "consensus_probability"],
+                  bools=["is_gold", "consensus_tied", "ensemble_reprojected", "ensemble_current", "resolved"],
                   texts=["project", "image_source", "label", "votes", "borda", "top", "consensus_reading",
-                         "ensemble_samples", "position_consensus", "positions", "position_text"])
+                         "ensemble_samples", "position_consensus", "positions", "position_text", "majority_reading",
+                         "posterior", "evidence_reader", "evidence", "evidence_text"])
+
+
+def _reading(r: ImageResolution | None, agg) -> str | None:
+    if r is not None:
+        return r.reading
+    return agg.consensus.text if agg else None
+
+
+def _trust_cells(r: ImageResolution | None, majority: str | None) -> list:
+    """The calibrated consensus (issue 16) and the bank's evidence (``consensus_reading`` is the posterior's
+    reading; the share-based one is ``majority_reading``, with ``consensus_count`` / ``consensus_share``)."""
+    if r is None:
+        return [majority, None, False, None, None, None, "not available"]
+    return [majority, r.probability, r.resolved, json.dumps(r.posterior, ensure_ascii=False), r.evidence_reader,
+            json.dumps(r.evidence, ensure_ascii=False) if r.evidence is not None else None, r.evidence_text]
 
 
 def _position_cells(p: PositionalReading | None) -> list:

@@ -13,12 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
+from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 
 from .accounts import ANALYST_ROLES, require_role
 from .aggregate import ImageAggregate, aggregate_image
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import load_votes, project_agreement
 from .banks import BankProgress, complete_bank, progress
+from .consensus import ImageResolution, project_consensus
 from .ensembles import EnsembleResult, latest_ensembles
 from .exclusions import excluded_rater_ids
 from .images import get_image
@@ -46,6 +48,8 @@ class SampleView:
     index: int
     png: bytes
     lr_psnr: float
+    reading: str | None = None  # the domain's reader's reading (analysts only; None: no reader)
+    reading_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ class ImageDetail:
     alpha_picks: float | None
     jaccard_mean: float | None
     ensemble: EnsembleResult | None  # the newest one
+    evidence_reader: str | None = None  # the bank's reader; None: "not available"
+    evidence: dict[str, int] | None = None  # the bank's reading counts, most frequent first
+    evidence_text: str = NOT_AVAILABLE  # "5: 41 of 64, 6: 23 of 64"
+    resolution: ImageResolution | None = None  # the calibrated consensus (annotation.consensus), exclusions honoured
 
 
 @dataclass(frozen=True)
@@ -140,8 +148,11 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
     image = get_image(session, image_id)
     project = get_project(session, image.project_id)
     bank = complete_bank(session, image.id)
-    samples = [] if bank is None else [SampleView(s.index, s.png, float(s.lr_psnr)) for s in session.scalars(
-        select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
+    samples = [] if bank is None else [
+        SampleView(s.index, s.png, float(s.lr_psnr), s.reading, s.reading_confidence)
+        for s in session.scalars(select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
+    reader = bank.reader if bank is not None else None
+    counts = dict(bank.evidence) if bank is not None and bank.evidence else None
     excluded = excluded_rater_ids(session, project.id)
     everyone = load_votes(session, project.id, image_id=image.id, include_excluded=True)
     names = dict(session.execute(select(Rater.id, Rater.name).where(
@@ -154,7 +165,9 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
     return ImageDetail(image.id, image.source, image.label, bool(image.is_gold), image.png, project.k_picks,
                        project.ensemble_size, samples, rows, agg, alpha,
                        pairwise_jaccard(counted) if counted else None,
-                       latest_ensembles(session, project.id).get(image.id))
+                       latest_ensembles(session, project.id).get(image.id), reader, counts,
+                       distribution_text(counts or {}) if reader else NOT_AVAILABLE,
+                       project_consensus(session, project.id).images.get(image.id))
 
 
 def project_overview(session: Session, actor_id: int, project_id: int) -> ProjectOverview:

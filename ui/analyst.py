@@ -124,6 +124,11 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             c = agg.consensus
             stat += (f"<div>consensus reading <b>{esc(c.text)}</b>: {c.count} of {c.total} "
                      f"({100 * c.share:.0f}%){' (tied)' if c.tied else ''}</div>")
+        r = d.resolution
+        if r is not None and r.reading is not None:
+            stat += (f"<div>calibrated consensus <b>{esc(r.reading)}</b>: probability {r.probability:.3f} "
+                     f"({'resolved' if r.resolved else 'not resolved'})</div>")
+        stat += f"<div>the bank's evidence ({esc(d.evidence_reader or 'no reader')}): {esc(d.evidence_text)}</div>"
         if d.ensemble is not None:
             e = d.ensemble
             current = agg is not None and e.sample_indices == agg.top and e.n_submissions == len(
