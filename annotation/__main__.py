@@ -3,6 +3,7 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
 
     python -m annotation init [--admin-password PW]           # migrate the schema, create the first admin
     python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
+    python -m annotation create-project --name P --model mnist-x8 --min-raters 3 --max-raters 7 --resolve-threshold 0.95
     python -m annotation create-project --name P --model diffusers:/models/my-sr --mode guided [--prompt TEXT]
     python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
@@ -71,7 +72,8 @@ def _cmd_create_project(a, Session) -> int:
     settings = settings_for_engine(eng, a.name, bank_size=a.bank_size, k_picks=a.k, raters_per_image=a.raters_per_image,
                                    ensemble_size=a.ensemble_size, steps=a.steps, mode=a.mode, scheduler=a.scheduler,
                                    seed=a.seed, gold_rate=a.gold_rate, revision_window_s=a.revision_window,
-                                   lease_s=a.lease, max_lr_side=a.max_lr_side,
+                                   lease_s=a.lease, max_lr_side=a.max_lr_side, min_raters=a.min_raters,
+                                   resolve_threshold=a.resolve_threshold,
                                    engine_options={"prompt": a.prompt} if a.prompt else {})
     with session_scope(Session) as s:
         p = create_project(s, settings, engine=eng)
@@ -156,7 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shipped model name, a checkpoint path, or diffusers:/path/to/pipeline (a local folder)")
     c.add_argument("--bank-size", type=int, default=64)
     c.add_argument("--k", type=int, default=3, help="picks per rater and image")
-    c.add_argument("--raters-per-image", type=int, default=5)
+    c.add_argument("--raters-per-image", "--max-raters", dest="raters_per_image", type=int, default=5,
+                   help="raters per image at most (the slots); with --min-raters, adaptive overlap")
+    c.add_argument("--min-raters", type=int, default=None,
+                   help="an image resolved with at least this many submissions is no longer served "
+                        "(default: the maximum, every image gets it)")
+    c.add_argument("--resolve-threshold", type=float, default=0.95,
+                   help="resolved: the calibrated consensus probability reaches this (0..1]")
     c.add_argument("--ensemble-size", type=int, default=3)
     c.add_argument("--steps", type=int, default=8)
     c.add_argument("--mode", default="strict")

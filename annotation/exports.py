@@ -91,7 +91,7 @@ def provenance(session: Session, project_id: int, *, include_excluded: bool = Fa
     settings = {c: getattr(project, c) for c in ("name", "model_name", "scale", "channels", "bank_size", "k_picks",
                                                  "raters_per_image", "ensemble_size", "steps", "scheduler", "seed",
                                                  "gold_rate", "revision_window_s", "lease_s", "max_lr_side",
-                                                 "engine_options")}
+                                                 "engine_options", "min_raters", "resolve_threshold")}
     settings["mode"] = SampleMode(project.mode).value
     excluded = session.execute(select(Rater.name, RaterExclusion.reason).join(
         Rater, Rater.id == RaterExclusion.rater_id).where(RaterExclusion.project_id == project_id)

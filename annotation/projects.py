@@ -1,5 +1,6 @@
 """Projects: which model makes the banks (N samples, steps, mode, scheduler, seed, the model's own options such
-as a diffusers pipeline's prompt) and how votes are collected (k picks per rater, raters_per_image M,
+as a diffusers pipeline's prompt) and how votes are collected (k picks per rater, raters_per_image M (the maximum; ``min_raters`` and
+``resolve_threshold`` for adaptive overlap),
 ensemble_size m, gold rate, lease, revision window), and which LR images are accepted (``max_lr_side``).
 
 A project names its model by a string that loads it again anywhere (the app's worker, ``python -m annotation
@@ -48,6 +49,10 @@ class ProjectSettings:
     lease_s: int = 900  # an assignment's lease (15 minutes)
     max_lr_side: int = 128  # larger LR images are refused on import (at most the engine's own limit)
     engine_options: dict[str, Any] = field(default_factory=dict)  # load keywords beyond the name: {"prompt": ...}
+    # adaptive overlap (issue 16): raters_per_image is the maximum; an image resolved with at least min_raters
+    # submissions is no longer served (None: min = max, every image gets raters_per_image)
+    min_raters: int | None = None
+    resolve_threshold: float = 0.95  # resolved: the calibrated consensus probability reaches this, (0, 1]
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -67,6 +72,11 @@ def validate_settings(s: ProjectSettings) -> None:
     _int(s.bank_size, "bank_size", 1, 4096)
     _int(s.k_picks, "k_picks", 1, s.bank_size)
     _int(s.raters_per_image, "raters_per_image", 1, 10_000)
+    if s.min_raters is not None:
+        _int(s.min_raters, "min_raters", 1, s.raters_per_image)
+    if (isinstance(s.resolve_threshold, bool) or not isinstance(s.resolve_threshold, (int, float))
+            or not 0 < s.resolve_threshold <= 1):
+        raise InvalidInput(f"resolve_threshold must be a number in (0, 1], got {s.resolve_threshold!r}")
     _int(s.ensemble_size, "ensemble_size", 1, s.bank_size)
     _int(s.steps, "steps", 1, 10_000)
     _int(s.seed, "seed", 0, 2**63 - 1)
@@ -136,6 +146,7 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
     values = asdict(settings)
     values["mode"] = SampleMode(settings.mode)
     values["gold_rate"] = float(settings.gold_rate)
+    values["resolve_threshold"] = float(settings.resolve_threshold)
     values["engine_options"] = dict(settings.engine_options)
     project = Project(**values)
     session.add(project)

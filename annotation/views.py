@@ -25,6 +25,7 @@ from .ensembles import EnsembleResult, latest_ensembles
 from .exclusions import excluded_rater_ids
 from .images import get_image
 from .projects import get_project
+from .tasks import min_raters
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,13 @@ def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterPro
     held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
                                                     Assignment.rater_id != rater_id,
                                                     Assignment.slot.is_not(None)).scalar_subquery())
+    submitted = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                         Assignment.status == AssignmentStatus.submitted)
+                 .scalar_subquery())
+    stopped = LRImage.resolved & (submitted >= min_raters(project))  # adaptive overlap (annotation.tasks)
     open_ = session.scalar(select(func.count(LRImage.id)).join(Bank, Bank.image_id == LRImage.id).where(
         LRImage.project_id == project_id, Bank.status == BankStatus.complete, ~mine,
-        LRImage.is_gold.is_(True) | (held < project.raters_per_image))) or 0
+        LRImage.is_gold.is_(True) | ((held < project.raters_per_image) & ~stopped))) or 0
     return RaterProgress(int(done), int(done) + int(open_))
 
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_store, seeded_project, tiny_flow_engine
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from annotation.accounts import create_rater
 from annotation.consensus import image_posterior, project_consensus, refresh_resolution
@@ -18,7 +18,7 @@ from annotation.exports import summary_frame
 from annotation.tasks import next_task, revisable, submit, submitted_task
 from annotation.views import image_detail, rater_progress
 from db.engine import session_scope
-from db.models import Bank, LRImage, Sample
+from db.models import Assignment, AssignmentStatus, Bank, LRImage, Sample
 from sr_engine.consensus import DIGITS, ConsensusConfig
 from sr_engine.evidence import NOT_AVAILABLE, BankEvidence, distribution_text, reader_for
 
@@ -158,3 +158,65 @@ def test_refresh_writes_resolution(factory, digit_engine):
                                 LRImage.resolved).where(LRImage.project_id == pid)).all()
     for iid, reading, prob, res in rows:
         assert (reading, prob, res) == (pc.images[iid].reading, pc.images[iid].probability, pc.images[iid].resolved)
+
+
+# ---- adaptive overlap -------------------------------------------------------------------------------------------
+def _state(factory, pid):
+    with session_scope(factory) as s:
+        rows = s.execute(select(LRImage.id, LRImage.resolved).where(LRImage.project_id == pid)).all()
+        subs = dict(s.execute(select(Assignment.image_id, func.count(Assignment.id)).where(
+            Assignment.project_id == pid, Assignment.status == AssignmentStatus.submitted)
+            .group_by(Assignment.image_id)).all())
+    return {i: (bool(r), int(subs.get(i, 0))) for i, r in rows}
+
+
+def test_a_resolved_image_is_never_served_again_and_none_exceeds_the_maximum(factory, digit_engine):
+    pid = seeded_project(factory, digit_engine, n_images=4, raters_per_image=4, min_raters=2,
+                         resolve_threshold=0.6)
+    raters = _raters(factory, 12)
+    with session_scope(factory) as s:
+        top = {b.image_id: next(iter(b.evidence)) for b in s.scalars(select(Bank).join(LRImage).where(
+            LRImage.project_id == pid))}
+    agree = set(list(top)[:2])  # raters agree (with the bank) on two images and split on the others
+    rng = np.random.default_rng(0)
+    for rid in raters:
+        while True:
+            before = _state(factory, pid)
+            with session_scope(factory) as s:
+                t = next_task(s, rid, pid)
+                if t is None:
+                    break
+                resolved, n_sub = before[t.image_id]
+                assert not (resolved and n_sub >= 2), "a resolved image with the minimum was served"
+                reading = top[t.image_id] if t.image_id in agree else str(rng.integers(10))
+                submit(s, rid, t.assignment_id, [x.sample_id for x in t.samples[:2]], reading)
+    final = _state(factory, pid)
+    assert all(n <= 4 for _, n in final.values())  # the maximum
+    assert all(final[i] == (True, 2) for i in agree)  # resolved at the minimum, then no more raters
+    assert all(n == 4 for i, (_, n) in final.items() if i not in agree and not final[i][0])
+
+
+def test_unresolved_images_are_served_first(factory, digit_engine):
+    pid = seeded_project(factory, digit_engine, n_images=2, raters_per_image=3, min_raters=1)
+    (r1, r2) = _raters(factory, 2)
+    with session_scope(factory) as s:
+        first, second = s.scalars(select(LRImage).where(LRImage.project_id == pid).order_by(LRImage.id)).all()
+        first.resolved = True  # as if its consensus were resolved (not at the minimum: still servable)
+        second_id = second.id
+        s.flush()
+        for rid in (r1, r2):
+            assert next_task(s, rid, pid).image_id == second_id
+
+
+def test_project_settings_refuse_bad_overlap(factory, digit_engine):
+    from annotation.errors import InvalidInput
+    from annotation.projects import create_project, settings_for_engine
+
+    with session_scope(factory) as s:
+        for bad in ({"min_raters": 0}, {"min_raters": 6, "raters_per_image": 5}, {"resolve_threshold": 0.0},
+                    {"resolve_threshold": 1.5}, {"resolve_threshold": True}):
+            with pytest.raises(InvalidInput):
+                create_project(s, settings_for_engine(digit_engine, "bad", **bad))
+        p = create_project(s, settings_for_engine(digit_engine, "ok", min_raters=3, raters_per_image=7,
+                                                  resolve_threshold=0.9))
+        assert (p.min_raters, p.raters_per_image, p.resolve_threshold) == (3, 7, 0.9)

@@ -56,7 +56,9 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         n = gr.Number(64, precision=0, label="N samples per bank")
         k = gr.Number(3, precision=0, label="k picks")
-        m_raters = gr.Number(5, precision=0, label="M raters per image")
+        m_raters = gr.Number(5, precision=0, label="M raters per image (at most)")
+        min_raters_ = gr.Number(None, precision=0, label="min raters (adaptive; empty: M)")
+        threshold_ = gr.Number(0.95, label="resolve threshold (0..1]")
         m_ens = gr.Number(3, precision=0, label="m samples in the ensemble")
         steps = gr.Number(8, precision=0, label="steps")
         seed = gr.Number(0, precision=0, label="seed")
@@ -75,7 +77,7 @@ def build_admin(ctx: AppContext) -> AdminView:
     timer = gr.Timer(2.0, active=False)
 
     def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
-                  request: gr.Request):
+                  min_r_, threshold, request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not str(model_ or "").strip():
             raise refuse("Choose a model.")
@@ -90,6 +92,8 @@ def build_admin(ctx: AppContext) -> AdminView:
                                        mode=str(mode_), scheduler=str(scheduler_), seed=whole_number(seed_, "seed"),
                                        gold_rate=float(gold_ or 0.0),
                                        max_lr_side=whole_number(max_side_, "the size limit"),
+                                       min_raters=None if min_r_ in (None, "") else whole_number(min_r_, "min raters"),
+                                       resolve_threshold=float(0.95 if threshold in (None, "") else threshold),
                                        engine_options={"prompt": prompt_} if prompt_.strip() else {})
         with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
             p = create_project(s, settings, actor_id=actor.id, engine=engine)
@@ -150,7 +154,8 @@ def build_admin(ctx: AppContext) -> AdminView:
             info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
         return message_html(f"Added {info.role} {esc(info.name)!s}."), ""
 
-    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side]
+    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side,
+                     min_raters_, threshold_]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
     upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")

@@ -58,9 +58,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         do_create, create_inputs, admin_msg = admin.create_outputs
 
         def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
-                               max_lr_side, request: gr.Request):
+                               max_lr_side, min_raters=None, threshold=0.95, request: gr.Request = None):
             msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
-                                 max_lr_side, request)
+                                 max_lr_side, min_raters, threshold, request)
             return msg, projects_for(pid), projects_for(pid)
 
         admin.new_project.click(create_and_refresh, create_inputs, [admin_msg, admin.project, analyst.project],
