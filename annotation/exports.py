@@ -44,6 +44,7 @@ from .errors import InvalidInput
 from .positions import METHOD as POSITIONS_METHOD
 from .positions import PositionalReading
 from .projects import get_project
+from .uncertainty import UncertaintyView, image_uncertainty
 
 What = Literal["votes", "summary", "ensembles"]
 Format = Literal["csv", "json", "parquet"]
@@ -61,7 +62,7 @@ SUMMARY_COLUMNS = ["project", "image_id", "image_source", "label", "is_gold", "b
                    "evidence", "evidence_text"]
 MANIFEST_COLUMNS = ["image_id", "image_source", "file", "ensemble_id", "bank_id", "samples", "weights", "method",
                     "n_submissions", "lr_psnr", "lr_psnr_before", "consistency_mse", "flow_consistency",
-                    "reprojected"]
+                    "reprojected", "uncertainty_files", "pc_explained"]
 
 
 @dataclass
@@ -260,13 +261,15 @@ def ensembles_zip(session: Session, project_id: int, fmt: Format = "csv", *,
             e = ens[img]
             name = f"ensembles/image-{img}.png"
             zf.writestr(name, e.png)
+            files, explained = _write_uncertainty(zf, image_uncertainty(session, img), img)
             rows.append([img, sources[img], name, e.ensemble_id, e.bank_id, json.dumps(e.sample_indices),
                          json.dumps(e.weights), e.method, e.n_submissions, e.lr_psnr, e.lr_psnr_before,
-                         e.consistency_mse, e.flow_consistency, e.reprojected])
+                         e.consistency_mse, e.flow_consistency, e.reprojected, files, explained])
         df = _typed(pd.DataFrame(rows, columns=MANIFEST_COLUMNS),
                     ints=["image_id", "ensemble_id", "bank_id", "n_submissions"],
                     floats=["lr_psnr", "lr_psnr_before", "consistency_mse", "flow_consistency"],
-                    bools=["reprojected"], texts=["image_source", "file", "samples", "weights", "method"])
+                    bools=["reprojected"], texts=["image_source", "file", "samples", "weights", "method",
+                                                  "uncertainty_files", "pc_explained"])
         prov = provenance(session, project_id, include_excluded=include_excluded)
         tmp = io.BytesIO()
         if fmt == "csv":
@@ -278,6 +281,20 @@ def ensembles_zip(session: Session, project_id: int, fmt: Format = "csv", *,
         zf.writestr(f"manifest.{fmt}", tmp.getvalue())
         zf.writestr("provenance.json", json.dumps(prov, indent=1, default=str, ensure_ascii=False))
     return buf.getvalue(), len(rows)
+
+
+def _write_uncertainty(zf: zipfile.ZipFile, u: UncertaintyView | None, img: int) -> tuple[str | None, str | None]:
+    """The bank's std and principal-component images (issue 16) beside the ensemble: (files, explained shares)
+    as JSON cells."""
+    if u is None:
+        return None, None
+    files = {"std": f"uncertainty/image-{img}-std.png"}
+    zf.writestr(files["std"], u.std_png)
+    for k, (m, p) in enumerate(zip(u.minus_png, u.plus_png), start=1):
+        for side, png in (("minus", m), ("plus", p)):
+            files[f"pc{k}_{side}"] = f"uncertainty/image-{img}-pc{k}-{side}2sigma.png"
+            zf.writestr(files[f"pc{k}_{side}"], png)
+    return json.dumps(files), json.dumps([round(x, 6) for x in u.explained])
 
 
 # ---- the entry point -------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .exclusions import excluded_rater_ids
 from .images import get_image
 from .projects import get_project
 from .tasks import min_raters
+from .uncertainty import UncertaintyView, image_uncertainty
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ImageDetail:
     evidence: dict[str, int] | None = None  # the bank's reading counts, most frequent first
     evidence_text: str = NOT_AVAILABLE  # "5: 41 of 64, 6: 23 of 64"
     resolution: ImageResolution | None = None  # the calibrated consensus (annotation.consensus), exclusions honoured
+    uncertainty: UncertaintyView | None = None  # where the bank disagrees: std and principal components
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,8 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
                        pairwise_jaccard(counted) if counted else None,
                        latest_ensembles(session, project.id).get(image.id), reader, counts,
                        distribution_text(counts or {}) if reader else NOT_AVAILABLE,
-                       project_consensus(session, project.id).images.get(image.id))
+                       project_consensus(session, project.id).images.get(image.id),
+                       image_uncertainty(session, image.id))
 
 
 def project_overview(session: Session, actor_id: int, project_id: int) -> ProjectOverview:

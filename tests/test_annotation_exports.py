@@ -142,9 +142,11 @@ def test_ensembles_zip(voted, engine, tmp_path, fmt):
         res = export(s, pid, "ensembles", fmt, tmp_path / "ens.zip")
     assert res.rows == 2
     with zipfile.ZipFile(res.path) as zf:
-        names = sorted(zf.namelist())
+        names = sorted(n for n in zf.namelist() if not n.startswith("uncertainty/"))
         assert names == sorted([f"ensembles/image-{m.image_id}.png" for m in made]
                                + [f"manifest.{fmt}", "provenance.json"])
+        extra = {n for n in zf.namelist() if n.startswith("uncertainty/")}  # issue 16: std and components
+        assert {f"uncertainty/image-{m.image_id}-std.png" for m in made} <= extra
         data = zf.read(f"manifest.{fmt}")
         manifest = (pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_json(io.BytesIO(data))
                     if fmt == "json" else pd.read_parquet(io.BytesIO(data)))
@@ -153,6 +155,8 @@ def test_ensembles_zip(voted, engine, tmp_path, fmt):
         _check_provenance(json.loads(zf.read("provenance.json")))
     assert sorted(manifest["image_id"]) == sorted(m.image_id for m in made)
     assert (manifest["lr_psnr"] >= CONSISTENT_DB).all()
+    for shares, files in zip(manifest["pc_explained"], manifest["uncertainty_files"]):
+        assert 0 < sum(json.loads(shares)) <= 1 + 1e-6 and len(json.loads(files)) == 1 + 2 * len(json.loads(shares))
 
 
 def test_exclusions_are_honoured(voted, tmp_path):

@@ -64,6 +64,7 @@ def test_every_sample_is_read_and_analysts_see_the_distribution(factory, digit_e
         d = image_detail(s, analyst, banks[0].image_id)
         assert d.evidence_reader == "digit-classifier" and d.evidence_text == distribution_text(banks[0].evidence)
         assert all(x.reading is not None for x in d.samples)
+        assert d.uncertainty is not None and len(d.uncertainty.plus_png) == len(d.uncertainty.explained) <= 3
         df = summary_frame(s, pid)
     assert list(df["evidence_reader"]) == ["digit-classifier"] * 2
     assert [json.loads(e) for e in df["evidence"]] == [b.evidence for b in sorted(banks, key=lambda b: b.image_id)]

@@ -142,6 +142,13 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                      f"{'' if current else ' – older than the current votes'}</div>")
         else:
             ens = message_html("No ensemble yet: compute one from the votes.")
+        u = d.uncertainty
+        if u is not None:  # where the bank disagrees (issue 16): std, then mean -/+ 2 sigma per principal component
+            ens += (f"<div><b>where the bank disagrees</b></div>"
+                    + lr_html(u.std_png, f"per-pixel std (max {u.std_max:.0f} of 255)")
+                    + "".join(lr_html(m, f"PC{i + 1} ({100 * share:.0f}% of the variance): mean - 2 sigma")
+                              + lr_html(p, f"PC{i + 1}: mean + 2 sigma")
+                              for i, (m, p, share) in enumerate(zip(u.minus_png, u.plus_png, u.explained))))
         rows = pd.DataFrame([[v.rater, ", ".join(map(str, v.picks)), v.reading or "", fmt(v.seconds, ".1f"),
                               "yes" if v.excluded else ""] for v in d.votes], columns=VOTE_COLUMNS)
         bars_ = bars_html(agg.consensus.counts if agg else {}, d.label)
