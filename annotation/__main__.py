@@ -73,7 +73,7 @@ def _cmd_create_project(a, Session) -> int:
                                    ensemble_size=a.ensemble_size, steps=a.steps, mode=a.mode, scheduler=a.scheduler,
                                    seed=a.seed, gold_rate=a.gold_rate, revision_window_s=a.revision_window,
                                    lease_s=a.lease, max_lr_side=a.max_lr_side, min_raters=a.min_raters,
-                                   resolve_threshold=a.resolve_threshold,
+                                   resolve_threshold=a.resolve_threshold, pool_factor=a.pool_factor,
                                    engine_options={"prompt": a.prompt} if a.prompt else {})
     with session_scope(Session) as s:
         p = create_project(s, settings, engine=eng)
@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-raters", type=int, default=None,
                    help="an image resolved with at least this many submissions is no longer served "
                         "(default: the maximum, every image gets it)")
+    c.add_argument("--pool-factor", type=int, default=1,
+                   help="draw this many times bank-size samples and show the bank-size that span them (1: no pool)")
     c.add_argument("--resolve-threshold", type=float, default=0.95,
                    help="resolved: the calibrated consensus probability reaches this (0..1]")
     c.add_argument("--ensemble-size", type=int, default=3)

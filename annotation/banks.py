@@ -43,6 +43,7 @@ from db.engine import session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
 from sr_engine import SREngine
 from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
+from sr_engine.spanning import spanning_subset, subset_bank
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
@@ -69,6 +70,7 @@ class ClaimedBank:
     model_name: str
     discarded_samples: int  # samples of an earlier, unfinished attempt that the claim deleted
     engine_options: dict = field(default_factory=dict)  # the project's (e.g. a diffusers pipeline's prompt)
+    pool_factor: int = 1  # draw pool_factor x n samples, store the n that span them (sr_engine.spanning)
 
 
 @dataclass
@@ -135,7 +137,8 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
                                     .execution_options(synchronize_session=False)).rowcount or 0
         bank = session.get(Bank, bank_id, populate_existing=True)
         image = session.get(LRImage, bank.image_id)
-        options = dict(session.get(Project, image.project_id).engine_options or {})
+        project = session.get(Project, image.project_id)
+        options = dict(project.engine_options or {})
         if discarded:
             record(session, "bank.discarded", "bank", bank_id, project_id=image.project_id,
                    samples=int(discarded), previous_status=BankStatus(status).value)
@@ -144,7 +147,8 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
         return ClaimedBank(bank_id=bank_id, attempt=attempts + 1, project_id=image.project_id,
                            image_id=image.id, lr=lr_array(image), n=bank.n, seed=int(bank.seed), steps=bank.steps,
                            mode=SampleMode(bank.mode).value, scheduler=bank.scheduler, model_name=bank.model_name,
-                           discarded_samples=int(discarded), engine_options=options)
+                           discarded_samples=int(discarded), engine_options=options,
+                           pool_factor=int(project.pool_factor or 1))
     return None
 
 
@@ -169,10 +173,12 @@ def _opt(values: Any, i: int) -> float | None:
 
 
 def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config: dict, scale: int, *,
-               now: datetime | None = None, evidence: BankEvidence | None = None) -> None:
+               now: datetime | None = None, evidence: BankEvidence | None = None,
+               pool_counts: dict[str, int] | None = None, pool_shares: np.ndarray | None = None) -> None:
     """Write every sample of ``result`` (an ``sr_engine.Bank``) and mark the bank complete, in the caller's
     transaction, with the reader's ``evidence`` when there is one. Refused if the claim was taken over or the
-    result does not fit the bank."""
+    result does not fit the bank. A bank chosen from a pool stores the pool's reading counts (``pool_counts``) as
+    its evidence and each sample's ``pool_shares``."""
     now = now or utcnow()
     bank = session.get(Bank, claim.bank_id, populate_existing=True, with_for_update=True)
     if bank is None:
@@ -189,9 +195,10 @@ def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config:
                            lr_psnr=float(result.lr_psnr[i]), flow_consistency=_opt(result.flow_consistency, i),
                            projection_residual=_opt(getattr(result, "projection_residual", None), i),
                            reading=evidence.readings[i] if evidence is not None else None,
-                           reading_confidence=float(evidence.confidence[i]) if evidence is not None else None))
+                           reading_confidence=float(evidence.confidence[i]) if evidence is not None else None,
+                           pool_share=float(pool_shares[i]) if pool_shares is not None else None))
     bank.reader = evidence.reader if evidence is not None else None
-    bank.evidence = evidence.counts() if evidence is not None else None
+    bank.evidence = (pool_counts or evidence.counts()) if evidence is not None else None
     bank.status = BankStatus.complete
     bank.engine_config = engine_config
     bank.checkpoint_sha256 = str(engine_config.get("checkpoint_sha256") or "") or None
@@ -251,6 +258,18 @@ def configured_engine(engine: SREngine, options: dict, cache: dict | None = None
 AUTO = "auto"
 
 
+def _shown(result: Any, evidence: BankEvidence | None, claim: ClaimedBank):
+    """A pool (pool_factor > 1) -> (the n samples that span it, their evidence, the pool's counts, pool shares);
+    otherwise the bank as it is."""
+    if claim.pool_factor <= 1:
+        return result, evidence, None, None
+    idx, shares = spanning_subset(result.images, evidence.readings if evidence is not None else None, claim.n)
+    if evidence is None:
+        return subset_bank(result, idx), None, None, shares
+    shown = BankEvidence(evidence.reader, tuple(evidence.readings[i] for i in idx), evidence.confidence[idx])
+    return subset_bank(result, idx), shown, evidence.counts(), shares
+
+
 def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | None = None, *, limit: int | None = None,
                   worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
                   on_progress: Callable[[BankJobReport], None] | None = None,
@@ -281,11 +300,13 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
             report.discarded[claim.bank_id] = claim.discarded_samples
         try:
             eng, config = configured_engine(engine, claim.engine_options, configured)
-            result = eng.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
-                                     scheduler=claim.scheduler)
+            result = eng.sample_bank(claim.lr, n=claim.n * claim.pool_factor, steps=claim.steps, seed=claim.seed,
+                                     mode=claim.mode, scheduler=claim.scheduler)
             evidence = read_bank(reader, result.images) if reader is not None else None
+            result, evidence, counts, shares = _shown(result, evidence, claim)
             with session_scope(factory) as session:
-                store_bank(session, claim, result, config, int(engine.scale), evidence=evidence)
+                store_bank(session, claim, result, config, int(engine.scale), evidence=evidence, pool_counts=counts,
+                           pool_shares=shares)
             report.completed.append(claim.bank_id)
         except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
             logger.warning("bank %d failed (attempt %d)", claim.bank_id, claim.attempt, exc_info=True)

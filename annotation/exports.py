@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import sr_engine
-from db.models import Assignment, Bank, BankStatus, LRImage, Rater, RaterExclusion, Reading, SampleMode
+from db.models import Assignment, Bank, BankStatus, LRImage, Rater, RaterExclusion, Reading, Sample, SampleMode
 
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows
@@ -52,7 +52,8 @@ WHATS = ("votes", "summary", "ensembles")
 FORMATS = ("csv", "json", "parquet")
 
 VOTE_COLUMNS = ["project", "image_id", "image_source", "rater", "rater_id", "assignment_id", "sample_index",
-                "sample_id", "rank", "reading", "served_at", "submitted_at", "seconds_on_task", "revisions"]
+                "sample_id", "rank", "reading", "served_at", "submitted_at", "seconds_on_task", "revisions",
+                "pool_share"]
 SUMMARY_COLUMNS = ["project", "image_id", "image_source", "label", "is_gold", "bank_id", "bank_size", "n_votes",
                    "votes", "borda", "top", "consensus_reading", "consensus_count", "consensus_share",
                    "consensus_tied", "alpha_picks", "jaccard_mean", "ensemble_id", "ensemble_samples",
@@ -92,7 +93,8 @@ def provenance(session: Session, project_id: int, *, include_excluded: bool = Fa
     settings = {c: getattr(project, c) for c in ("name", "model_name", "scale", "channels", "bank_size", "k_picks",
                                                  "raters_per_image", "ensemble_size", "steps", "scheduler", "seed",
                                                  "gold_rate", "revision_window_s", "lease_s", "max_lr_side",
-                                                 "engine_options", "min_raters", "resolve_threshold")}
+                                                 "engine_options", "min_raters", "resolve_threshold",
+                                                 "pool_factor")}
     settings["mode"] = SampleMode(project.mode).value
     excluded = session.execute(select(Rater.name, RaterExclusion.reason).join(
         Rater, Rater.id == RaterExclusion.rater_id).where(RaterExclusion.project_id == project_id)
@@ -117,14 +119,17 @@ def votes_frame(session: Session, project_id: int, *, include_excluded: bool = F
              .join(Rater, Rater.id == Assignment.rater_id).join(LRImage, LRImage.id == Assignment.image_id)
              .outerjoin(Reading, Reading.assignment_id == Assignment.id).where(Assignment.id.in_(aids)))
         info = {r[0]: r[1:] for r in session.execute(q)}
+    shares = dict(session.execute(select(Sample.id, Sample.pool_share).where(
+        Sample.id.in_({r.sample_id for r in rows}))).all()) if rows else {}
     data = []
     for r in rows:
         name, source, reading, served, submitted, seconds, revisions = info[r.assignment_id]
         data.append([project.name, r.image_id, source, name, r.rater_id, r.assignment_id, r.sample_index,
-                     r.sample_id, r.rank, reading, served, submitted, seconds, revisions])
+                     r.sample_id, r.rank, reading, served, submitted, seconds, revisions, shares.get(r.sample_id)])
     df = pd.DataFrame(data, columns=VOTE_COLUMNS)
     return _typed(df, ints=["image_id", "rater_id", "assignment_id", "sample_index", "sample_id", "rank",
-                            "revisions"], floats=["seconds_on_task"], times=["served_at", "submitted_at"],
+                            "revisions"], floats=["seconds_on_task", "pool_share"],
+                  times=["served_at", "submitted_at"],
                   texts=["project", "image_source", "rater", "reading"])
 
 

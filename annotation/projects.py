@@ -53,6 +53,7 @@ class ProjectSettings:
     # submissions is no longer served (None: min = max, every image gets raters_per_image)
     min_raters: int | None = None
     resolve_threshold: float = 0.95  # resolved: the calibrated consensus probability reaches this, (0, 1]
+    pool_factor: int = 1  # banks draw pool_factor x bank_size samples and show a subset spanning them (1: no pool)
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -72,6 +73,7 @@ def validate_settings(s: ProjectSettings) -> None:
     _int(s.bank_size, "bank_size", 1, 4096)
     _int(s.k_picks, "k_picks", 1, s.bank_size)
     _int(s.raters_per_image, "raters_per_image", 1, 10_000)
+    _int(s.pool_factor, "pool_factor", 1, 16)
     if s.min_raters is not None:
         _int(s.min_raters, "min_raters", 1, s.raters_per_image)
     if (isinstance(s.resolve_threshold, bool) or not isinstance(s.resolve_threshold, (int, float))

@@ -139,6 +139,8 @@ class Project(Base):
     # table would copy it, and its children cascade on delete (see migration 0002)
     min_raters: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolve_threshold: Mapped[float] = mapped_column(Float, default=0.95, server_default="0.95")
+    # a displayed bank that spans the hypotheses: banks draw pool_factor x bank_size samples and show bank_size
+    pool_factor: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # the last project-level consensus fit (rater reliabilities), refreshed periodically (annotation.consensus)
     consensus_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     ensemble_size: Mapped[int] = mapped_column(Integer)  # m most-voted samples averaged
@@ -253,6 +255,7 @@ class Sample(Base):
     projection_residual: Mapped[float | None] = mapped_column(Float, nullable=True)
     reading: Mapped[str | None] = mapped_column(Text, nullable=True)  # the reader's reading (NULL: no reader)
     reading_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # its probability, 0..1
+    pool_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # share of the pool it stands for
 
     bank: Mapped[Bank] = relationship(back_populates="samples")
 

@@ -5,7 +5,9 @@
 - ``lr_images.consensus_reading`` / ``consensus_probability`` / ``resolved``: the calibrated consensus as of the
   last submission;
 - ``projects.min_raters`` / ``resolve_threshold`` / ``consensus_state``: adaptive overlap and the last
-  project-level fit.
+  project-level fit;
+- ``projects.pool_factor`` / ``samples.pool_share``: a displayed bank chosen from a larger pool, and the share of
+  the pool each shown sample stands for.
 
 Plain ``ADD COLUMN``s with constant defaults (nullable or with a server default), so SQLite copies no table
 (see 0002).
@@ -32,12 +34,14 @@ COLUMNS = [
     ("banks", sa.Column("evidence", sa.JSON(), nullable=True)),
     ("samples", sa.Column("reading", sa.Text(), nullable=True)),
     ("samples", sa.Column("reading_confidence", sa.Float(), nullable=True)),
+    ("samples", sa.Column("pool_share", sa.Float(), nullable=True)),
     ("lr_images", sa.Column("consensus_reading", sa.Text(), nullable=True)),
     ("lr_images", sa.Column("consensus_probability", sa.Float(), nullable=True)),
     ("lr_images", sa.Column("resolved", sa.Boolean(), server_default=sa.false(), nullable=False)),
     ("projects", sa.Column("min_raters", sa.Integer(), nullable=True)),
     ("projects", sa.Column("resolve_threshold", sa.Float(), server_default="0.95", nullable=False)),
     ("projects", sa.Column("consensus_state", sa.JSON(), nullable=True)),
+    ("projects", sa.Column("pool_factor", sa.Integer(), server_default="1", nullable=False)),
 ]
 
 
