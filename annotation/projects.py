@@ -1,6 +1,6 @@
 """Projects: which model makes the banks (N samples, steps, mode, scheduler, seed, the model's own options such
-as a diffusers pipeline's prompt) and how votes are collected (k picks per rater, raters_per_image M (the maximum; ``min_raters`` and
-``resolve_threshold`` for adaptive overlap),
+as a diffusers pipeline's prompt, a pool to choose the shown samples from) and how votes are collected (k picks per
+rater, raters_per_image M (the maximum; ``min_raters`` and ``resolve_threshold`` for adaptive overlap),
 ensemble_size m, gold rate, lease, revision window), and which LR images are accepted (``max_lr_side``).
 
 A project names its model by a string that loads it again anywhere (the app's worker, ``python -m annotation
