@@ -15,12 +15,13 @@ saw 6 of 7 raters type the same wrong digit when the bank showed it, so followin
 
 - ``calibrate`` uses **training rows only** (row i with i % 500 < 400): it chooses the evidence prior's ``beta``
   and the follow model on a grid by the negative log-likelihood of the truth, fits the temperature
-  (:func:`sr_engine.consensus.fit_temperature`) on the same rows, and writes the settings with the rows used and
-  the figures.
+  (:func:`sr_engine.consensus.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
+  (:func:`choose_min_raters`), and writes the settings with the rows used and the figures.
 - ``evaluate`` uses **evaluation rows only** (first ``per_digit`` of each digit) with the stored settings, over
   several panels: accuracy of the majority vote and of the posterior, ECE (10 bins) of both, the resolved images'
-  accuracy against the share resolved at the project's threshold, and the votes adaptive overlap spends (3 raters,
-  then one more at a time until resolved or 7) against a fixed 7; a reliability diagram and a risk-coverage plot.
+  accuracy against the share resolved at the project's threshold, and the votes adaptive overlap spends (the
+  calibration's minimum raters, then one more at a time until resolved or 7) against a fixed 7; a reliability
+  diagram and a risk-coverage plot.
 
 The banks' readings are cached (``banks-<split>.npz`` beside the results), so a second run only simulates.
 """
@@ -200,13 +201,42 @@ def calibrate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path |
             logger.info("calibration grid %s", grid[-1])
     best = min(grid, key=lambda g: g["nll"])
     config = ConsensusConfig(beta=best["beta"], follow=best["follow"], temperature=best["temperature"])
+    overlap = choose_min_raters(projects, config, cfg)
     path = save_calibration(
         data_path or calibration_path(), config,
         command="python -m sr_engine benchmark study calibrate",
         rows={"split": "train (row % 500 < 400)", "calibration_rows": [int(r) for r in train["rows"]],
               "gold_rows": [int(r) for r in gold["rows"]]},
-        study=asdict(cfg), grid=grid, chosen=best)
-    return {"path": str(path), "chosen": best, "grid": grid}
+        study=asdict(cfg), grid=grid, chosen=best, adaptive=overlap)
+    return {"path": str(path), "chosen": best, "grid": grid, "adaptive": overlap}
+
+
+MAX_LOSS = 0.005  # adaptive overlap may cost at most half a point of accuracy on the calibration rows
+
+
+def choose_min_raters(projects: list[Project], config: ConsensusConfig, cfg: StudyConfig) -> dict:
+    """On the calibration projects: the minimum raters (1 .. cfg.min_raters) that saves the most votes against a
+    fixed ``max_raters`` while losing at most MAX_LOSS accuracy (half the issue's 1 point, a margin for the
+    step from training to evaluation rows)."""
+    names = [r.name for r in mixed_panel(10)]
+    fixed = [_fit(p, config).argmax(1) == p.truth[: p.n_scored] for p in projects]
+    acc_fixed = float(np.concatenate(fixed).mean())
+    per_m = []
+    for m in range(1, cfg.min_raters + 1):
+        study = StudyConfig(**{**asdict(cfg), "min_raters": m})
+        right, spent, total = [], 0, 0
+        for p in projects:
+            post, n = adaptive(p, config, study, names)
+            right.append(post.argmax(1) == p.truth[: p.n_scored])
+            spent += n
+            total += cfg.max_raters * p.n_scored
+        per_m.append({"min_raters": m, "accuracy": float(np.concatenate(right).mean()), "accuracy_fixed": acc_fixed,
+                      "vote_saving": 1 - spent / total})
+        logger.info("adaptive overlap on the calibration rows: %s", per_m[-1])
+    ok = [g for g in per_m if acc_fixed - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
+    best = max(ok, key=lambda g: (g["vote_saving"], g["min_raters"]))
+    return {"min_raters": best["min_raters"], "max_raters": cfg.max_raters, "threshold": cfg.threshold,
+            "max_loss": MAX_LOSS, "per_min_raters": per_m}
 
 
 # ---- evaluate (evaluation rows) ------------------------------------------------------------------------------
@@ -233,6 +263,9 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
     from .plots import reliability_plot, risk_coverage_plot
 
     config = load_calibration(data_path)
+    saved = json.loads(Path(data_path or calibration_path()).read_text(encoding="utf-8"))
+    if "adaptive" in saved:  # the minimum chosen on the calibration rows
+        cfg = StudyConfig(**{**asdict(cfg), "min_raters": int(saved["adaptive"]["min_raters"])})
     ev = bank_readings("eval", cfg.eval_per_digit, cfg, out_dir / "banks-eval.npz")
     gold = bank_readings("train", cfg.gold_per_digit, cfg, out_dir / "banks-gold.npz")
     assert is_eval_row(ev["rows"]).all() and not is_eval_row(gold["rows"]).any()
