@@ -7,7 +7,7 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
     python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
-    python -m annotation export --project P --what votes|summary|ensembles --format csv|json|parquet --out PATH
+    python -m annotation export --project P --what votes|summary|skips|ensembles --format csv|json|parquet --out PATH
 
 ``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
 PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``.
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("export", parents=[common], help="votes, per-image summary or ensembles")
     c.add_argument("--project", required=True)
-    c.add_argument("--what", choices=["votes", "summary", "ensembles"], required=True)
+    c.add_argument("--what", choices=["votes", "summary", "skips", "ensembles"], required=True)
     c.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     c.add_argument("--out", required=True)
     c.add_argument("--include-excluded", action="store_true")

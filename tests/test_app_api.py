@@ -69,7 +69,8 @@ def test_rater_is_refused_analyst_and_admin_endpoints(served):
 
     c = client(url, "rita")
     calls = [("/analyst_overview", (pid,)), ("/analyst_image", (1,)), ("/make_ensemble", (1,)),
-             ("/export", (pid, "votes", "csv")), ("/generate_banks", (pid,)), ("/bank_progress", (pid,)),
+             ("/export", (pid, "votes", "csv")), ("/make_all_ensembles", (pid,)), ("/generate_banks", (pid,)),
+             ("/bank_progress", (pid,)),
              ("/add_rater", ("mallory", "admin", "pw")), ("/exclude_rater", (pid, "rob", "x")),
              ("/include_rater", (pid, "rob", "")),
              ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0, "", 128))]
@@ -156,13 +157,20 @@ def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
 
 def test_analyst_exports_download(served):
     url, _, pid = served
+    import zipfile
+
     import pandas as pd
 
     a = client(url, "ana")
-    path = a.predict(pid, "votes", "csv", api_name="/export")
-    df = pd.read_csv(path)
+    path, msg = a.predict(pid, "votes", "csv", api_name="/export")  # one zip: the table and its provenance
+    assert "Exported" in msg and str(path).endswith(".zip")
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["votes.csv", "votes.csv.provenance.json"]
+        df = pd.read_csv(zf.open("votes.csv"))
     assert list(df.columns)[:3] == ["project", "image_id", "image_source"]
-    zpath = a.predict(pid, "ensembles", "json", api_name="/export")
+    msg = a.predict(pid, api_name="/make_all_ensembles")  # every voted image, before the ensembles zip
+    assert "ensemble(s) computed" in msg or "No votes yet" in msg, msg
+    zpath, _ = a.predict(pid, "ensembles", "json", api_name="/export")
     assert str(zpath).endswith(".zip")
 
 

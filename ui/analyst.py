@@ -14,9 +14,9 @@ import pandas as pd
 
 from annotation.accounts import ANALYST_ROLES, rater_by_name
 from annotation.banks import complete_bank
-from annotation.ensembles import make_ensemble
+from annotation.ensembles import make_ensemble, voted_images
 from annotation.exclusions import exclude_rater, include_rater
-from annotation.exports import FORMATS, WHATS, export
+from annotation.exports import FORMATS, WHATS, export, export_bundle
 from annotation.views import image_detail, project_images, project_overview
 from sr_engine.metrics import CONSISTENT_DB
 
@@ -87,8 +87,12 @@ def build_analyst(ctx: AppContext) -> AnalystView:
     with gr.Row():
         what = gr.Dropdown(list(WHATS), value="votes", label="export")
         fmt_ = gr.Dropdown(list(FORMATS), value="csv", label="format")
-        export_btn = gr.Button("Export")
-        download = gr.File(label="download", interactive=False)
+        with gr.Column(min_width=200):
+            export_btn = gr.Button("Export")
+            all_ens_btn = gr.Button("Compute all ensembles", size="sm")
+            export_msg = gr.HTML(elem_id="sr-export-msg")  # beside the buttons that caused it
+        download = gr.File(label="download (CSV and JSON come zipped with their provenance)", interactive=False,
+                           elem_id="sr-download")
 
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
@@ -171,11 +175,33 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         if what_ not in WHATS or format_ not in FORMATS:
             raise refuse("Choose what to export and a format.")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
-        ext = "zip" if what_ == "ensembles" else format_
-        out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
+        # one zip: Parquet embeds its provenance; CSV and JSON travel with the sidecar (export_bundle)
+        ext = "parquet" if format_ == "parquet" and what_ != "ensembles" else "zip"
+        out = ctx.exports_dir / name / f"project-{pid}-{what_}-{format_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
         with ctx.tx() as s:
-            res = export(s, pid, what_, format_, out)
-        return str(res.path)
+            res = export_bundle(s, pid, what_, format_, out) if ext == "zip" else export(s, pid, what_, format_, out)
+        return str(res.path), message_html(f"Exported {res.rows} row(s): {esc(out.name)}")
+
+    def compute_all_ensembles(project_id, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        """An ensemble from the current votes for every voted image, one transaction each, with progress (runs
+        in Gradio's worker threads: raters keep being served)."""
+        actor = ctx.actor(request, *ANALYST_ROLES)
+        pid = chosen_id(project_id, "a project")
+        with ctx.tx() as s:
+            project_overview(s, actor.id, pid)  # the role check on this project
+            image_ids = voted_images(s, pid)
+        if not image_ids:
+            return message_html("No votes yet: nothing to average.")
+        low = 0
+        for i, iid in enumerate(image_ids):
+            progress((i, len(image_ids)), desc=f"ensemble of image {iid}")
+            with ctx.tx() as s:
+                engine = ctx.engines.get(complete_bank(s, iid).model_name)
+                res = make_ensemble(s, engine, iid, actor_id=actor.id)
+                low += res.lr_psnr < CONSISTENT_DB
+        return message_html(f"{len(image_ids)} ensemble(s) computed from the current votes"
+                            + (f"; {low} below {CONSISTENT_DB:g} dB" if low else "; all consistent")
+                            + ". The ensembles zip now holds every voted image.")
 
     image_outputs = [lr_view, stats, heat, ens_view, bars, votes, positions]
     project.change(show_project, [project], [overview, raters, image], api_name="analyst_overview")
@@ -190,5 +216,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
 
     exclude_btn.click(exclude, [project, ex_name, ex_reason], [overview, raters], api_name="exclude_rater")
     include_btn.click(include, [project, ex_name, ex_reason], [overview, raters], api_name="include_rater")
-    export_btn.click(do_export, [project, what, fmt_], [download], api_name="export")
+    export_btn.click(do_export, [project, what, fmt_], [download, export_msg], api_name="export")
+    all_ens_btn.click(compute_all_ensembles, [project], [export_msg], api_name="make_all_ensembles",
+                      concurrency_limit=1)
     return AnalystView(project)

@@ -228,4 +228,5 @@ CSS = """
 .sr-progress { height: 16px; background: var(--background-fill-secondary); border-radius: 8px; overflow: hidden; }
 .sr-progress-fill { height: 100%; background: #2f9e44; }
 .sr-progress-caption { font-size: 0.9em; margin-top: 4px; }
+#sr-download .filename .stem { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; }  /* full names */
 """
