@@ -45,6 +45,11 @@ DEMO_PROJECT = "demo: ambiguous MNIST digits"
 DEMO_RATER, DEMO_ANALYST = "demo-rater", "demo-analyst"
 DEMO_MODEL = "mnist-x8"
 PLATES_DEMO_MODEL = "plates-x4"
+DIGIT_GUIDELINES = ("Each small image hides one handwritten digit (0-9). Pick the samples that look most like a "
+                    "real handwritten digit, best first, and type the digit you read. If two digits look equally "
+                    "plausible, pick your best candidates of either and read the one you find more likely.")
+PLATE_GUIDELINES = ("Each image is a licence plate. Pick the samples whose characters look most plausible, best "
+                    "first, and type the plate as you read it, with ? for a character you cannot read.")
 FAIR_SHARE = 0.25  # a reading "holds a fair share" of a probe bank at >= 25% of its samples (fixed, not tuned)
 
 
@@ -158,7 +163,7 @@ def seed_demo(session: Session, model_name: str, scale: int, *, digits: DemoDigi
     ``run_bank_jobs``."""
     settings = ProjectSettings(name=DEMO_PROJECT, model_name=model_name, scale=scale, bank_size=bank_size,
                                k_picks=k_picks, raters_per_image=raters_per_image, ensemble_size=ensemble_size,
-                               steps=steps, gold_rate=0.1)
+                               steps=steps, gold_rate=0.1, guidelines=DIGIT_GUIDELINES)
     pid = create_project(session, settings).id
     d = digits if digits is not None else fixed_demo_digits(scale, per_class)
     import_arrays(session, pid, list(d.lr), [f"mnist:eval:{int(r)}" for r in d.rows], hr=list(d.hr),
@@ -220,7 +225,8 @@ def seed_plates_demo(session: Session, engine: SREngine, reader, *, count: int =
     ambiguous, gold = chosen[:-1], chosen[-1:]
     settings = ProjectSettings(name=PLATES_DEMO_PROJECT, model_name=engine.name, scale=int(engine.scale),
                                bank_size=bank_size, k_picks=k_picks, raters_per_image=raters_per_image,
-                               ensemble_size=ensemble_size, steps=steps, gold_rate=0.1)
+                               ensemble_size=ensemble_size, steps=steps, gold_rate=0.1,
+                               guidelines=PLATE_GUIDELINES)
     pid = create_project(session, settings).id
     ev = eval_plates()
     items = gold + ambiguous

@@ -144,6 +144,8 @@ class Project(Base):
     # keywords the model is loaded with beyond its name (a diffusers pipeline's prompt); {} for most models.
     # The server default fills rows made before this column existed (migration 0002).
     engine_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # what raters read above the grid (written by an admin); '' for rows made before migration 0004
+    guidelines: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list[LRImage]] = relationship(back_populates="project", passive_deletes=True)

@@ -70,7 +70,7 @@ def test_rater_is_refused_analyst_and_admin_endpoints(served):
     c = client(url, "rita")
     calls = [("/analyst_overview", (pid,)), ("/analyst_image", (1,)), ("/make_ensemble", (1,)),
              ("/export", (pid, "votes", "csv")), ("/make_all_ensembles", (pid,)), ("/generate_banks", (pid,)),
-             ("/bank_progress", (pid,)),
+             ("/bank_progress", (pid,)), ("/set_guidelines", (pid, "read carefully")),
              ("/add_rater", ("mallory", "admin", "pw")), ("/exclude_rater", (pid, "rob", "x")),
              ("/include_rater", (pid, "rob", "")),
              ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0, "", 128))]

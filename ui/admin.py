@@ -14,7 +14,7 @@ from annotation.accounts import create_rater
 from annotation.banks import progress
 from annotation.images import import_images
 from sr_engine import MODES as SR_MODES
-from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
+from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec, set_guidelines,
                                  settings_for_engine)
 
 from .context import AppContext, chosen_id, refuse, whole_number
@@ -37,6 +37,12 @@ def build_admin(ctx: AppContext) -> AdminView:
         project = gr.Dropdown(label="project", choices=[], interactive=True, allow_custom_value=True,
                               elem_id="sr-admin-project")
     bank_progress = gr.HTML(elem_id="sr-bank-progress")
+    with gr.Row():
+        guide = gr.Textbox(label="guidelines for raters (shown above their grid; plain text)", lines=3, scale=4,
+                           elem_id="sr-admin-guidelines")
+        with gr.Column(scale=1, min_width=180):
+            guide_btn = gr.Button("Save guidelines", size="sm")
+            guide_msg = gr.HTML()  # beside the button that caused it
     with gr.Row():
         files = gr.File(label="LR images (PNG, JPEG or a zip of them)", file_count="multiple",
                         file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath")
@@ -64,7 +70,9 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
         max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
-    new_project = gr.Button("Create project")
+    with gr.Row():
+        new_project = gr.Button("Create project", scale=1)
+        create_msg = gr.HTML(elem_id="sr-create-msg")  # beside the button that caused it
     gr.Markdown("### Accounts")
     with gr.Row():
         acct_name = gr.Textbox(label="name")
@@ -142,6 +150,23 @@ def build_admin(ctx: AppContext) -> AdminView:
             html += message_html(f"last error: {w.last_error}", "error")
         return html
 
+    def show_guidelines(project_id, request: gr.Request):
+        ctx.actor(request, "admin")
+        try:
+            pid = int(project_id)
+        except (TypeError, ValueError):
+            return ""
+        with ctx.tx() as s:
+            return get_project(s, pid).guidelines
+
+    def save_guidelines(project_id, text, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        with ctx.tx() as s:
+            p = set_guidelines(s, actor.id, pid, str(text or ""))
+            name_ = p.name
+        return message_html(f"Saved the guidelines of {name_}; raters see them with their next task.")
+
     def do_add(name_, role_, pw_, request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not pw_:
@@ -156,5 +181,7 @@ def build_admin(ctx: AppContext) -> AdminView:
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
     project.change(show_progress, [project], [bank_progress], api_name=False)
+    project.change(show_guidelines, [project], [guide], api_name=False)
+    guide_btn.click(save_guidelines, [project, guide], [guide_msg], api_name="set_guidelines")
     add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater")
-    return AdminView(project, timer, new_project, [do_create, create_inputs, admin_msg])
+    return AdminView(project, timer, new_project, [do_create, create_inputs, create_msg])

@@ -16,7 +16,7 @@ from annotation.projects import list_projects
 from .admin import build_admin
 from .analyst import build_analyst
 from .context import AppContext
-from .rate import build_rate
+from .rate import build_rate, rater_menu
 from .render import esc
 
 
@@ -47,7 +47,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             skip = gr.update()
             return (head, gr.Tabs(selected=start), gr.Tab(visible=role == "rater"),
                     gr.Tab(visible=role in ANALYST_ROLES), gr.Tab(visible=role == "admin"),
-                    projects_for() if role == "rater" else skip,
+                    rater_menu(ctx, actor.id) if role == "rater" else skip,
                     projects_for() if role in ANALYST_ROLES else skip,
                     projects_for() if role == "admin" else skip,
                     gr.Timer(active=role == "admin"))
