@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -82,7 +84,7 @@ def _login(page, base: str, name: str, password: str) -> None:
     page.locator("input[data-testid='textbox']").first.fill(name)
     page.locator("input[type='password']").first.fill(password)
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(f"text=Signed in as", timeout=60_000)
+    page.wait_for_selector("text=Signed in as", timeout=60_000)
 
 
 def _assignments(data: Path) -> dict[int, dict]:
@@ -141,7 +143,6 @@ def _fits(page, selector: str, width: int, height: int) -> list[str]:
     return bad
 
 
-@pytest.mark.browser
 def test_rate_then_analyse_in_chromium(app_server):
     """One app start for every point: layout at 1400x900, clicks, keys for every sample, a pick beyond k, focus
     after submit, Escape out of the reading box, a reload mid-task, fast keys then Ctrl+Enter, skip with a second

@@ -37,6 +37,7 @@ def test_the_choice_rule():
     assert [p.index for p in amb] == [1, 0, 3]  # too few qualify: the next read two ways at all
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(DEMO_MODEL not in list_models() or not JUDGE.is_file(),
                     reason="the shipped mnist-x8 or the digit judge is not installed")
 def test_the_demo_banks_split_the_reader():
