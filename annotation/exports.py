@@ -45,7 +45,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import sr_engine
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, RaterExclusion, Reading, SampleMode
+from db.models import (
+    Assignment,
+    AssignmentStatus,
+    Bank,
+    BankStatus,
+    LRImage,
+    Rater,
+    RaterExclusion,
+    Reading,
+    SampleMode,
+)
 
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import image_aggregates, load_votes, pick_rows

@@ -47,7 +47,8 @@ SR_JS = r"""
     try {
       for (let i = localStorage.length - 1; i >= 0; i--) {
         const key = localStorage.key(i);
-        if (key && key.startsWith('sr-picks-') && key !== 'sr-picks-' + g.dataset.assignment) localStorage.removeItem(key);
+        const mine = 'sr-picks-' + g.dataset.assignment;
+        if (key && key.startsWith('sr-picks-') && key !== mine) localStorage.removeItem(key);
       }
       localStorage.setItem('sr-picks-' + g.dataset.assignment, JSON.stringify(p));
     } catch (e) { /* storage may be off: the picks still live in the page */ }
@@ -57,14 +58,20 @@ SR_JS = r"""
     const k = parseInt(g.dataset.k || '0');
     tiles().forEach((t) => {
       const r = p.indexOf(t.dataset.sid);
-      if (r >= 0) { t.dataset.rank = String(r + 1); t.classList.add('sr-picked'); t.setAttribute('aria-pressed', 'true'); }
+      if (r >= 0) {
+        t.dataset.rank = String(r + 1); t.classList.add('sr-picked'); t.setAttribute('aria-pressed', 'true');
+      }
       else { delete t.dataset.rank; t.classList.remove('sr-picked'); t.setAttribute('aria-pressed', 'false'); }
     });
     const c = q('#sr-counter'); if (c) c.textContent = p.length + ' of ' + k + ' picked';
     const b = q('#sr-submit');
-    if (b) { b.classList.toggle('sr-not-ready', p.length !== k); b.setAttribute('aria-disabled', String(p.length !== k)); }
+    if (b) {
+      b.classList.toggle('sr-not-ready', p.length !== k); b.setAttribute('aria-disabled', String(p.length !== k));
+    }
     const box = q('#sr-picks textarea, #sr-picks input');
-    if (box && box.value !== p.join(',')) { box.value = p.join(','); box.dispatchEvent(new Event('input', { bubbles: true })); }
+    if (box && box.value !== p.join(',')) {
+      box.value = p.join(','); box.dispatchEvent(new Event('input', { bubbles: true }));
+    }
     store(g, p);
   };
   const toggle = (tile) => {
@@ -151,7 +158,9 @@ SR_JS = r"""
       const reasons = Array.from(panel.querySelectorAll('[data-reason]'));
       const i = parseInt(ev.key) - 1;
       if (i >= 0 && i < reasons.length) { ev.preventDefault(); skip(reasons[i].dataset.reason); }
-      else if (ev.key === 'Escape' || ev.key === 's' || ev.key === 'S') { ev.preventDefault(); closeSkip(); focusGrid(); }
+      else if (ev.key === 'Escape' || ev.key === 's' || ev.key === 'S') {
+        ev.preventDefault(); closeSkip(); focusGrid();
+      }
       return;
     }
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
@@ -164,7 +173,8 @@ SR_JS = r"""
       const r = q('#sr-reading textarea, #sr-reading input'); if (r) { ev.preventDefault(); r.focus(); }
     } else if (key === 'ArrowRight' || key === 'ArrowLeft' || key === 'ArrowUp' || key === 'ArrowDown') {
       ev.preventDefault();
-      move(key === 'ArrowRight' ? 1 : key === 'ArrowLeft' ? -1 : 0, key === 'ArrowDown' ? 1 : key === 'ArrowUp' ? -1 : 0);
+      const dx = key === 'ArrowRight' ? 1 : key === 'ArrowLeft' ? -1 : 0;
+      move(dx, key === 'ArrowDown' ? 1 : key === 'ArrowUp' ? -1 : 0);
     } else if ((key === ' ' || key === 'Enter') && t && t.closest && t.closest('#sr-grid .sr-tile')) {
       ev.preventDefault(); toggle(t.closest('.sr-tile'));
     }

@@ -220,8 +220,8 @@ CSS = """
 .sr-skip-box { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 8px; border: 2px solid #e8590c;
                border-radius: 6px; }
 .sr-skip-box[hidden] { display: none; }
-.sr-skip-box button { padding: 3px 8px; border: 1px solid #ced4da; border-radius: 4px; background: none; cursor: pointer;
-                      font-size: 0.9em; font-weight: normal; }
+.sr-skip-box button { padding: 3px 8px; border: 1px solid #ced4da; border-radius: 4px; background: none;
+                      cursor: pointer; font-size: 0.9em; font-weight: normal; }
 .sr-msg { padding: 10px 12px; border-radius: 6px; background: var(--background-fill-secondary); }
 .sr-msg.sr-done { font-size: 1.2em; } .sr-msg.sr-error { color: #c92a2a; }
 .sr-counter { font-size: 1.3em; font-weight: 600; }
