@@ -1,12 +1,15 @@
 """The Analyst view: a project overview (progress, agreement, gold accuracy, raters), per image the LR image, a
 vote heat-map over the bank, the ensemble with its LR-PSNR and flow check, the readings as bars with shares
 (plates: per position under the ensemble), alpha and the rater table; exports as downloads (CSV, JSON, Parquet,
-ensembles zip). Analysts and admins only."""
+ensembles zip). Analysts and admins only.
+
+An export is made for the analyst who asks, in that account's private folder under an unguessable name, and
+handed out once through the app's own download route, which checks the account and its role when the link is
+followed (:mod:`ui.security`, :mod:`annotation.downloads`); it is never a Gradio file output, so no other account
+can fetch it from Gradio's cache."""
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -22,6 +25,7 @@ from sr_engine.metrics import CONSISTENT_DB
 
 from .context import AppContext, chosen_id, refuse
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
+from .security import DOWNLOAD_PREFIX
 from .render import flow_check_text  # "not available for this model" where the engine has no flow
 from .render import positions_html  # plates: readings per position under the ensemble
 
@@ -88,7 +92,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         what = gr.Dropdown(list(WHATS), value="votes", label="export")
         fmt_ = gr.Dropdown(list(FORMATS), value="csv", label="format")
         export_btn = gr.Button("Export")
-        download = gr.File(label="download", interactive=False)
+        download = gr.HTML(elem_id="sr-download")
 
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
@@ -165,17 +169,39 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         with ctx.tx() as s:
             return render_image(image_detail(s, actor.id, iid))
 
+    def private_file(actor, filename: str, write) -> tuple:
+        """A private download made by ``write(path)`` (returns what it wrote): (ticket, result)."""
+        ticket = ctx.downloads.new(actor.id, actor.name, filename)
+        try:
+            result = write(ticket.path)
+            ctx.downloads.publish(ticket)
+        except BaseException:
+            ctx.downloads.remove(ticket)
+            raise
+        return ticket, result
+
     def do_export(project_id, what_, format_, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
             raise refuse("Choose what to export and a format.")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
         ext = "zip" if what_ == "ensembles" else format_
-        out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
-        with ctx.tx() as s:
-            res = export(s, pid, what_, format_, out)
-        return str(res.path)
+
+        def write(path):
+            with ctx.tx() as s:
+                return export(s, pid, what_, format_, path)
+
+        ticket, res = private_file(actor, f"project-{pid}-{what_}.{ext}", write)
+        links = [(ticket, f"{ticket.filename} ({res.rows} row(s))")]
+        if res.provenance_path is not None and res.provenance_path.is_file():  # the tables' sidecar: its own link
+            prov, _ = private_file(actor, res.provenance_path.name,
+                                   lambda path: res.provenance_path.replace(path))
+            links.append((prov, prov.filename))
+        minutes = max(1, round(ctx.downloads.ttl_s / 60))
+        items = "".join(f"<li><a class='sr-download-link' href='{DOWNLOAD_PREFIX.lstrip('/')}{t.token}' "
+                        f"download='{esc(t.filename)}'>Download {esc(label)}</a></li>" for t, label in links)
+        return (f"<ul>{items}</ul><div class='sr-msg sr-info'>Each link works once, for you only, for "
+                f"{minutes} minute(s).</div>")
 
     image_outputs = [lr_view, stats, heat, ens_view, bars, votes, positions]
     project.change(show_project, [project], [overview, raters, image], api_name="analyst_overview")
