@@ -12,7 +12,8 @@ missing cookie (401).
 
 Sign-in (``auth``, which Gradio awaits inside its async ``/login`` route): refused with 429 while
 :class:`~annotation.sessions.SignInThrottle` says so (per name and per client address); the scrypt check and the
-store's work run in worker threads (at most four at a time), so a burst of sign-ins never holds up other requests.
+store's work run in worker threads (as many at a time as there are cores, up to four), so a burst of sign-ins
+never holds up other requests.
 
 Session hashes: the browser picks a random ``session_hash`` per page and the queue streams each event's output to
 whoever asks for that hash (``/gradio_api/queue/data``). The first signed-in account that uses a hash owns it;
@@ -31,6 +32,7 @@ import contextvars
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -55,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 DOWNLOAD_PREFIX = "/private-download/"
 TOKEN_COOKIE_PREFIX = "access-token-"  # Gradio's cookies: access-token-<id> and access-token-unsecure-<id>
-SIGN_IN_THREADS = 4  # scrypt checks at a time (16 MiB each); the rest wait without blocking the event loop
+SIGN_IN_THREADS = max(1, min(4, os.cpu_count() or 1))  # scrypt checks at a time (16 MiB each); the rest wait
 MAX_JOIN_BODY = 64 << 20  # a queue/join body read to find its session hash (Gradio would read it all anyway)
 API = "/gradio_api"
 
