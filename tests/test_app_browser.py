@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -79,7 +81,7 @@ def _login(page, base: str, name: str, password: str) -> None:
     page.locator("input[data-testid='textbox']").first.fill(name)
     page.locator("input[type='password']").first.fill(password)
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector(f"text=Signed in as", timeout=60_000)
+    page.wait_for_selector("text=Signed in as", timeout=60_000)
 
 
 def _votes(data: Path) -> list[tuple[str, int, int]]:

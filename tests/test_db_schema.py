@@ -95,6 +95,7 @@ def test_0002_keeps_existing_projects_and_gives_them_no_engine_options(tmp_path)
     eng.dispose()
 
 
+@pytest.mark.postgres
 def test_migrations_on_postgresql():
     base = os.environ.get("TEST_POSTGRES_URL")
     if not base:
