@@ -151,7 +151,8 @@ def _cmd_accounts(a, Session) -> int:
     with session_scope(Session) as s:
         if a.action == "list":
             rows = list_accounts(s)
-            print(f"{'name':<24} {'role':<8} {'active':<6} {'must change':<11} {'last sign-in (UTC)':<19} created (UTC)")
+            head = ("name", "role", "active", "must change", "last sign-in (UTC)")
+            print(f"{head[0]:<24} {head[1]:<8} {head[2]:<6} {head[3]:<11} {head[4]:<19} created (UTC)")
             for r in rows:
                 last = r.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if r.last_sign_in_at else "never"
                 print(f"{r.name:<24} {r.role:<8} {'yes' if r.active else 'no':<6} "
