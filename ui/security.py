@@ -44,9 +44,8 @@ import anyio
 import gradio as gr
 from fastapi import HTTPException
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
 from annotation.accounts import ANALYST_ROLES, authenticate, record_sign_in
 from annotation.downloads import PrivateDownloads
@@ -194,10 +193,25 @@ class Guard:
         ticket = self.downloads.claim(scope["path"][len(DOWNLOAD_PREFIX):], state.id)
         if ticket is None:
             return await _reply(scope, receive, send, 404, "No such download (each link works once, for a while)")
-        response = FileResponse(ticket.path, filename=ticket.filename, media_type="application/octet-stream",
-                                content_disposition_type="attachment", headers={"Cache-Control": "no-store"},
-                                background=BackgroundTask(self.downloads.remove, ticket))
-        await response(scope, receive, send)
+        try:
+            f = open(ticket.path, "rb")  # closed by the stream below
+        except OSError:
+            self.downloads.remove(ticket)
+            return await _reply(scope, receive, send, 404, "No such download (each link works once, for a while)")
+        size = os.fstat(f.fileno()).st_size
+        self.downloads.remove(ticket)  # gone from the disk before the first byte leaves; the open file still reads
+
+        async def chunks():
+            try:
+                while chunk := await anyio.to_thread.run_sync(f.read, 1 << 16):
+                    yield chunk
+            finally:
+                f.close()
+
+        name = "".join(c for c in ticket.filename if c.isascii() and c.isprintable() and c not in '"\\')
+        headers = {"Content-Disposition": f'attachment; filename="{name}"',
+                   "Content-Length": str(size), "Cache-Control": "no-store"}
+        await StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)(scope, receive, send)
 
 
 class GuardMiddleware:
