@@ -97,6 +97,8 @@ class SessionTable(MutableMapping[str, str]):
             if epoch is None or now - when > EXPECT_S:  # not through our password check: never valid
                 logger.warning("refused a session for %r that did not pass the sign-in check", name)
                 return
+            for t in [t for t, e in self._entries.items() if now - e.last_seen > self.idle_s]:
+                del self._entries[t]  # sessions nobody came back to: forgotten at the next sign-in
             self._entries[token] = _Entry(name, epoch, now)
 
     def rebind(self, token: str, state: AccountState) -> None:

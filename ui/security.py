@@ -17,9 +17,9 @@ never holds up other requests.
 
 Session hashes: the browser picks a random ``session_hash`` per page and the queue streams each event's output to
 whoever asks for that hash (``/gradio_api/queue/data``). The first signed-in account that uses a hash owns it;
-another account's ``queue/join``, ``queue/data``, ``heartbeat`` or ``cancel`` with it is refused (403), so a
-leaked hash gives nobody else that session's outputs or state. (Handlers take identity from ``request.username``,
-which comes from the cookie on the server, never from the hash.)
+another account's ``queue/join``, ``queue/data``, ``heartbeat``, ``cancel``, ``call``, ``run`` or ``api`` request
+with it is refused (403), so a leaked hash gives nobody else that session's outputs or state. (Handlers take
+identity from ``request.username``, which comes from the cookie on the server, never from the hash.)
 
 Private downloads: ``GET /private-download/<token>`` hands an export to the account that made it, once, after
 checking at that moment that the account is signed in, active and still an analyst or admin
@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, StreamingResponse
 
-from annotation.accounts import ANALYST_ROLES, authenticate, record_sign_in
+from annotation.accounts import ANALYST_ROLES, authenticate, dummy_hash, record_sign_in
 from annotation.downloads import PrivateDownloads
 from annotation.sessions import AccountState, SessionTable, SignInThrottle, account_state
 from db.engine import session_scope
@@ -130,6 +130,7 @@ class Guard:
         self.downloads = downloads
         self.hashes = SessionHashOwners(sessions.idle_s)
         self._limiter: anyio.CapacityLimiter | None = None
+        dummy_hash()  # made now, so that the first unknown name does not cost a second scrypt
 
     # ---- wiring ---------------------------------------------------------------------------------------------
     def middleware(self) -> Middleware:
@@ -252,7 +253,8 @@ class GuardMiddleware:
             session_hash = _query(scope, "session_hash")
         elif path.startswith(f"{API}/heartbeat/"):
             session_hash = path[len(f"{API}/heartbeat/"):]
-        elif method == "POST" and path.rstrip("/") in (f"{API}/queue/join", f"{API}/cancel"):
+        elif method == "POST" and (path.rstrip("/") in (f"{API}/queue/join", f"{API}/cancel")
+                                   or path.startswith((f"{API}/call/", f"{API}/run/", f"{API}/api/"))):
             body, receive = await _buffer(receive)
             if body is None:
                 return await _reply(scope, receive, send, 413, "Request too large")

@@ -120,6 +120,8 @@ def test_a_session_hash_belongs_to_its_account(served):
     r = rita.get("gradio_api/queue/data", params={"session_hash": hash_})
     assert r.status_code == 403 and "sec" not in r.text
     assert rita.get(f"gradio_api/heartbeat/{hash_}").status_code == 403
+    r = rita.post("gradio_api/call/next_task", json={"data": [pid], "session_hash": hash_})
+    assert r.status_code == 403
     with ana.stream("GET", "gradio_api/queue/data", params={"session_hash": hash_}) as r:
         assert r.status_code == 200
         text = ""
