@@ -66,7 +66,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         def change_password(old, new, repeat, request: gr.Request):
             msg = change_own_password(ctx, old, new, repeat, request)
-            return (msg, "", "", "", *on_load(request))
+            shown = list(on_load(request))  # the whole page for the account, now that it may use it
+            shown[page.index(account.box)] = gr.Accordion(open=True)  # the form stays open to show the message
+            return (msg, "", "", "", *shown)
 
         account.button.click(change_password, [account.old, account.new, account.repeat],
                              [account.message, account.old, account.new, account.repeat, *page],
