@@ -101,8 +101,12 @@ def test_a_session_needs_a_passed_check_and_ends_by_epoch_and_idle():
     assert table.get("t2") == "rita"  # used: the idle clock restarts
     now[0] = 118.0
     assert table.get("t2") == "rita"
-    now[0] = 179.0
-    assert table.get("t2") is None
+    table.expect(AccountState(2, "rob", "rater", True, 0, False))
+    table["t3"] = "rob"
+    now[0] = 300.0
+    table.expect(AccountState(2, "rob", "rater", True, 0, False))
+    table["t4"] = "rob"  # a sign-in forgets the sessions nobody came back to
+    assert "t2" not in table and "t3" not in table and table.get("t4") == "rob"
 
 
 def test_the_app_answers_429_while_throttled(tmp_path):
