@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import DDL
@@ -252,6 +253,12 @@ class Rater(Base):
     secret_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # sign-in sessions: each remembers the epoch it began in; a deactivation or a new password bumps the epoch,
+    # which ends every older session at once (the app checks it on each request)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # a generated (one-time) password: until it is changed the account may do nothing else
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class RaterExclusion(Base):

@@ -23,7 +23,7 @@ from db.models import (Assignment, AuditLog, Bank, BankStatus, Base, LRImage, Pi
                        SampleMode, utcnow)
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAD = "0004"  # the newest migration (the integrator re-chains 0003/0004 after the other branches)
+HEAD = "0004"  # the newest migration
 
 
 def _schema(engine):

@@ -1,12 +1,15 @@
 """The Analyst view: a project overview (progress, agreement, gold accuracy, raters), per image the LR image, a
 vote heat-map over the bank, the ensemble with its LR-PSNR and flow check, the readings as bars with shares
 (plates: per position under the ensemble), alpha and the rater table; exports as downloads (CSV, JSON, Parquet,
-ensembles zip). Analysts and admins only."""
+ensembles zip). Analysts and admins only.
+
+An export is made for the analyst who asks, in that account's private folder under an unguessable name, and
+handed out once through the app's own download route, which checks the account and its role when the link is
+followed (:mod:`ui.security`, :mod:`annotation.downloads`); it is never a Gradio file output, so no other account
+can fetch it from Gradio's cache."""
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -22,6 +25,7 @@ from sr_engine.metrics import CONSISTENT_DB
 
 from .context import AppContext, chosen_id, refuse
 from .render import bars_html, db_text, esc, fmt, heatmap_html, lr_html, message_html, progress_html
+from .security import DOWNLOAD_PREFIX
 from .render import flow_check_text  # "not available for this model" where the engine has no flow
 from .render import positions_html  # plates: readings per position under the ensemble
 
@@ -91,8 +95,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
             export_btn = gr.Button("Export")
             all_ens_btn = gr.Button("Compute all ensembles", size="sm")
             export_msg = gr.HTML(elem_id="sr-export-msg")  # beside the buttons that caused it
-        download = gr.File(label="download (CSV and JSON come zipped with their provenance)", interactive=False,
-                           elem_id="sr-download")
+        download = gr.HTML(elem_id="sr-download")  # private one-time links (CSV and JSON zipped with their provenance)
 
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
@@ -169,18 +172,38 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         with ctx.tx() as s:
             return render_image(image_detail(s, actor.id, iid))
 
+    def private_file(actor, filename: str, write) -> tuple:
+        """A private download made by ``write(path)`` (returns what it wrote): (ticket, result)."""
+        ticket = ctx.downloads.new(actor.id, actor.name, filename)
+        try:
+            result = write(ticket.path)
+            ctx.downloads.publish(ticket)
+        except BaseException:
+            ctx.downloads.remove(ticket)
+            raise
+        return ticket, result
+
     def do_export(project_id, what_, format_, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
             raise refuse("Choose what to export and a format.")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
-        # one zip: Parquet embeds its provenance; CSV and JSON travel with the sidecar (export_bundle)
-        ext = "parquet" if format_ == "parquet" and what_ != "ensembles" else "zip"
-        out = ctx.exports_dir / name / f"project-{pid}-{what_}-{format_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
-        with ctx.tx() as s:
-            res = export_bundle(s, pid, what_, format_, out) if ext == "zip" else export(s, pid, what_, format_, out)
-        return str(res.path), message_html(f"Exported {res.rows} row(s): {esc(out.name)}")
+        # one file: Parquet embeds its provenance; CSV and JSON travel zipped with their sidecar (export_bundle)
+        ext = format_ if format_ == "parquet" and what_ != "ensembles" else "zip"
+        name = f"project-{pid}-{what_}-{format_}.{ext}" if ext == "zip" and what_ != "ensembles" else \
+            f"project-{pid}-{what_}.{ext}"
+
+        def write(path):
+            with ctx.tx() as s:
+                return (export(s, pid, what_, format_, path) if ext == "parquet"
+                        else export_bundle(s, pid, what_, format_, path))
+
+        ticket, res = private_file(actor, name, write)
+        minutes = max(1, round(ctx.downloads.ttl_s / 60))
+        link = (f"<ul><li><a class='sr-download-link' href='{DOWNLOAD_PREFIX.lstrip('/')}{ticket.token}' "
+                f"download='{esc(ticket.filename)}'>Download {esc(ticket.filename)} ({res.rows} row(s))</a></li></ul>"
+                f"<div class='sr-msg sr-info'>The link works once, for you only, for {minutes} minute(s).</div>")
+        return link, message_html(f"Exported {res.rows} row(s): {esc(ticket.filename)}")
 
     def compute_all_ensembles(project_id, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         """An ensemble from the current votes for every voted image, one transaction each, with progress (runs

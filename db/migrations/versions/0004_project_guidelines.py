@@ -5,7 +5,7 @@ A plain ``ADD COLUMN`` with a constant default on every backend, so SQLite does 
 drop and re-create ``projects``, which its children reference with ``ON DELETE CASCADE``).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
