@@ -28,6 +28,7 @@ from .errors import Conflict, InvalidInput, NotFound
 SCHEDULERS = ("ddim", "dpmsolver", "ddpm", "euler")  # every engine's; each engine takes some (engine_schedulers)
 DIFFUSERS_PREFIX = "diffusers:"
 MAX_PROMPT = 1000
+MAX_GUIDELINES = 10_000
 
 
 @dataclass
@@ -54,6 +55,7 @@ class ProjectSettings:
     min_raters: int | None = None
     resolve_threshold: float = 0.95  # resolved: the calibrated consensus probability reaches this, (0, 1]
     pool_factor: int = 1  # banks draw pool_factor x bank_size samples and show a subset spanning them (1: no pool)
+    guidelines: str = ""  # shown to raters above the grid (plain text); an admin may edit it later
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -92,6 +94,25 @@ def validate_settings(s: ProjectSettings) -> None:
     if isinstance(s.gold_rate, bool) or not isinstance(s.gold_rate, (int, float)) or not 0 <= s.gold_rate <= 1:
         raise InvalidInput(f"gold_rate must be a number in [0, 1], got {s.gold_rate!r}")
     _check_options(s.engine_options)
+    _check_guidelines(s.guidelines)
+
+
+def set_guidelines(session: Session, actor_id: int, project_id: int, text: str) -> Project:
+    """Replace a project's guidelines for raters (admins only; audited with the old text)."""
+    require_role(session, actor_id, "admin")
+    project = get_project(session, project_id)
+    text = "" if text is None else str(text).strip()
+    _check_guidelines(text)
+    old, project.guidelines = project.guidelines, text
+    record(session, "project.guidelines", "project", project.id, actor_id=actor_id, project_id=project.id,
+           old=old, new=text)
+    return project
+
+
+def _check_guidelines(text: object) -> None:
+    """Plain text for raters, several lines allowed; empty means none."""
+    if text != "":
+        check_text(text, "guidelines", MAX_GUIDELINES, allow_newlines=True)
 
 
 def _check_options(options: object) -> None:

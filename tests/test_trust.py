@@ -67,7 +67,8 @@ def test_every_sample_is_read_and_analysts_see_the_distribution(factory, digit_e
         assert d.uncertainty is not None and len(d.uncertainty.plus_png) == len(d.uncertainty.explained) <= 3
         df = summary_frame(s, pid)
     assert list(df["evidence_reader"]) == ["digit-classifier"] * 2
-    assert [json.loads(e) for e in df["evidence"]] == [b.evidence for b in sorted(banks, key=lambda b: b.image_id)]
+    assert [{x["reading"]: x["count"] for x in e} for e in df["evidence"]] == [
+        b.evidence for b in sorted(banks, key=lambda b: b.image_id)]
 
 
 def test_a_model_without_a_reader_has_no_evidence(factory):

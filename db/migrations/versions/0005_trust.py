@@ -10,10 +10,10 @@
   the pool each shown sample stands for.
 
 Plain ``ADD COLUMN``s with constant defaults (nullable or with a server default), so SQLite copies no table
-(see 0002).
+(see 0002). Re-chained after main's 0003 (account sessions) and 0004 (project guidelines).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
