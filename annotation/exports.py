@@ -235,7 +235,8 @@ def _trust_cells(r: ImageResolution | None, majority: str | None) -> list:
     most probable first (one shape in JSON and Parquet alike)."""
     if r is None:
         return [majority, None, False, None, None, None, "not available"]
-    posterior = [{"reading": k, "probability": v} for k, v in r.posterior.items()]
+    # rounded: a nested float goes through JSON at 15 significant digits, so the three formats agree only if short
+    posterior = [{"reading": k, "probability": round(v, 6)} for k, v in r.posterior.items()]
     evidence = [{"reading": k, "count": v} for k, v in r.evidence.items()] if r.evidence is not None else None
     return [majority, r.probability, r.resolved, posterior, r.evidence_reader, evidence, r.evidence_text]
 

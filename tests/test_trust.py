@@ -5,7 +5,6 @@ is never served again; no image gets more than the maximum)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
