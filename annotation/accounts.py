@@ -19,6 +19,7 @@ from db.models import Rater, Role
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from .text import normalize_text
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB, ~50 ms a check: slow for guessing, fine for logging in
 MAX_NAME = 100
@@ -99,7 +100,17 @@ def get_rater(session: Session, rater_id: int) -> Rater:
     return rater
 
 
+def normalize_name(name: object) -> str:
+    """An account name in its one canonical form (NFKC, stripped, no invisible or direction-changing
+    characters): "ａｄｍｉｎ" and "admin" are one name."""
+    return normalize_text(name, what="rater name", max_len=MAX_NAME)
+
+
 def rater_by_name(session: Session, name: str) -> Rater:
+    try:
+        name = normalize_name(name)
+    except InvalidInput:
+        raise NotFound(f"unknown rater {name!r}") from None
     rater = session.scalar(select(Rater).where(Rater.name == name))
     if rater is None:
         raise NotFound(f"unknown rater {name!r}")
@@ -116,7 +127,7 @@ def require_role(session: Session, actor_id: int, *roles: str) -> Rater:
 def create_rater(session: Session, name: str, role: str = "rater", secret: str | None = None, *,
                  actor_id: int | None = None) -> RaterInfo:
     """A new account. ``actor_id``, when given, must be an admin's (the UI path); scripts and tests pass None."""
-    check_text(name, "rater name", MAX_NAME)
+    name = normalize_name(name)
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
     if actor_id is not None:
@@ -141,9 +152,11 @@ def set_secret(session: Session, rater_id: int, secret: str, *, actor_id: int | 
 def authenticate(session: Session, name: str, secret: str) -> RaterInfo | None:
     """The account for ``name`` if ``secret`` matches and it is active, else None (same answer for an unknown
     name and a wrong secret)."""
-    if not isinstance(name, str):
-        return None
-    rater = session.scalar(select(Rater).where(Rater.name == name))
+    try:
+        name = normalize_name(name)
+    except InvalidInput:
+        name = None
+    rater = session.scalar(select(Rater).where(Rater.name == name)) if name is not None else None
     if rater is None or not rater.active:
         verify_secret(secret, hash_secret("timing-equaliser"))  # as slow as a real check
         return None

@@ -43,6 +43,7 @@ from .errors import InvalidInput
 from .positions import METHOD as POSITIONS_METHOD
 from .positions import PositionalReading
 from .projects import get_project
+from .text import csv_safe
 
 What = Literal["votes", "summary", "ensembles"]
 Format = Literal["csv", "json", "parquet"]
@@ -186,11 +187,22 @@ def _typed(df: pd.DataFrame, *, ints=(), floats=(), times=(), bools=(), texts=()
     return df
 
 
+def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` for a CSV file: every text cell that a spreadsheet would read as a formula (``=HYPERLINK(...)``,
+    ``+``, ``-``, ``@``) gets a leading ``'`` (:func:`annotation.text.csv_safe`); JSON and Parquet keep the text
+    as it is."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or isinstance(out[c].dtype, pd.StringDtype):
+            out[c] = out[c].map(csv_safe, na_action="ignore")
+    return out
+
+
 def write_table(df: pd.DataFrame, path: Path, fmt: Format, prov: dict) -> Path:
     """Write ``df`` and its provenance sidecar ``<path>.provenance.json`` (Parquet also embeds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        df.to_csv(path, index=False)
+        csv_frame(df).to_csv(path, index=False)
     elif fmt == "json":
         df.to_json(path, orient="records", date_format="iso", date_unit="us", force_ascii=False, indent=1,
                    double_precision=15)
@@ -248,7 +260,7 @@ def ensembles_zip(session: Session, project_id: int, fmt: Format = "csv", *,
         prov = provenance(session, project_id, include_excluded=include_excluded)
         tmp = io.BytesIO()
         if fmt == "csv":
-            tmp.write(df.to_csv(index=False).encode("utf-8"))
+            tmp.write(csv_frame(df).to_csv(index=False).encode("utf-8"))
         elif fmt == "json":
             tmp.write(df.to_json(orient="records", force_ascii=False, indent=1, double_precision=15).encode("utf-8"))
         else:

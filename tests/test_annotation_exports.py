@@ -20,6 +20,7 @@ from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import export, read_table, summary_frame, votes_frame
 from annotation.images import decode_png
 from annotation.tasks import next_task, submit
+from annotation.text import csv_safe
 from conftest import make_store, seeded_project, tiny_flow_engine
 from db.engine import session_scope
 from db.models import Sample
@@ -201,13 +202,15 @@ def _check_provenance(prov):
 
 
 def _assert_same(df: pd.DataFrame, back: pd.DataFrame, fmt: str) -> None:
-    """Compare an exported table with what pandas reads back: text verbatim, numbers equal, times equal."""
+    """Compare an exported table with what pandas reads back: text verbatim (in CSV, a cell a spreadsheet would
+    read as a formula carries a leading quote: annotation.text.csv_safe), numbers equal, times equal."""
     assert list(back.columns) == list(df.columns)
     assert len(back) == len(df)
     for col in df.columns:
         a, b = df[col], back[col]
         if str(a.dtype) == "string":
-            assert [None if pd.isna(x) else str(x) for x in a] == [None if pd.isna(x) else str(x) for x in b], col
+            want = [None if pd.isna(x) else (csv_safe(str(x)) if fmt == "csv" else str(x)) for x in a]
+            assert want == [None if pd.isna(x) else str(x) for x in b], col
         elif str(a.dtype).startswith("datetime"):
             np.testing.assert_array_equal(pd.to_datetime(a).to_numpy(), pd.to_datetime(b).to_numpy())
         elif str(a.dtype) == "boolean":
