@@ -5,7 +5,6 @@ ensembles zip). Analysts and admins only."""
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from annotation.banks import complete_bank
 from annotation.ensembles import make_ensemble
 from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import FORMATS, WHATS, export
+from annotation.text import safe_path_component
 from annotation.views import image_detail, project_images, project_overview
 from sr_engine.metrics import CONSISTENT_DB
 
@@ -93,7 +93,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             o = project_overview(s, actor.id, pid)
             imgs = project_images(s, actor.id, pid)
         choices = [(f"#{i.id} {i.source}" + (" (gold)" if i.is_gold else "") + f" – {i.n_votes} vote(s)", i.id)
@@ -148,7 +148,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         if image_id in (None, ""):
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
                 columns=VOTE_COLUMNS), ""
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             d = image_detail(s, actor.id, chosen_id(image_id, "an image"))
         return render_image(d)
 
@@ -170,7 +170,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         pid = chosen_id(project_id, "a project")
         if what_ not in WHATS or format_ not in FORMATS:
             raise refuse("Choose what to export and a format.")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", actor.name)
+        name = safe_path_component(actor.name)  # an account named ".." stays inside the exports folder
         ext = "zip" if what_ == "ensembles" else format_
         out = ctx.exports_dir / name / f"project-{pid}-{what_}-{time.strftime('%Y%m%d-%H%M%S')}.{ext}"
         with ctx.tx() as s:

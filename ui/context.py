@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from annotation.accounts import authenticate, rater_by_name
 from annotation.errors import AnnotationError
 from annotation.projects import load_model, model_spec
-from db.engine import session_scope
+from annotation.text import safe_message
+from annotation.uploads import MAX_UPLOAD_BYTES
+from db.engine import is_busy, session_scope
 from db.models import Role
 from sr_engine import SREngine, list_models
 
@@ -33,9 +35,14 @@ logger = logging.getLogger(__name__)
 def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
     """The error to raise when a request is refused (bad input, a missing permission): the message goes to the
     page and one line to the log, without a traceback; a refusal is not a bug. Real bugs still raise their own
-    exceptions, which Gradio logs with the traceback."""
+    exceptions, which Gradio logs with the traceback. The toast shows HTML: the message is escaped and stripped of
+    memory addresses first (:func:`annotation.text.safe_message`)."""
+    message = safe_message(message)
     logger.log(level, "refused: %s", message)
     return gr.Error(message, print_exception=False)
+
+
+BUSY_MESSAGE = "The store is busy; try again in a moment."
 
 
 def _int_or_refuse(value: object, refusal: str) -> int:
@@ -91,7 +98,8 @@ class EngineRegistry:
 
 class AppContext:
     def __init__(self, factory: sessionmaker[Session], engines: EngineRegistry, worker: Any,
-                 exports_dir: Path):
+                 exports_dir: Path, *, max_upload_bytes: int = MAX_UPLOAD_BYTES):
+        self.max_upload_bytes = int(max_upload_bytes)  # one uploaded file (app.py --max-upload-mb)
         self.factory = factory
         self.engines = engines
         self.worker = worker
@@ -109,7 +117,7 @@ class AppContext:
         name = getattr(request, "username", None) if request is not None else None
         if not name:
             raise refuse("Sign in first.")
-        with session_scope(self.factory) as s:
+        with self.tx(write=False) as s:
             try:
                 r = rater_by_name(s, name)
             except AnnotationError:
@@ -124,11 +132,17 @@ class AppContext:
 
     # ---- transactions ----------------------------------------------------------------------------------------
     @contextmanager
-    def tx(self) -> Iterator[Session]:
+    def tx(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction per button press; a service's refusal (:class:`~annotation.errors.AnnotationError`)
-        becomes a message in the page and one log line (:func:`refuse`)."""
+        becomes a message in the page and one log line (:func:`refuse`). ``write=False`` for a request that only
+        reads: it never waits for the write lock. A write that waited the engine's busy timeout (a few seconds
+        in the app) for the lock is refused with "busy, try again", also as one log line."""
         try:
-            with session_scope(self.factory) as s:
+            with session_scope(self.factory, write=write) as s:
                 yield s
         except AnnotationError as err:
             raise refuse(str(err)) from None
+        except Exception as err:
+            if is_busy(err):
+                raise refuse(BUSY_MESSAGE, level=logging.WARNING) from None
+            raise
