@@ -110,7 +110,7 @@ def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side:
     and so is the model's LR shape where ``rules`` carry one. ``name`` may be anything (a file name from an
     upload): messages escape it.
     """
-    name = escape_for_message(name)
+    raw, name = name, escape_for_message(name)
     if not isinstance(data, (bytes, bytearray)):
         raise InvalidInput(f"{name}: expected the file's bytes, got {type(data).__name__}")
     if len(data) > MAX_FILE_BYTES:
@@ -126,7 +126,7 @@ def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side:
                 raise InvalidInput(f"{name}: {w}x{h} pixels is larger than this project's limit of {max_side} "
                                    "a side")
             if rules is not None:
-                rules.check_shape(name, h, w)
+                rules.check_shape(raw, h, w)
             if getattr(im, "n_frames", 1) != 1:
                 raise InvalidInput(f"{name}: animated images are not supported")
             im.load()  # decodes every pixel: a truncated file fails here

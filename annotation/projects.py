@@ -89,8 +89,8 @@ def normalize_reading(text: object, model_name: str, *, what: str = "reading", m
     out = normalize_text(text, what=what, max_len=max_len)
     alphabet = reading_alphabet(model_name)
     if alphabet is not None:
-        if alphabet.upper() == alphabet:
-            out = out.upper()
+        if any(c.isupper() for c in alphabet) and not any(c.islower() for c in alphabet):
+            out = out.upper()  # plates: "8b" is "8B"
         check_alphabet(out, alphabet, what=what)
     return out
 
