@@ -92,7 +92,7 @@ def create_app(db_url: str | None = None, data_dir: str | Path | None = None, *,
     exports.mkdir(parents=True, exist_ok=True)
     max_upload_bytes = int(max_upload_mb * (1 << 20))
     ctx = AppContext(factory, engines, worker, exports, max_upload_bytes=max_upload_bytes)
-    blocks = build_app(ctx).queue(default_concurrency_limit=8)
+    blocks = build_app(ctx).queue(default_concurrency_limit=8, status_update_rate=10)
     launch = dict(auth=ctx.authenticate, auth_message="Sign in with the account your admin gave you.",
                   share=False, css=CSS, js=KEYS_JS, allowed_paths=[str(exports.resolve())],
                   footer_links=["api", "settings"], max_file_size=max_upload_bytes)

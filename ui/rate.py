@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
+from sqlalchemy.orm import Session
 
 from annotation.tasks import Task, next_task, revisable, revise, skip, submit, submitted_task
-from annotation.views import rater_progress
+from annotation.views import RaterProgress, rater_progress
 
 from .context import AppContext, chosen_id, refuse
 from .render import esc, lr_html, message_html, picker_html, progress_html
@@ -111,11 +112,19 @@ def _on_screen(task: Task, picks: Sequence[int] = (), revising: bool = False) ->
     return lr_html(task.lr_png, "the LR image, enlarged"), grid, state
 
 
-def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -> tuple:
-    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it."""
-    with ctx.tx() as s:
-        task = next_task(s, rater_id, project_id)
-        prog = rater_progress(s, rater_id, project_id)
+def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None, RaterProgress]:
+    """This rater's next task (or the live one) and progress, in the caller's transaction."""
+    return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
+
+
+def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
+              served: tuple[Task | None, RaterProgress] | None = None) -> tuple:
+    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
+    ``served``: what :func:`serve_next` returned in the handler's own transaction (one write per submission)."""
+    if served is None:
+        with ctx.tx() as s:
+            served = serve_next(s, rater_id, project_id)
+    task, prog = served
     progress = progress_html(prog.done, prog.total, f"{prog.done} of {prog.total} done")
     if task is None:
         done = message_html((note + " " if note else "") + "Nothing left to rate in this project. Thank you!",
@@ -171,14 +180,15 @@ def build_rate(ctx: AppContext) -> RateView:
             raise refuse("No task on screen: choose a project.")
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
-        with ctx.tx() as s:
+        with ctx.tx() as s:  # the vote and the next task in one transaction: one wait for the write lock
             if task.revising:
                 revise(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Revised."
             else:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
-        return show_task(ctx, actor.id, task.project_id, note)
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, note, served)
 
     def do_revise(project_id, request: gr.Request):
         """Put the rater's newest submission that is still inside the revision window back on screen."""
@@ -202,7 +212,8 @@ def build_rate(ctx: AppContext) -> RateView:
             raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
-        return show_task(ctx, actor.id, task.project_id, "Skipped.")
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, "Skipped.", served)
 
     project.change(load_task, [project], outputs, api_name="next_task")
     picks.change(picks_changed, [picks, state], [counter, submit_btn], api_name="picks_changed",
