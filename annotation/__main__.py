@@ -8,7 +8,14 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 60]
     python -m annotation remove-image --project P --image ID [--reason TEXT]
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
-    python -m annotation export --project P --what votes|summary|ensembles --format csv|json|parquet --out PATH
+    python -m annotation export --project P --what votes|summary|skips|ensembles --format csv|json|parquet --out PATH
+    python -m annotation accounts list
+    python -m annotation accounts add --name N [--role rater|analyst|admin] [--password-stdin]
+    python -m annotation accounts deactivate|activate|reset-password --name N
+
+``accounts add`` without ``--password-stdin`` and ``accounts reset-password`` print a generated one-time password that
+must be changed at the first sign-in; ``deactivate`` and a new password end the account's sign-in sessions in a
+running app within a second. Account changes made here are audited with no actor (the command line).
 
 ``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
 PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``. It refreshes
@@ -163,6 +170,36 @@ def _cmd_export(a, Session) -> int:
     return 0
 
 
+def _cmd_accounts(a, Session) -> int:
+    from .accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
+
+    with session_scope(Session) as s:
+        if a.action == "list":
+            rows = list_accounts(s)
+            head = ("name", "role", "active", "must change", "last sign-in (UTC)")
+            print(f"{head[0]:<24} {head[1]:<8} {head[2]:<6} {head[3]:<11} {head[4]:<19} created (UTC)")
+            for r in rows:
+                last = r.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if r.last_sign_in_at else "never"
+                print(f"{r.name:<24} {r.role:<8} {'yes' if r.active else 'no':<6} "
+                      f"{'yes' if r.must_change_password else '':<11} {last:<19} {r.created_at:%Y-%m-%d %H:%M}")
+            return 0
+        if not a.name:
+            raise InvalidInput(f"accounts {a.action} needs --name")
+        if a.action == "add":
+            password = sys.stdin.readline().rstrip("\r\n") if a.password_stdin else None
+            made = add_account(s, a.name, a.role, password)
+            print(f"added {made.role} {made.name!r}" + (f"; one-time password: {made.password} (it must be changed at "
+                                                        "the first sign-in)" if made.generated else ""))
+        elif a.action == "reset-password":
+            made = reset_password(s, rater_by_name(s, a.name).id)
+            print(f"new one-time password for {made.name!r}: {made.password} (it must be changed at the next "
+                  "sign-in; the account's sessions have ended)")
+        else:
+            info = set_active(s, rater_by_name(s, a.name).id, a.action == "activate")
+            print(f"{info.name!r} is {'active' if info.active else 'deactivated; its sessions have ended'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: $SR_DB_URL or data/annotation.sqlite)")
@@ -229,11 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("export", parents=[common], help="votes, per-image summary or ensembles")
     c.add_argument("--project", required=True)
-    c.add_argument("--what", choices=["votes", "summary", "ensembles"], required=True)
+    c.add_argument("--what", choices=["votes", "summary", "skips", "ensembles"], required=True)
     c.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     c.add_argument("--out", required=True)
     c.add_argument("--include-excluded", action="store_true")
     c.set_defaults(func=_cmd_export)
+
+    c = sub.add_parser("accounts", parents=[common], help="list, add, deactivate, activate accounts; reset passwords")
+    c.add_argument("action", choices=["list", "add", "deactivate", "activate", "reset-password"])
+    c.add_argument("--name", default=None, help="the account (all actions but list)")
+    c.add_argument("--role", choices=["rater", "analyst", "admin"], default="rater", help="add: the new account's role")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="add: read the password from one line of stdin (default: a printed one-time password)")
+    c.set_defaults(func=_cmd_accounts)
     return p
 
 

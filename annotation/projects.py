@@ -36,6 +36,7 @@ MAX_READING = 500
 # "plates-x4", a checkpoint file named so); "?" marks a character a rater cannot read. Other models (a diffusers
 # pipeline, a checkpoint of another name) take any visible text.
 READING_ALPHABETS: dict[str, str] = {"mnist": "0123456789" + UNREADABLE, "plates": PLATE_ALPHABET + UNREADABLE}
+MAX_GUIDELINES = 10_000
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ProjectSettings:
     lease_s: int = 900  # an assignment's lease (15 minutes)
     max_lr_side: int = 128  # larger LR images are refused on import (at most the engine's own limit)
     engine_options: dict[str, Any] = field(default_factory=dict)  # load keywords beyond the name: {"prompt": ...}
+    guidelines: str = ""  # shown to raters above the grid (plain text); an admin may edit it later
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -127,6 +129,25 @@ def validate_settings(s: ProjectSettings) -> None:
     if isinstance(s.gold_rate, bool) or not isinstance(s.gold_rate, (int, float)) or not 0 <= s.gold_rate <= 1:
         raise InvalidInput(f"gold_rate must be a number in [0, 1], got {s.gold_rate!r}")
     _check_options(s.engine_options)
+    _check_guidelines(s.guidelines)
+
+
+def set_guidelines(session: Session, actor_id: int, project_id: int, text: str) -> Project:
+    """Replace a project's guidelines for raters (admins only; audited with the old text)."""
+    require_role(session, actor_id, "admin")
+    project = get_project(session, project_id)
+    text = "" if text is None else str(text).strip()
+    _check_guidelines(text)
+    old, project.guidelines = project.guidelines, text
+    record(session, "project.guidelines", "project", project.id, actor_id=actor_id, project_id=project.id,
+           old=old, new=text)
+    return project
+
+
+def _check_guidelines(text: object) -> None:
+    """Plain text for raters, several lines allowed; empty means none."""
+    if text != "":
+        check_text(text, "guidelines", MAX_GUIDELINES, allow_newlines=True)
 
 
 def _check_options(options: object) -> None:

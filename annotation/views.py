@@ -8,11 +8,12 @@ lock. A rater's own progress needs no role: it only counts that rater's assignme
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Rater, Reading, Sample, utcnow
 
 from .accounts import ANALYST_ROLES, require_role
 from .aggregate import ImageAggregate, aggregate_image
@@ -22,7 +23,7 @@ from .banks import BankProgress, complete_bank, progress
 from .ensembles import EnsembleResult, latest_ensembles
 from .exclusions import excluded_rater_ids
 from .images import get_image
-from .projects import get_project
+from .projects import get_project, list_projects
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,59 @@ def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterPro
         LRImage.project_id == project_id, Bank.status == BankStatus.complete, ~mine,
         LRImage.is_gold.is_(True) | (held < project.raters_per_image))) or 0
     return RaterProgress(int(done), int(done) + int(open_))
+
+
+@dataclass(frozen=True)
+class RaterProject:
+    """A project as a rater's menu shows it: how much is left to them, and the task they hold there (if any)."""
+    project_id: int
+    name: str
+    done: int
+    remaining: int  # images still open to this rater (the held one included)
+    live_assignment_id: int | None  # the rater's unexpired lease in this project: a reload returns to it
+
+
+def rater_projects(session: Session, rater_id: int, *, now: datetime | None = None) -> list[RaterProject]:
+    """Every project with this rater's progress and live lease, in creation order (the rater's project menu)."""
+    now = now or utcnow()
+    live = dict(session.execute(select(Assignment.project_id, func.max(Assignment.id)).where(
+        Assignment.rater_id == rater_id, Assignment.status == AssignmentStatus.served,
+        Assignment.lease_expires_at > now).group_by(Assignment.project_id)).all())
+    rows = []
+    for p in list_projects(session):
+        prog = rater_progress(session, rater_id, p.id)
+        rows.append(RaterProject(p.id, p.name, prog.done, prog.total - prog.done, live.get(p.id)))
+    return rows
+
+
+@dataclass(frozen=True)
+class MyWork:
+    """One of a rater's own submissions, as their "my work" list shows it."""
+    assignment_id: int
+    submitted_at: datetime
+    n_picks: int
+    reading: str | None
+    revisions: int
+    revisable_until: datetime  # after this the submission is final (the project's revision window)
+    revisable: bool
+
+
+def my_work(session: Session, rater_id: int, project_id: int, *, limit: int = 50,
+            now: datetime | None = None) -> list[MyWork]:
+    """The rater's own submissions in a project, newest first (at most ``limit``), each with whether it may
+    still be revised (``annotation.tasks.revise`` within the project's ``revision_window_s``)."""
+    now = now or utcnow()
+    project = get_project(session, project_id)
+    window = timedelta(seconds=project.revision_window_s)
+    picks = (select(func.count(Pick.id)).where(Pick.assignment_id == Assignment.id).scalar_subquery())
+    rows = session.execute(
+        select(Assignment.id, Assignment.submitted_at, picks, Reading.text, Assignment.revisions)
+        .outerjoin(Reading, Reading.assignment_id == Assignment.id)
+        .where(Assignment.rater_id == rater_id, Assignment.project_id == project.id,
+               Assignment.status == AssignmentStatus.submitted)
+        .order_by(Assignment.submitted_at.desc(), Assignment.id.desc()).limit(limit)).all()
+    return [MyWork(aid, at, int(n or 0), text, int(rev or 0), at + window, at + window >= now)
+            for aid, at, n, text, rev in rows]
 
 
 def project_images(session: Session, actor_id: int, project_id: int) -> list[ImageRow]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import DDL
@@ -144,6 +145,8 @@ class Project(Base):
     # keywords the model is loaded with beyond its name (a diffusers pipeline's prompt); {} for most models.
     # The server default fills rows made before this column existed (migration 0002).
     engine_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # what raters read above the grid (written by an admin); '' for rows made before migration 0004
+    guidelines: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list[LRImage]] = relationship(back_populates="project", passive_deletes=True)
@@ -250,6 +253,12 @@ class Rater(Base):
     secret_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # sign-in sessions: each remembers the epoch it began in; a deactivation or a new password bumps the epoch,
+    # which ends every older session at once (the app checks it on each request)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # a generated (one-time) password: until it is changed the account may do nothing else
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class RaterExclusion(Base):

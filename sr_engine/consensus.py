@@ -236,7 +236,7 @@ def dawid_skene(items: np.ndarray, raters: np.ndarray, votes: np.ndarray, n_item
 
     conf, pi = m_step(post, read)
     converged, it = False, 0
-    for it in range(1, config.max_iter + 1):
+    for it in range(1, config.max_iter + 1):  # noqa: B007 (the count is returned after the loop)
         # E-step
         lik = conf[raters, :, votes]  # (V, K): P(this reading | true class k), had the rater read
         if follow:

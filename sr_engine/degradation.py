@@ -183,7 +183,7 @@ class Degradation:
 
     def _pocs(self, x0: torch.Tensor, y: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
         xc, it = x0.clamp(0, 1), 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned after the loop)
             xc = self.range_step(xc, y).clamp(0, 1)
             if float((self.down(xc) - y).abs().max()) <= tol:
                 break
@@ -247,7 +247,7 @@ class Degradation:
 
         u, xc, theta = primal(lam)
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned after the loop)
             grad = y - self.down(xc)  # the dual gradient; zero exactly when D x = y
             if float(grad.abs().max()) <= tol:
                 break

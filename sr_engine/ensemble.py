@@ -12,7 +12,8 @@ chosen. The app's aggregation (``annotation.aggregate``) and the benchmark's sim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

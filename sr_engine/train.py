@@ -132,7 +132,7 @@ class PlateBatches(HRBatches):
         return torch.stack([self.images[i, :, :, o : o + w] for i, o in zip(idx, offs)])
 
 
-def make_batches(cfg: "TrainConfig", seed: int):
+def make_batches(cfg: TrainConfig, seed: int):
     """The training batches of ``cfg.model``'s domain."""
     preset = PRESETS[cfg.model]
     if preset["domain"] == "plates":

@@ -53,7 +53,7 @@ def _postgres():
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite-file", "postgresql"])
+@pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def factory(request, tmp_path):
     yield from (_sqlite(tmp_path) if request.param == "sqlite-file" else _postgres())
 

@@ -24,6 +24,8 @@ from sr_engine.metrics import CONSISTENT_DB
 from sr_engine.models.flow import FlowConfig, PseudoInverseFlow
 from sr_engine.models.kernel_diffusion import KernelDDPMConfig, build_unet
 
+pytestmark = pytest.mark.slow
+
 
 def _tiny_engine_checkpoint(path):
     """A real, untrained flow + kernel DDPM at a tiny width for 28x28 digits, in the shipped checkpoint format."""

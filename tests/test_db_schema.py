@@ -23,7 +23,7 @@ from db.models import (Assignment, AuditLog, Bank, BankStatus, Base, LRImage, Pi
                        SampleMode, utcnow)
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAD = "0002"  # the newest migration
+HEAD = "0004"  # the newest migration
 
 
 def _schema(engine):
@@ -95,6 +95,7 @@ def test_0002_keeps_existing_projects_and_gives_them_no_engine_options(tmp_path)
     eng.dispose()
 
 
+@pytest.mark.postgres
 def test_migrations_on_postgresql():
     base = os.environ.get("TEST_POSTGRES_URL")
     if not base:

@@ -84,6 +84,7 @@ def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
     assert all(0 <= p.index < 5 and p.text == eval_plates().texts[p.index] for p in chosen)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
 def test_evaluate_plates_rows(tmp_path):
     from sr_engine.eval.plates import evaluate_plates, plates_figure, to_markdown

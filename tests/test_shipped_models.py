@@ -44,6 +44,7 @@ def _lr_images(engine) -> tuple[np.ndarray, np.ndarray]:
     return hr, lr
 
 
+@pytest.mark.slow
 def test_shipped_model_strict_banks_are_consistent(shipped):
     name, engine = shipped
     assert isinstance(engine, sr_engine.SREngine)

@@ -1,6 +1,7 @@
 """The Admin view: create a project (a shipped model or a local ``diffusers:/dir`` pipeline, N, k, M, m, steps,
 mode, scheduler, prompt, LR size limit, ...), upload LR images (PNG, JPEG, zip), generate banks in the background
-worker with a progress bar, add accounts. Admins only."""
+worker with a progress bar; accounts: list them (role, active, last sign-in), add one, deactivate or activate one, reset
+a password (the new one-time password is shown once). Admins only."""
 
 from __future__ import annotations
 
@@ -8,21 +9,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from annotation.accounts import ROLES as ACCOUNT_ROLES
-from annotation.accounts import create_rater
+from annotation.accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
 from annotation.banks import progress
 from annotation.errors import AnnotationError
 from annotation.images import prepare_import, remove_image, store_import
-from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
+from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec, set_guidelines,
                                  settings_for_engine)
 from annotation.uploads import read_upload
 from sr_engine import MODES as SR_MODES
 
 from .context import AppContext, chosen_id, refuse, whole_number
-from .render import esc, message_html, progress_html
+from .render import message_html, progress_html
 
 MODES = list(SR_MODES)
+ACCOUNT_COLUMNS = ["name", "role", "active", "must change password", "last sign-in (UTC)", "created (UTC)"]
+
+
+def accounts_frame(rows) -> pd.DataFrame:
+    def when(t) -> str:
+        return t.strftime("%Y-%m-%d %H:%M") if t is not None else "never"
+
+    return pd.DataFrame([[r.name, r.role, "yes" if r.active else "no", "yes" if r.must_change_password else "",
+                          when(r.last_sign_in_at), when(r.created_at)] for r in rows], columns=ACCOUNT_COLUMNS)
 
 
 @dataclass
@@ -31,6 +42,8 @@ class AdminView:
     timer: gr.Timer
     new_project: gr.Button
     create_outputs: list
+    accounts: gr.Dataframe
+    show_accounts: object  # (request) -> the accounts table
 
 
 def build_admin(ctx: AppContext) -> AdminView:
@@ -39,6 +52,12 @@ def build_admin(ctx: AppContext) -> AdminView:
         project = gr.Dropdown(label="project", choices=[], interactive=True, allow_custom_value=True,
                               elem_id="sr-admin-project")
     bank_progress = gr.HTML(elem_id="sr-bank-progress")
+    with gr.Row():
+        guide = gr.Textbox(label="guidelines for raters (shown above their grid; plain text)", lines=3, scale=4,
+                           elem_id="sr-admin-guidelines")
+        with gr.Column(scale=1, min_width=180):
+            guide_btn = gr.Button("Save guidelines", size="sm")
+            guide_msg = gr.HTML()  # beside the button that caused it
     with gr.Row():
         files = gr.File(label="LR images (PNG, JPEG or a zip of them)", file_count="multiple",
                         file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath")
@@ -70,14 +89,23 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
         max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
-    new_project = gr.Button("Create project")
+    with gr.Row():
+        new_project = gr.Button("Create project", scale=1)
+        create_msg = gr.HTML(elem_id="sr-create-msg")  # beside the button that caused it
     gr.Markdown("### Accounts")
+    accounts = gr.Dataframe(headers=ACCOUNT_COLUMNS, label="accounts", interactive=False, elem_id="sr-accounts")
     with gr.Row():
         acct_name = gr.Textbox(label="name")
         acct_role = gr.Dropdown(list(ACCOUNT_ROLES), value="rater", label="role")
-        acct_pw = gr.Textbox(label="password", type="password")
+        acct_pw = gr.Textbox(label="password (empty: a one-time password is made)", type="password")
         add_btn = gr.Button("Add account")
-    acct_msg = gr.HTML()
+    with gr.Row():
+        acct_target = gr.Textbox(label="account", placeholder="account name", elem_id="sr-account-target")
+        deactivate_btn = gr.Button("Deactivate", size="sm")
+        activate_btn = gr.Button("Activate", size="sm")
+        reset_btn = gr.Button("Reset password", size="sm")
+        list_btn = gr.Button("Refresh list", size="sm")
+    acct_msg = gr.HTML(elem_id="sr-account-message")
     timer = gr.Timer(2.0, active=False)
 
     def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
@@ -174,13 +202,64 @@ def build_admin(ctx: AppContext) -> AdminView:
             html += message_html(f"last error: {w.last_error}", "error")
         return html
 
+    def show_guidelines(project_id, request: gr.Request):
+        ctx.actor(request, "admin")
+        try:
+            pid = int(project_id)
+        except (TypeError, ValueError):
+            return ""
+        with ctx.tx() as s:
+            return get_project(s, pid).guidelines
+
+    def save_guidelines(project_id, text, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        with ctx.tx() as s:
+            p = set_guidelines(s, actor.id, pid, str(text or ""))
+            name_ = p.name
+        return message_html(f"Saved the guidelines of {name_}; raters see them with their next task.")
+
     def do_add(name_, role_, pw_, request: gr.Request):
         actor = ctx.actor(request, "admin")
-        if not pw_:
-            raise refuse("Give the account a password.")
         with ctx.tx() as s:
-            info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
-        return message_html(f"Added {info.role} {esc(info.name)!s}."), ""
+            made = add_account(s, str(name_ or "").strip(), str(role_), pw_ or None, actor_id=actor.id)
+        if made.generated:
+            return message_html(f"Added {made.role} {made.name}. One-time password (shown only now; it must be "
+                                f"changed at the first sign-in): {made.password}"), ""
+        return message_html(f"Added {made.role} {made.name}."), ""
+
+    def show_accounts(request: gr.Request):
+        ctx.actor(request, "admin")
+        with ctx.tx() as s:
+            return accounts_frame(list_accounts(s))
+
+    def account_action(target, action: str, request: gr.Request) -> str:
+        actor = ctx.actor(request, "admin")
+        with ctx.tx() as s:
+            rater = rater_by_name(s, str(target or "").strip())
+            if action == "reset":
+                made = reset_password(s, rater.id, actor_id=actor.id)
+            else:
+                set_active(s, rater.id, action == "activate", actor_id=actor.id)
+            name = rater.name
+        ctx.sessions.forget_state(name)  # the next request of any of its sessions reads the account again
+        if action == "reset":
+            ctx.sessions.end_sessions(name)
+            return message_html(f"New one-time password for {name} (shown only now; it must be changed at the next "
+                                f"sign-in): {made.password}")
+        if action == "deactivate":
+            ctx.sessions.end_sessions(name)
+            return message_html(f"Deactivated {name}: its sessions have ended; its votes stay.")
+        return message_html(f"Activated {name}.")
+
+    def deactivate(target, request: gr.Request):  # Gradio injects the request by annotation
+        return account_action(target, "deactivate", request)
+
+    def activate(target, request: gr.Request):
+        return account_action(target, "activate", request)
+
+    def reset(target, request: gr.Request):
+        return account_action(target, "reset", request)
 
     create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
@@ -189,5 +268,15 @@ def build_admin(ctx: AppContext) -> AdminView:
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
     project.change(show_progress, [project], [bank_progress], api_name=False)
-    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater")
-    return AdminView(project, timer, new_project, [do_create, create_inputs, admin_msg])
+    project.change(show_guidelines, [project], [guide], api_name=False)
+    guide_btn.click(save_guidelines, [project, guide], [guide_msg], api_name="set_guidelines")
+    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater").then(
+        show_accounts, None, [accounts], api_name=False)
+    list_btn.click(show_accounts, None, [accounts], api_name="list_accounts")
+    deactivate_btn.click(deactivate, [acct_target], [acct_msg], api_name="deactivate_account").then(
+        show_accounts, None, [accounts], api_name=False)
+    activate_btn.click(activate, [acct_target], [acct_msg], api_name="activate_account").then(
+        show_accounts, None, [accounts], api_name=False)
+    reset_btn.click(reset, [acct_target], [acct_msg], api_name="reset_password").then(
+        show_accounts, None, [accounts], api_name=False)
+    return AdminView(project, timer, new_project, [do_create, create_inputs, create_msg], accounts, show_accounts)

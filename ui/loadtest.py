@@ -14,7 +14,8 @@ threads) does the rest.
 
 Prints p50, p95 and the maximum submission latency, then the votes: answered "Saved." by the app, stored
 (submitted assignments in the database), lost (answered "Saved." but not stored) and doubled (one rater's image
-stored twice, or an assignment with more picks than k), and any request that failed (e.g. "busy, try again"). A script, not a timed test: the figures depend on the machine.
+stored twice, or an assignment with more picks than k), and any request that failed (e.g. "busy, try again").
+A script, not a timed test: the figures depend on the machine.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ would select them all).
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,9 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
         if s.family not in warm:  # lazy initialisation is not timed
             methods.bank(Setting(s.family, steps=1 if s.family in SAMPLERS else 0, tau=s.tau), lr[0], 1, 0)
             warm.add(s.family)
-        banks = np.stack([methods.bank(s, l, n, cfg.seed + i) for i, l in enumerate(lr)])
+        banks = np.stack([methods.bank(s, im, n, cfg.seed + i) for i, im in enumerate(lr)])
         timing_n = 1 if s.deterministic else cfg.timing_n
-        _, secs = timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
+        _, secs = timed(partial(methods.bank, s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
         r = plate_row(s.label, hr, lr, banks, texts, judge, None, SCALE, secs)
         rows.append(PlateBenchRow(**asdict(r), scale=SCALE, family=s.family, steps=s.steps,
                                   tau=s.tau if s.family == "prior" else float("nan"), nfe=s.nfe, timing_n=timing_n))
@@ -82,7 +83,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
     stochastic = [Setting("prior", tau=max(cfg.taus))] + [Setting(f, steps=cfg.ref_steps) for f in SAMPLERS]
     ambiguity, samples, ensembles = [], {}, {}
     for s in tqdm(stochastic, desc="plates raters", mininterval=5):
-        banks = np.stack([methods.bank(s, l, cfg.ambiguity_n, cfg.seed + i) for i, l in enumerate(lr)])
+        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, cfg.seed + i) for i, im in enumerate(lr)])
         ens = np.stack([picked_ensemble(b, raters, cfg.k_picks, cfg.ensemble_size) for b in banks])
         ens_read, _ = read_plates(judge, ens)
         one_read, _ = read_plates(judge, banks[:, 0])
@@ -95,7 +96,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
             plate_bicubic=plate_accuracy(bic_read, texts), plate_hr=plate_accuracy(hr_read, texts),
             amb_char_ensemble=_char(ens_read, texts, amb), amb_char_single=_char(one_read, texts, amb),
             amb_char_regression=_char(reg_read, texts, amb), amb_char_bicubic=_char(bic_read, texts, amb),
-            ensemble_lr_psnr_mean=float(np.mean([lr_psnr(e, l, SCALE) for e, l in zip(ens, lr)]))))
+            ensemble_lr_psnr_mean=float(np.mean([lr_psnr(e, im, SCALE) for e, im in zip(ens, lr)]))))
         samples[s.label], ensembles[s.label] = banks[:, 0], ens
 
     files = write_plates(cfg, rows, ambiguity, hr, lr, texts, singles, samples, ensembles, bic_read, bic_conf)

@@ -83,5 +83,5 @@ def ambiguity_row(scale: int, method: str, banks: np.ndarray, hr: np.ndarray, lr
         acc_bicubic=_acc(p_bic, labels), acc_hr=_acc(p_hr, labels),
         amb_acc_ensemble=_acc(p_ens, labels, amb), amb_acc_single=_acc(p_single, labels, amb),
         amb_acc_regression=_acc(p_reg, labels, amb), amb_acc_bicubic=_acc(p_bic, labels, amb),
-        ensemble_lr_psnr_mean=float(np.mean([lr_psnr(e, l, scale) for e, l in zip(ens, lr)])),
+        ensemble_lr_psnr_mean=float(np.mean([lr_psnr(e, im, scale) for e, im in zip(ens, lr)])),
     ), ens

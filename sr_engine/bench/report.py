@@ -37,8 +37,9 @@ def metrics_markdown(rows: list[BenchRow], scale: int, timing_n: int) -> str:
 
 
 def claims_markdown(rows: list, prefix: str = "") -> str:
-    """The issue's two claims, checked on this run's numbers (stated either way); ``rows``: BenchRows or the plates
-    section's rows, ``prefix`` names the latter ("plates ")."""
+    """The engine's two claims (every strict sample exact; banks faster than the pixel DDPM's), checked on this
+    run's numbers (stated either way); ``rows``: BenchRows or the plates section's rows, ``prefix`` names the
+    latter ("plates ")."""
     out = []
     for scale in sorted({r.scale for r in rows}):
         rs = [r for r in rows if r.scale == scale]
@@ -140,7 +141,7 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending
     claims = claims_markdown(result.rows)
     if result.plates is not None:
         claims += "\n" + claims_markdown(result.plates.rows, "plates ")
-    lines += ["## Checks of the issue's claims", "", claims, "",
+    lines += ["## Checks of the engine's claims", "", claims, "",
               f"## Ambiguity resolution ({cfg.ambiguity_n}-sample banks at {cfg.ref_steps} steps, "
               f"k = {cfg.k_picks} picks per rater, m = {cfg.ensemble_size} most-voted averaged)", "",
               ambiguity_markdown(result.ambiguity), "",

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,9 @@ def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, 
         if s.family not in warm:  # the first call of a family pays for lazy initialisation: not timed
             methods.bank(Setting(s.family, steps=1 if s.family in SAMPLERS else 0, tau=s.tau), lr[0], 1, 0)
             warm.add(s.family)
-        banks = np.stack([methods.bank(s, l, n, cfg.seed + int(r)) for l, r in zip(lr, rows)])
+        banks = np.stack([methods.bank(s, im, n, cfg.seed + int(r)) for im, r in zip(lr, rows)])
         timing_n = 1 if s.deterministic else cfg.timing_n
-        _, secs = timed(lambda: methods.bank(s, lr[0], timing_n, cfg.seed), cfg.timing_repeats)
+        _, secs = timed(partial(methods.bank, s, lr[0], timing_n, cfg.seed), cfg.timing_repeats)
         ev = digit_row(s.label, hr, lr, banks, labels, judge, scale, secs)
         result.rows.append(BenchRow(**asdict(ev), scale=scale, family=s.family, steps=s.steps,
                                     tau=s.tau if s.family == "prior" else float("nan"), nfe=s.nfe,
@@ -69,14 +70,14 @@ def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, 
     stochastic = [Setting("prior", tau=tau_ref)] + [Setting(f, steps=cfg.ref_steps) for f in SAMPLERS]
     for s in stochastic:
         for n in cfg.timing_ns:
-            _, secs = timed(lambda: methods.bank(s, lr[0], n, cfg.seed), cfg.timing_repeats)
+            _, secs = timed(partial(methods.bank, s, lr[0], n, cfg.seed), cfg.timing_repeats)
             result.timing.append({"scale": scale, "family": s.family, "steps": s.steps, "n": n, "seconds": secs})
 
     # ambiguity resolution: raters pick from banks of ambiguity_n at the reference steps
     samples: dict[str, np.ndarray] = {}
     ensembles: dict[str, np.ndarray] = {}
     for s in tqdm(stochastic, desc=f"x{scale} raters", mininterval=5):
-        banks = np.stack([methods.bank(s, l, cfg.ambiguity_n, cfg.seed + int(r)) for l, r in zip(lr, rows)])
+        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, cfg.seed + int(r)) for im, r in zip(lr, rows)])
         row, ens = ambiguity_row(scale, s.label, banks, hr, lr, labels, singles["regression"], singles["bicubic"],
                                  raters, judge, cfg.k_picks, cfg.ensemble_size, cfg.ambiguous_confidence)
         result.ambiguity.append(row)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -29,7 +29,8 @@ import inspect
 import json
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
 
 import diffusers
 import numpy as np

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch

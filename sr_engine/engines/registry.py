@@ -6,7 +6,8 @@ checked first, with an error that names the file and the format expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 

@@ -74,8 +74,8 @@ def evaluate(model: str, per_digit: int = 20, n: int = 64, steps: int = 8, modes
         mode, _, t = spec.partition("@")
         t = float(t) if t else tau
         banks, secs = [], []
-        for i, l in enumerate(tqdm(lr, desc=f"{model} {spec}", mininterval=5)):
-            b = eng.sample_bank(l, n=n, steps=steps, seed=seed + int(rows[i]), mode=mode, tau=t)
+        for i, im in enumerate(tqdm(lr, desc=f"{model} {spec}", mininterval=5)):
+            b = eng.sample_bank(im, n=n, steps=steps, seed=seed + int(rows[i]), mode=mode, tau=t)
             banks.append(b.images)
             secs.append(b.seconds)
         label = f"{mode} (tau={t:g})" if mode == "prior" else f"{mode} (n={n}, {steps} steps)"
@@ -93,7 +93,7 @@ def figure(model: str, path: str | Path, per_digit_index: int = 0, n: int = 8, s
     lr = make_lr(hr, eng.scale)
     up = bicubic_up(lr, eng.scale)
     rows = []
-    for h, l, u in zip(hr, lr, up):
-        bank = eng.sample_bank(l, n=64, steps=steps, seed=seed)
-        rows.append([h, enlarge_nearest(l, h.shape), u, *bank.images[:n], mean_u8(bank.images[None])[0]])
+    for h, im, u in zip(hr, lr, up):
+        bank = eng.sample_bank(im, n=64, steps=steps, seed=seed)
+        rows.append([h, enlarge_nearest(im, h.shape), u, *bank.images[:n], mean_u8(bank.images[None])[0]])
     return save_tile_rows(rows, path, zoom)

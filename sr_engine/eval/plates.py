@@ -122,8 +122,8 @@ def evaluate_plates(model: str, plates: int = 100, n: int = 64, steps: int = 8, 
                              (time.perf_counter() - t0) / len(lr)))
     for mode in modes:
         banks, secs = [], []
-        for i, l in enumerate(tqdm(lr, desc=f"{model} {mode}", mininterval=5)):
-            b = eng.sample_bank(l, n=n, steps=steps, seed=seed + i, mode=mode)
+        for i, im in enumerate(tqdm(lr, desc=f"{model} {mode}", mininterval=5)):
+            b = eng.sample_bank(im, n=n, steps=steps, seed=seed + i, mode=mode)
             banks.append(b.images)
             secs.append(b.seconds)
         out.append(plate_row(f"{mode} (n={n}, {steps} steps)", hr, lr, np.stack(banks), texts, judge, raters,
@@ -139,7 +139,7 @@ def plates_figure(model: str, path: str | Path, count: int = 6, n: int = 6, step
     lr = make_lr(hr, eng.scale)
     up = bicubic_up(lr, eng.scale)
     rows = []
-    for i, (h, l, u) in enumerate(zip(hr, lr, up)):
-        bank = eng.sample_bank(l, n=64, steps=steps, seed=seed + i)
-        rows.append([h, enlarge_nearest(l, h.shape), u, *bank.images[:n], mean_u8(bank.images[None])[0]])
+    for i, (h, im, u) in enumerate(zip(hr, lr, up)):
+        bank = eng.sample_bank(im, n=64, steps=steps, seed=seed + i)
+        rows.append([h, enlarge_nearest(im, h.shape), u, *bank.images[:n], mean_u8(bank.images[None])[0]])
     return save_tile_rows(rows, path, zoom)

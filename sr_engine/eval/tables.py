@@ -34,8 +34,8 @@ def bank_figures(banks: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) 
     """The consistency and fidelity columns of a table row, for banks uint8 (N_img, n, H, W): LR-PSNR mean /
     median / worst / shares, consistency MSE, PSNR / SSIM of single samples and of the bank mean, diversity."""
     n_img, n = banks.shape[:2]
-    lrp = np.concatenate([lr_psnr_batch(b, l, scale) for b, l in zip(banks, lr)])
-    cmse = [consistency_mse(s, l, scale) for b, l in zip(banks, lr) for s in b]
+    lrp = np.concatenate([lr_psnr_batch(b, im, scale) for b, im in zip(banks, lr)])
+    cmse = [consistency_mse(s, im, scale) for b, im in zip(banks, lr) for s in b]
     means = mean_u8(banks)
     return dict(
         images=n_img, samples=n_img * n,

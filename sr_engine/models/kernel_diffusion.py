@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -70,11 +70,12 @@ def test_the_temp_folder_is_private_and_cleaned(served):
 
 def test_an_account_named_dot_dot_exports_inside_the_exports_folder(served):
     url, ctx, pid, data = served
-    path = Path(client(url, "..").predict(pid, "votes", "csv", api_name="/export"))
-    written = sorted(p for p in data.rglob("project-*-votes-*.csv")  # Gradio's copy for the download: tmp/
-                     if not p.is_relative_to(data / "tmp"))
-    assert written and all(p.resolve().is_relative_to(Path(ctx.exports_dir).resolve()) for p in written), written
-    assert path.name.startswith("project-")
+    html, _ = client(url, "..").predict(pid, "votes", "csv", api_name="/export")
+    assert "private-download/" in html
+    root = Path(ctx.downloads.root).resolve()
+    written = sorted(p for p in data.rglob("project-*-votes*") if not p.is_relative_to(data / "tmp"))
+    assert written and all(p.resolve().is_relative_to(root) for p in written), written
+    assert all(".." not in p.relative_to(root).parts for p in written)
 
 
 def test_an_upload_error_shows_the_file_name_as_text(served, tmp_path):

@@ -12,7 +12,6 @@ import io
 import os
 import signal
 import threading
-import time
 from contextlib import contextmanager
 
 import numpy as np

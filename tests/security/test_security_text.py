@@ -10,6 +10,8 @@ import unicodedata
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotation.errors import InvalidInput
 from annotation.text import (
@@ -24,9 +26,6 @@ from annotation.text import (
 )
 from annotation.uploads import read_zip_members
 
-hypothesis = pytest.importorskip("hypothesis", reason="the property tests need hypothesis (test extra)")
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 PROPS = settings(max_examples=400, deadline=None, derandomize=True, database=None)  # seeded, nothing written
 REFUSED = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C,

@@ -278,7 +278,8 @@ def test_read_upload_refuses_oversize_before_reading(tmp_path):
     with open(p, "wb") as f:  # a sparse 64 GiB file: reading it whole would exhaust memory
         f.truncate(64 << 30)
     t = time.perf_counter()
-    with pytest.raises(InvalidInput, match=r"big\.png: 68719476736 bytes; the upload limit is 20971520 bytes \(20 MB\)"):
+    limit = r"big\.png: 68719476736 bytes; the upload limit is 20971520 bytes \(20 MB\)"
+    with pytest.raises(InvalidInput, match=limit):
         read_upload(p)
     assert time.perf_counter() - t < 1
 
