@@ -4,7 +4,9 @@ analyst's session hash gets none of the analyst's outputs. Replays the probe aga
 
 from __future__ import annotations
 
+import io
 import stat
+import zipfile
 
 import pytest
 
@@ -33,7 +35,7 @@ def served(tmp_path_factory):
 
 def _export(url, pid, what="votes", fmt="csv"):
     ana = sign_in(url, "ana")
-    html = predict(url, ana, "/export", pid, what, fmt)
+    html, _message = predict(url, ana, "/export", pid, what, fmt)
     return ana, html, download_tokens(html)
 
 
@@ -53,7 +55,7 @@ def test_a_rater_gets_no_export_from_any_file_route(served):
             r = rita.get(route)
             assert 400 <= r.status_code < 500, (route, r.status_code)
             assert READING not in r.text and "rater_id" not in r.text
-    assert len(tokens) == 2  # the table and its provenance
+    assert len(tokens) == 1  # one zip: the table and its provenance
     for token in tokens:  # and the links themselves
         r = rita.get(f"private-download/{token}")
         assert r.status_code == 403 and READING not in r.text
@@ -69,20 +71,21 @@ def test_a_rater_gets_no_export_from_any_file_route(served):
 def test_the_analyst_downloads_once_from_a_private_folder(served):
     url, ctx, pid, data = served
     ana, html, tokens = _export(url, pid)
-    table = next(p for p in _files(data) if p.name == f"project-{pid}-votes.csv" and tokens[0] in str(p))
+    table = next(p for p in _files(data) if p.name == f"project-{pid}-votes-csv.zip" and tokens[0] in str(p))
     assert stat.S_IMODE(table.stat().st_mode) == 0o600 and stat.S_IMODE(table.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(table.parent.parent.stat().st_mode) == 0o700  # the account's folder
     assert not any(data.glob("exports/**/*.csv"))  # nothing in the old shared, predictable folder
     other_analyst = sign_in(url, "admin")  # an admin may export too, but not fetch ana's link
     assert other_analyst.get(f"private-download/{tokens[0]}").status_code == 404
     r = ana.get(f"private-download/{tokens[0]}")
-    assert r.status_code == 200 and READING in r.text
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert READING in zf.read("votes.csv").decode()
+        assert "model" in zf.read("votes.csv.provenance.json").decode()
     assert r.headers["content-disposition"].startswith("attachment")
     assert r.headers["cache-control"] == "no-store"
     assert ana.get(f"private-download/{tokens[0]}").status_code == 404  # once
     assert not table.exists()
-    prov = ana.get(f"private-download/{tokens[1]}")
-    assert prov.status_code == 200 and "model" in prov.text
 
 
 def test_exports_expire_and_are_swept(served):
