@@ -116,7 +116,7 @@ def test_a_wrong_size_upload_is_refused_and_an_image_can_be_removed(served, tmp_
 
 
 def test_uploads_past_the_limit_are_refused(served, tmp_path):
-    url, ctx, pid, _ = served
+    url, ctx, pid, data = served
     big = tmp_path / "big.png"
     Image.fromarray(tiny_lr_images(1, seed=5)[0]).save(big)
     with open(big, "ab") as f:  # a valid PNG padded past the limit
@@ -129,4 +129,4 @@ def test_uploads_past_the_limit_are_refused(served, tmp_path):
         assert http.post("login", data={"username": "rita", "password": PASSWORDS["rita"]}).status_code in (200, 303)
         r = http.post("gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
         assert r.status_code == 413, r.text
-    assert not any(p.name == "big.png" for p in (Path(ctx.exports_dir).parent / "tmp").rglob("*"))
+    assert not any(p.name == "big.png" for p in (data / "tmp").rglob("*"))
