@@ -5,8 +5,9 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
     python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
     python -m annotation create-project --name P --model mnist-x8 --min-raters 3 --max-raters 7 --resolve-threshold 0.95
     python -m annotation create-project --name P --model diffusers:/models/my-sr --mode guided [--prompt TEXT]
-    python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
-    python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
+    python -m annotation import --project P (--path FILE|DIR|ZIP [--model NAME_OR_CHECKPOINT] | --mnist 20 [--gold 4])
+    python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 60]
+    python -m annotation remove-image --project P --image ID [--reason TEXT]
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
     python -m annotation export --project P --what votes|summary|skips|ensembles --format csv|json|parquet --out PATH
     python -m annotation accounts list
@@ -18,7 +19,12 @@ must be changed at the first sign-in; ``deactivate`` and a new password end the 
 running app within a second. Account changes made here are audited with no actor (the command line).
 
 ``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
-PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``.
+PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``. It refreshes
+its bank's heartbeat while it works, reclaims a bank whose worker's heartbeat is older than ``--stale-after``
+seconds (a killed run), and exits with status 1 naming every bank it leaves unfinished (failed, or still
+running under another live worker). ``import`` reads and checks every file (against the model's LR shape too)
+before its one short write transaction; ``remove-image`` deletes an image with its bank and votes (audited), so
+a project whose model cannot take an image can still reach 100%.
 
 Every command prints what it did on stdout; progress and diagnostics go to the log on stderr (``--log-level``,
 default INFO). A refusal (bad input) is one ``error: ...`` line on stderr and exit status 2.
@@ -89,15 +95,19 @@ def _cmd_create_project(a, Session) -> int:
 
 
 def _cmd_import(a, Session) -> int:
-    from .images import import_images, import_mnist
+    from .images import import_mnist, prepare_import, store_import
     from .projects import get_project
 
-    with session_scope(Session) as s:
-        p = get_project(s, a.project)
-        if a.mnist:
-            res = import_mnist(s, p.id, a.mnist, start=a.start, gold=a.gold)
-        else:
-            res = import_images(s, p.id, a.path)
+    if a.mnist:
+        with session_scope(Session) as s:
+            res = import_mnist(s, get_project(s, a.project).id, a.mnist, start=a.start, gold=a.gold)
+    else:
+        with session_scope(Session, write=False) as s:
+            p = get_project(s, a.project)
+        # the model's LR shape is checked at import; no write lock is held while files are read
+        prepared = prepare_import(p, a.path, engine=_engine(a.model or p.model_name))
+        with session_scope(Session) as s:
+            res = store_import(s, prepared)
     print(f"imported {len(res.added)} image(s); {len(res.duplicates)} duplicate(s); {len(res.skipped)} skipped")
     return 0
 
@@ -114,13 +124,28 @@ def _cmd_generate(a, Session) -> int:
     def show(rep: BankJobReport) -> None:
         logger.info("banks: %d complete, %d failed", len(rep.completed), len(rep.failed))
 
-    rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, on_progress=show)
+    rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, heartbeat_s=a.heartbeat,
+                        on_progress=show)
     for bank_id, n in rep.discarded.items():
         print(f"bank {bank_id}: discarded {n} samples of an unfinished attempt")
-    for bank_id, err in rep.failed.items():
-        print(f"bank {bank_id} failed: {err}", file=sys.stderr)
     print(f"{len(rep.completed)} bank(s) complete, {len(rep.failed)} failed in {rep.seconds:.1f} s")
-    return 1 if rep.failed else 0
+    for u in rep.unfinished:
+        print(f"unfinished: {u.describe()}", file=sys.stderr)
+    if rep.unfinished:
+        print(f"error: {len(rep.unfinished)} bank(s) unfinished: {', '.join(str(u.bank_id) for u in rep.unfinished)}",
+              file=sys.stderr)
+    return 1 if rep.failed or rep.unfinished else 0
+
+
+def _cmd_remove_image(a, Session) -> int:
+    from .images import remove_image
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        r = remove_image(s, get_project(s, a.project).id, a.image, reason=a.reason)
+    print(f"removed image {r.image_id} ({r.source}) with {r.banks} bank(s) and {r.assignments} assignment(s), "
+          f"{r.submissions} of them submitted")
+    return 0
 
 
 def _cmd_ensembles(a, Session) -> int:
@@ -221,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--path", help="a PNG/JPEG file, a folder or a zip")
     g.add_argument("--mnist", type=int, help="this many built-in MNIST evaluation rows")
+    c.add_argument("--model", default=None,
+                   help="the model whose LR shape the files must have (default: the project's model name)")
     c.add_argument("--start", type=int, default=0)
     c.add_argument("--gold", type=int, default=0, help="how many of the MNIST rows are gold items")
     c.set_defaults(func=_cmd_import)
@@ -229,9 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--project", required=True)
     c.add_argument("--model", default=None, help="default: the project's model name")
     c.add_argument("--limit", type=int, default=None)
-    c.add_argument("--stale-after", type=float, default=600.0,
-                   help="seconds after which another worker's unfinished bank is reclaimed")
+    c.add_argument("--stale-after", type=float, default=60.0,
+                   help="seconds without a heartbeat after which another worker's unfinished bank is reclaimed")
+    c.add_argument("--heartbeat", type=float, default=10.0, help="seconds between this worker's heartbeats")
     c.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("remove-image", parents=[common],
+                       help="remove an image with its bank, assignments and votes (audited)")
+    c.add_argument("--project", required=True)
+    c.add_argument("--image", type=int, required=True, help="the image id")
+    c.add_argument("--reason", default="", help="why (kept in the audit log)")
+    c.set_defaults(func=_cmd_remove_image)
 
     c = sub.add_parser("ensembles", parents=[common], help="ensembles of the most-voted samples")
     c.add_argument("--project", required=True)

@@ -27,6 +27,7 @@ from db.models import Rater, Role, utcnow
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from .text import normalize_text
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # ~16 MiB, ~50 ms a check: slow for guessing, fine for logging in
 MAX_NAME = 100
@@ -160,7 +161,17 @@ def get_rater(session: Session, rater_id: int) -> Rater:
     return rater
 
 
+def normalize_name(name: object) -> str:
+    """An account name in its one canonical form (NFKC, stripped, no invisible or direction-changing
+    characters): "ａｄｍｉｎ" and "admin" are one name."""
+    return normalize_text(name, what="rater name", max_len=MAX_NAME)
+
+
 def rater_by_name(session: Session, name: str) -> Rater:
+    try:
+        name = normalize_name(name)
+    except InvalidInput:
+        raise NotFound(f"unknown rater {name!r}") from None
     rater = session.scalar(select(Rater).where(Rater.name == name))
     if rater is None:
         raise NotFound(f"unknown rater {name!r}")
@@ -177,7 +188,7 @@ def require_role(session: Session, actor_id: int, *roles: str) -> Rater:
 def create_rater(session: Session, name: str, role: str = "rater", secret: str | None = None, *,
                  actor_id: int | None = None) -> RaterInfo:
     """A new account. ``actor_id``, when given, must be an admin's (the UI path); scripts and tests pass None."""
-    check_text(name, "rater name", MAX_NAME)
+    name = normalize_name(name)
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
     if actor_id is not None:
@@ -205,7 +216,11 @@ def authenticate(session: Session, name: str, secret: str) -> RaterInfo | None:
     """The account for ``name`` if ``secret`` matches and it is active, else None. Every call runs scrypt once,
     against the account's hash or a dummy one, so an unknown name, a deactivated account and a wrong password
     cost the same and give the same answer."""
-    rater = session.scalar(select(Rater).where(Rater.name == name)) if isinstance(name, str) else None
+    try:
+        name = normalize_name(name)
+    except InvalidInput:
+        name = None
+    rater = session.scalar(select(Rater).where(Rater.name == name)) if name is not None else None
     usable = rater is not None and rater.active and rater.secret_hash is not None
     ok = verify_secret(secret, rater.secret_hash if usable else dummy_hash())
     return _info(rater) if usable and ok else None

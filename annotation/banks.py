@@ -6,11 +6,14 @@ once complete.
 How a bank moves: ``pending`` (queued) -> ``running`` (claimed: the claim commits, so progress is visible and
 other workers skip it) -> ``complete`` (every sample and the status change commit in one transaction) or
 ``failed`` (the engine raised; the next run, not this one, retries it, up to ``max_attempts`` in all). Only
-``complete`` banks are ever served, aggregated or exported. A worker that dies (a crash, a killed process, a lost
-GPU box) leaves its bank ``running``; once its heartbeat is older than ``stale_after_s`` the next run reclaims
-it, discards whatever samples a half-finished attempt left (the audit log records how many) and generates it
-again. A worker whose claim was taken over in the meantime finds its store refused (the attempt number no
-longer matches).
+``complete`` banks are ever served, aggregated or exported. While the engine works, a timer refreshes the
+bank's heartbeat every ``heartbeat_s`` (10 s). A worker that dies (a crash, a killed process, a lost GPU box)
+leaves its bank ``running`` with a heartbeat that stops; once it is older than ``stale_after_s`` (60 s) the next
+run reclaims it, discards whatever samples a half-finished attempt left (the audit log records how many) and
+generates it again. A worker whose claim was taken over in the meantime finds its store refused (the attempt
+number no longer matches). A run ends by listing the banks it leaves unfinished (``BankJobReport.unfinished``:
+failed, or running under another live worker), which ``python -m annotation generate`` names in a non-zero
+exit.
 
 Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
 own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
@@ -28,6 +31,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +43,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import session_scope
+from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
 from sr_engine import SREngine
 from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
@@ -51,6 +55,9 @@ from .images import encode_png, lr_array
 from .projects import get_project
 
 logger = logging.getLogger(__name__)
+
+STALE_AFTER_S = 60.0  # a running bank whose heartbeat is older belongs to a dead worker and is reclaimed
+HEARTBEAT_S = 10.0  # how often a working worker refreshes its bank's heartbeat (well inside STALE_AFTER_S)
 
 
 @dataclass
@@ -73,11 +80,27 @@ class ClaimedBank:
     pool_factor: int = 1  # draw pool_factor x n samples, store the n that span them (sr_engine.spanning)
 
 
+@dataclass(frozen=True)
+class UnfinishedBank:
+    bank_id: int
+    image_id: int
+    source: str  # the image's file (what an admin recognises, and may remove)
+    status: str  # pending, running (another worker, heartbeat fresh) or failed
+    worker: str | None
+    error: str | None
+
+    def describe(self) -> str:
+        what = {"running": f"running on {self.worker or 'another worker'}",
+                "failed": f"failed: {self.error or 'unknown error'}"}.get(self.status, self.status)
+        return f"bank {self.bank_id} (image {self.image_id}, {self.source}): {what}"
+
+
 @dataclass
 class BankJobReport:
     completed: list[int] = field(default_factory=list)  # bank ids
     failed: dict[int, str] = field(default_factory=dict)  # bank id -> error
     discarded: dict[int, int] = field(default_factory=dict)  # bank id -> half-bank samples deleted
+    unfinished: list[UnfinishedBank] = field(default_factory=list)  # banks not complete when the run ended
     seconds: float = 0.0
 
 
@@ -110,7 +133,7 @@ def enqueue_missing(session: Session, project_id: int, *, actor_id: int | None =
 
 
 def claim_next(session: Session, project_ids: list[int] | None = None, *, worker: str = "",
-               now: datetime | None = None, stale_after_s: float = 600, max_attempts: int = 3,
+               now: datetime | None = None, stale_after_s: float = STALE_AFTER_S, max_attempts: int = 3,
                skip: set[int] | frozenset[int] = frozenset()) -> ClaimedBank | None:
     """Claim the oldest bank that is pending, failed (fewer than ``max_attempts``), or running with a stale
     heartbeat, other than the ids in ``skip``; delete any samples an earlier attempt left. None when there is
@@ -210,6 +233,51 @@ def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config:
            attempt=claim.attempt, seconds=bank.seconds, min_lr_psnr=float(np.min(result.lr_psnr)))
 
 
+def heartbeat(session: Session, claim: ClaimedBank, *, now: datetime | None = None) -> bool:
+    """Refresh the claimed bank's heartbeat; False if the claim is no longer ours (taken over, or removed)."""
+    n = session.execute(update(Bank).where(Bank.id == claim.bank_id, Bank.status == BankStatus.running,
+                                           Bank.attempts == claim.attempt)
+                        .values(heartbeat_at=now or utcnow()).execution_options(synchronize_session=False)).rowcount
+    return n == 1
+
+
+class _Heartbeat:
+    """A timer thread that refreshes a claim's heartbeat every ``every`` seconds while the engine works (in its
+    own short transactions). Leaving the block stops it and waits for it, so no heartbeat is in flight when the
+    bank is stored."""
+
+    def __init__(self, factory: sessionmaker, claim: ClaimedBank, every: float):
+        self._factory, self._claim, self._every = factory, claim, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.bank_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                with session_scope(self._factory, busy_timeout_ms=BUSY_TIMEOUT_MS) as session:
+                    if not heartbeat(session, self._claim):
+                        return
+            except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next tick
+                logger.warning("bank %d: heartbeat not written", self._claim.bank_id, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def unfinished_banks(session: Session, project_ids: list[int]) -> list[UnfinishedBank]:
+    """The banks of these projects that are not complete, oldest first (images without a bank are queued by
+    every run, so they are not listed)."""
+    rows = session.execute(select(Bank.id, Bank.image_id, LRImage.source, Bank.status, Bank.worker, Bank.error)
+                           .join(LRImage).where(LRImage.project_id.in_(project_ids),
+                                                Bank.status != BankStatus.complete).order_by(Bank.id)).all()
+    return [UnfinishedBank(int(b), int(i), src, BankStatus(st).value, w, e) for b, i, src, st, w, e in rows]
+
+
 def fail_bank(session: Session, claim: ClaimedBank, error: str) -> None:
     """Record a failed attempt (only if the claim is still ours); the next run retries it."""
     bank = session.get(Bank, claim.bank_id, populate_existing=True)
@@ -271,13 +339,16 @@ def _shown(result: Any, evidence: BankEvidence | None, claim: ClaimedBank):
 
 
 def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | None = None, *, limit: int | None = None,
-                  worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
+                  worker: str | None = None, stale_after_s: float = STALE_AFTER_S, max_attempts: int = 3,
+                  heartbeat_s: float = HEARTBEAT_S,
                   on_progress: Callable[[BankJobReport], None] | None = None,
                   reader: BankReader | None | str = AUTO) -> BankJobReport:
     """Generate banks until none is left (or ``limit`` were attempted). Owns its transactions: one to queue, one
-    per claim, one per stored (or failed) bank; the engine and the reader run outside any transaction.
+    per claim, one per stored (or failed) bank, and a heartbeat every ``heartbeat_s`` while the engine and the
+    reader work outside any transaction; each waits up to the background busy timeout (30 s) for the write lock.
     ``project_id=None`` serves every project whose model is this engine's. ``reader``: ``"auto"`` (the engine's
-    domain's, :func:`sr_engine.evidence.reader_for`), a reader, or None (no evidence)."""
+    domain's, :func:`sr_engine.evidence.reader_for`), a reader, or None (no evidence). The report lists the banks
+    left unfinished."""
     t0 = time.perf_counter()
     if isinstance(reader, str):
         if reader != AUTO:
@@ -285,13 +356,22 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
         reader = reader_for(engine.domain)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = BankJobReport()
-    with session_scope(factory) as session:
+    if not heartbeat_s > 0:
+        raise InvalidInput(f"the heartbeat interval must be positive, got {heartbeat_s}")
+    if heartbeat_s >= stale_after_s > 0:
+        logger.warning("heartbeat every %g s but banks are reclaimed after %g s: live workers' banks may be "
+                       "reclaimed", heartbeat_s, stale_after_s)
+
+    def scope() -> Any:
+        return session_scope(factory, busy_timeout_ms=BUSY_TIMEOUT_MS)  # background work waits patiently
+
+    with scope() as session:
         project_ids = [p.id for p in _engine_projects(session, engine, project_id)]
         for pid in project_ids:
             enqueue_missing(session, pid)
     configured: dict[str, tuple[SREngine, dict]] = {}
     while limit is None or len(report.completed) + len(report.failed) < limit:
-        with session_scope(factory) as session:
+        with scope() as session:
             claim = claim_next(session, project_ids, worker=worker, stale_after_s=stale_after_s,
                                max_attempts=max_attempts, skip=set(report.failed))  # retried by the next run
         if claim is None:
@@ -300,21 +380,24 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
             report.discarded[claim.bank_id] = claim.discarded_samples
         try:
             eng, config = configured_engine(engine, claim.engine_options, configured)
-            result = eng.sample_bank(claim.lr, n=claim.n * claim.pool_factor, steps=claim.steps, seed=claim.seed,
-                                     mode=claim.mode, scheduler=claim.scheduler)
-            evidence = read_bank(reader, result.images) if reader is not None else None
+            with _Heartbeat(factory, claim, heartbeat_s):
+                result = eng.sample_bank(claim.lr, n=claim.n * claim.pool_factor, steps=claim.steps,
+                                         seed=claim.seed, mode=claim.mode, scheduler=claim.scheduler)
+                evidence = read_bank(reader, result.images) if reader is not None else None
             result, evidence, counts, shares = _shown(result, evidence, claim)
-            with session_scope(factory) as session:
+            with scope() as session:
                 store_bank(session, claim, result, config, int(engine.scale), evidence=evidence, pool_counts=counts,
                            pool_shares=shares)
             report.completed.append(claim.bank_id)
         except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
             logger.warning("bank %d failed (attempt %d)", claim.bank_id, claim.attempt, exc_info=True)
-            with session_scope(factory) as session:
+            with scope() as session:
                 fail_bank(session, claim, f"{type(err).__name__}: {err}")
             report.failed[claim.bank_id] = f"{type(err).__name__}: {err}"
         if on_progress is not None:
             on_progress(report)
+    with session_scope(factory, write=False) as session:
+        report.unfinished = unfinished_banks(session, project_ids)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -66,6 +66,7 @@ from .errors import InvalidInput
 from .positions import METHOD as POSITIONS_METHOD
 from .positions import PositionalReading
 from .projects import get_project
+from .text import csv_safe
 from .uncertainty import UncertaintyView, image_uncertainty
 
 What = Literal["votes", "summary", "skips", "ensembles"]
@@ -315,6 +316,17 @@ def _for_text_format(df: pd.DataFrame, fmt: Format) -> pd.DataFrame:
     return out
 
 
+def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` for a CSV file: every text cell that a spreadsheet would read as a formula (``=HYPERLINK(...)``,
+    ``+``, ``-``, ``@``) gets a leading ``'`` (:func:`annotation.text.csv_safe`); JSON and Parquet keep the text
+    as it is."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or isinstance(out[c].dtype, pd.StringDtype):
+            out[c] = out[c].map(csv_safe, na_action="ignore")
+    return out
+
+
 def write_table(df: pd.DataFrame, path: Path, fmt: Format, prov: dict) -> Path:
     """Write ``df`` and its provenance sidecar ``<path>.provenance.json`` (Parquet also embeds it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +341,7 @@ def write_table(df: pd.DataFrame, path: Path, fmt: Format, prov: dict) -> Path:
 def table_bytes(df: pd.DataFrame, fmt: Format, prov: dict | None = None) -> bytes:
     """``df`` as the bytes of one file in ``fmt`` (Parquet also embeds the provenance in its metadata)."""
     if fmt == "csv":
-        return _for_text_format(df, fmt).to_csv(index=False).encode("utf-8")
+        return csv_frame(_for_text_format(df, fmt)).to_csv(index=False).encode("utf-8")
     if fmt == "json":
         return _for_text_format(df, fmt).to_json(orient="records", force_ascii=False, indent=1,
                                                  double_precision=15).encode("utf-8")

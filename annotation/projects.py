@@ -11,7 +11,7 @@ generate`` on another machine): a shipped name, or ``diffusers:<absolute folder>
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,23 @@ from sqlalchemy.orm import Session
 
 from db.models import Project, SampleMode
 from sr_engine import MODES, DiffusersEngine, FlowEngine, SREngine, load_engine
+from sr_engine.plates import ALPHABET as PLATE_ALPHABET
 
 from .accounts import check_text, require_role
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
+from .positions import UNREADABLE
+from .text import check_alphabet, normalize_text
 
 SCHEDULERS = ("ddim", "dpmsolver", "ddpm", "euler")  # every engine's; each engine takes some (engine_schedulers)
 DIFFUSERS_PREFIX = "diffusers:"
 MAX_PROMPT = 1000
+MAX_PROJECT_NAME = 200
+MAX_READING = 500
+# the characters a reading may hold, by what a model was trained on (its name's first part: "mnist-x4",
+# "plates-x4", a checkpoint file named so); "?" marks a character a rater cannot read. Other models (a diffusers
+# pipeline, a checkpoint of another name) take any visible text.
+READING_ALPHABETS: dict[str, str] = {"mnist": "0123456789" + UNREADABLE, "plates": PLATE_ALPHABET + UNREADABLE}
 MAX_GUIDELINES = 10_000
 
 
@@ -66,8 +75,46 @@ def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
     return value
 
 
+def model_domain(model_name: str) -> str:
+    """What a model was trained on, from its name as a project stores it: "mnist" for ``mnist-x4`` or
+    ``/ckpt/mnist-x8.pt``, "plates" for ``plates-x4``, "" for anything else (a diffusers pipeline included)."""
+    name = str(model_name or "")
+    if name.startswith(DIFFUSERS_PREFIX):
+        return ""
+    first = Path(name).stem.split("-")[0].lower()
+    return first if first in READING_ALPHABETS else ""
+
+
+def reading_alphabet(model_name: str) -> str | None:
+    """The characters a reading of this model's images may hold (:data:`READING_ALPHABETS`), None for any."""
+    return READING_ALPHABETS.get(model_domain(model_name))
+
+
+def normalize_reading(text: object, model_name: str, *, what: str = "reading", max_len: int = MAX_READING) -> str:
+    """A rater's reading (or an image's known label) in its one canonical form: NFKC, stripped, invisible and
+    direction-changing characters refused (:func:`annotation.text.normalize_text`), upper case where the alphabet
+    has no lower case (plates), and refused, naming the characters, outside the project's alphabet."""
+    out = normalize_text(text, what=what, max_len=max_len)
+    alphabet = reading_alphabet(model_name)
+    if alphabet is not None:
+        if any(c.isupper() for c in alphabet) and not any(c.islower() for c in alphabet):
+            out = out.upper()  # plates: "8b" is "8B"
+        check_alphabet(out, alphabet, what=what)
+    return out
+
+
+def normalize_project_name(name: object) -> str:
+    """A project's name in its canonical form (NFKC, stripped, no invisible characters)."""
+    return normalize_text(name, what="project name", max_len=MAX_PROJECT_NAME)
+
+
+def _name_key(name: str) -> str:
+    """Two project names that differ only in width, case or invisible characters collide (casefolded NFKC)."""
+    return name.casefold()
+
+
 def validate_settings(s: ProjectSettings) -> None:
-    check_text(s.name, "project name", 200)
+    normalize_project_name(s.name)
     check_text(s.model_name, "model name", 200)
     _int(s.scale, "scale", 2, 64)
     if s.channels not in (1, 3):
@@ -162,10 +209,18 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
     if actor_id is not None:
         require_role(session, actor_id, "admin")
     validate_settings(settings)
+    settings = replace(settings, name=normalize_project_name(settings.name))
     if engine is not None:
         check_engine_settings(engine, settings)
-    if session.scalar(select(Project.id).where(Project.name == settings.name)) is not None:
-        raise Conflict(f"a project named {settings.name!r} already exists")
+    key = _name_key(settings.name)
+    for existing in session.scalars(select(Project.name)):
+        try:
+            same = _name_key(normalize_project_name(existing)) == key
+        except InvalidInput:  # a name stored before names were normalised
+            same = existing == settings.name
+        if same:
+            raise Conflict(f"a project named {existing!r} already exists (names that differ only in width, case "
+                           "or invisible characters are one name)")
     values = asdict(settings)
     values["mode"] = SampleMode(settings.mode)
     values["gold_rate"] = float(settings.gold_rate)
@@ -218,7 +273,11 @@ def get_project(session: Session, project: int | str) -> Project:
     """A project by id or by name; :class:`~annotation.errors.NotFound` if there is none. The one lookup every
     service uses."""
     if isinstance(project, str):
-        row = session.scalar(select(Project).where(Project.name == project))
+        try:
+            name = normalize_project_name(project)
+        except InvalidInput:
+            name = project
+        row = session.scalar(select(Project).where(Project.name == name))
     elif isinstance(project, int) and not isinstance(project, bool):
         row = session.get(Project, project)
     else:

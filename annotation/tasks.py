@@ -40,9 +40,8 @@ from .accounts import check_text, get_rater
 from .audit import record
 from .consensus import update_image
 from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
-from .projects import get_project
+from .projects import MAX_READING, get_project, normalize_reading
 
-MAX_READING = 500
 MAX_REASON = 500
 SUBMITTED, SERVED, SKIPPED, EXPIRED = (AssignmentStatus.submitted, AssignmentStatus.served,
                                        AssignmentStatus.skipped, AssignmentStatus.expired)
@@ -226,10 +225,12 @@ def _check_picks(session: Session, a: Assignment, k: int, picks: Sequence[int]) 
     return picks
 
 
-def _check_reading(reading: str | None) -> str | None:
+def _check_reading(reading: str | None, project: Project) -> str | None:
+    """The reading in its canonical form (NFKC; upper case for plates), refused if it holds invisible characters
+    or characters outside the project's alphabet (:func:`annotation.projects.normalize_reading`)."""
     if reading is None:
         return None
-    return check_text(reading, "reading", MAX_READING)
+    return normalize_reading(reading, project.model_name, max_len=MAX_READING)
 
 
 def _window_opened(project: Project, now: datetime) -> datetime:
@@ -274,7 +275,7 @@ def _checked_votes(session: Session, rater_id: int, assignment_id: int, picks: S
     """The rater's own assignment (locked), its project, and the picks and reading checked against its bank."""
     a = _owned(session, rater_id, assignment_id)
     project = get_project(session, a.project_id)
-    return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading)
+    return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading, project)
 
 
 def _write_votes(session: Session, a: Assignment, picks: list[int], reading: str | None) -> None:

@@ -20,6 +20,7 @@ from annotation.exclusions import exclude_rater, include_rater
 from annotation.exports import LIST_COLUMNS, export, export_bundle, read_table, summary_frame, votes_frame
 from annotation.images import decode_png
 from annotation.tasks import next_task, skip, submit
+from annotation.text import csv_safe
 from conftest import make_store, seeded_project, tiny_flow_engine
 from db.engine import session_scope
 from db.models import Sample
@@ -289,7 +290,8 @@ def _check_provenance(prov):
 
 
 def _assert_same(df: pd.DataFrame, back: pd.DataFrame, fmt: str) -> None:
-    """Compare an exported table with what pandas reads back: text verbatim, numbers equal, times equal."""
+    """Compare an exported table with what pandas reads back: text verbatim (in CSV, a cell a spreadsheet would
+    read as a formula carries a leading quote: annotation.text.csv_safe), numbers equal, times equal."""
     assert list(back.columns) == list(df.columns)
     assert len(back) == len(df)
     for col in df.columns:
@@ -297,7 +299,8 @@ def _assert_same(df: pd.DataFrame, back: pd.DataFrame, fmt: str) -> None:
         if col in LIST_COLUMNS:
             assert list(a) == list(b), col
         elif str(a.dtype) == "string":
-            assert [None if pd.isna(x) else str(x) for x in a] == [None if pd.isna(x) else str(x) for x in b], col
+            want = [None if pd.isna(x) else (csv_safe(str(x)) if fmt == "csv" else str(x)) for x in a]
+            assert want == [None if pd.isna(x) else str(x) for x in b], col
         elif str(a.dtype).startswith("datetime"):
             assert str(a.dtype) == str(b.dtype) == "datetime64[us, UTC]", col
             assert list(a) == list(b), col

@@ -14,10 +14,12 @@ import pandas as pd
 from annotation.accounts import ROLES as ACCOUNT_ROLES
 from annotation.accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
 from annotation.banks import progress
-from annotation.images import import_images
-from sr_engine import MODES as SR_MODES
+from annotation.errors import AnnotationError
+from annotation.images import prepare_import, remove_image, store_import
 from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec, set_guidelines,
                                  settings_for_engine)
+from annotation.uploads import read_upload
+from sr_engine import MODES as SR_MODES
 
 from .context import AppContext, chosen_id, refuse, whole_number
 from .render import message_html, progress_html
@@ -63,6 +65,10 @@ def build_admin(ctx: AppContext) -> AdminView:
             upload_btn = gr.Button("Import images")
             generate_btn = gr.Button("Generate missing banks", variant="primary")
             admin_msg = gr.HTML()
+    with gr.Row():
+        remove_id = gr.Number(None, precision=0, label="image id to remove (with its bank and votes)", scale=1)
+        remove_btn = gr.Button("Remove image", size="sm", scale=0)
+        remove_msg = gr.HTML(elem_id="sr-remove-msg")
     gr.Markdown("### New project")
     with gr.Row():
         name = gr.Textbox(label="name")
@@ -139,14 +145,40 @@ def build_admin(ctx: AppContext) -> AdminView:
         pid = chosen_id(project_id, "the project")
         if not paths:
             raise refuse("Choose one or more files.")
+        with ctx.tx(write=False) as s:
+            project = get_project(s, pid)
+        try:
+            engine = ctx.engines.get(project.model_name)  # its LR shape is checked at import
+        except ValueError as err:
+            raise refuse(str(err)) from None
+        # every file is read, decoded and checked before the one short write transaction: a slow or hostile
+        # upload never holds the store's write lock (and a FIFO or device is refused without being opened)
+        prepared = []
+        for p in paths:
+            path = Path(p)
+            try:
+                data = read_upload(path, max_bytes=ctx.max_upload_bytes)
+                prepared.append(prepare_import(project, data, name=path.name, engine=engine,
+                                               max_bytes=ctx.max_upload_bytes))
+            except AnnotationError as err:
+                raise refuse(str(err)) from None
         added = dup = skipped = 0
         with ctx.tx() as s:  # all files in one transaction: one bad file imports nothing
-            for p in paths:
-                path = Path(p)
-                res = import_images(s, pid, path.read_bytes(), name=path.name, actor_id=actor.id)
+            for prep in prepared:
+                res = store_import(s, prep, actor_id=actor.id)
                 added, dup, skipped = added + len(res.added), dup + len(res.duplicates), skipped + len(res.skipped)
         return message_html(f"Imported {added} image(s); {dup} duplicate(s), {skipped} non-image file(s) skipped. "
                             "Generate their banks next."), None
+
+    def do_remove(project_id, image_id, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        iid = whole_number(image_id, "the image id")
+        with ctx.tx() as s:
+            r = remove_image(s, pid, iid, actor_id=actor.id)
+        return message_html(f"Removed image {r.image_id} ({r.source}) with {r.banks} bank(s) and "
+                            f"{r.assignments} assignment(s), {r.submissions} of them submitted; the audit log "
+                            "keeps the record."), None
 
     def do_generate(project_id, request: gr.Request):
         ctx.actor(request, "admin")
@@ -163,7 +195,7 @@ def build_admin(ctx: AppContext) -> AdminView:
             pid = int(project_id)
         except (TypeError, ValueError):
             return ""
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             b = progress(s, pid)
         w = ctx.worker.status()
         state = ("generating" if w.running_project == pid else "queued" if pid in w.queued else "idle")
@@ -237,6 +269,7 @@ def build_admin(ctx: AppContext) -> AdminView:
                      min_raters_, threshold_]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
     upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
+    remove_btn.click(do_remove, [project, remove_id], [remove_msg, remove_id], api_name="remove_image")
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
     project.change(show_progress, [project], [bank_progress], api_name=False)

@@ -100,7 +100,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
     def show_project(project_id, request: gr.Request):
         actor = ctx.actor(request, *ANALYST_ROLES)
         pid = chosen_id(project_id, "a project")
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             o = project_overview(s, actor.id, pid)
             imgs = project_images(s, actor.id, pid)
         choices = [(f"#{i.id} {i.source}" + (" (gold)" if i.is_gold else "") + f" – {i.n_votes} vote(s)", i.id)
@@ -167,7 +167,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         if image_id in (None, ""):
             return "", message_html("No images in this project yet."), "", "", "", pd.DataFrame(
                 columns=VOTE_COLUMNS), ""
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             d = image_detail(s, actor.id, chosen_id(image_id, "an image"))
         return render_image(d)
 

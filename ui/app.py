@@ -37,7 +37,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 admin = build_admin(ctx)
 
         def projects_for(project_id=None):
-            with ctx.tx() as s:
+            with ctx.tx(write=False) as s:
                 choices = [(p.name, p.id) for p in list_projects(s)]
             value = project_id if project_id is not None else (choices[0][1] if choices else None)
             return gr.update(choices=choices, value=value)

@@ -28,7 +28,9 @@ from annotation.downloads import DEFAULT_TTL_S, PrivateDownloads
 from annotation.errors import AnnotationError
 from annotation.projects import load_model, model_spec
 from annotation.sessions import DEFAULT_IDLE_S, SessionTable, SignInThrottle
-from db.engine import session_scope
+from annotation.text import safe_message
+from annotation.uploads import MAX_UPLOAD_BYTES
+from db.engine import is_busy, session_scope
 from db.models import Role
 from sr_engine import SREngine, list_models
 
@@ -40,9 +42,14 @@ logger = logging.getLogger(__name__)
 def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
     """The error to raise when a request is refused (bad input, a missing permission): the message goes to the
     page and one line to the log, without a traceback; a refusal is not a bug. Real bugs still raise their own
-    exceptions, which Gradio logs with the traceback."""
+    exceptions, which Gradio logs with the traceback. The toast shows HTML: the message is escaped and stripped of
+    memory addresses first (:func:`annotation.text.safe_message`)."""
+    message = safe_message(message)
     logger.log(level, "refused: %s", message)
     return gr.Error(message, print_exception=False)
+
+
+BUSY_MESSAGE = "The store is busy; try again in a moment."
 
 
 def _int_or_refuse(value: object, refusal: str) -> int:
@@ -102,10 +109,13 @@ class EngineRegistry:
 
 class AppContext:
     """``private_dir``: where files made for one account (exports) wait for their download (0700; see
-    :mod:`annotation.downloads`); it must not be under Gradio's ``allowed_paths``."""
+    :mod:`annotation.downloads`); it must not be under Gradio's ``allowed_paths``. ``max_upload_bytes``: one
+    uploaded file (``app.py --max-upload-mb``)."""
 
     def __init__(self, factory: sessionmaker[Session], engines: EngineRegistry, worker: Any, private_dir: Path, *,
-                 session_idle_s: float = DEFAULT_IDLE_S, download_ttl_s: float = DEFAULT_TTL_S):
+                 session_idle_s: float = DEFAULT_IDLE_S, download_ttl_s: float = DEFAULT_TTL_S,
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES):
+        self.max_upload_bytes = int(max_upload_bytes)
         self.factory = factory
         self.engines = engines
         self.worker = worker
@@ -127,7 +137,7 @@ class AppContext:
         name = getattr(request, "username", None) if request is not None else None
         if not name:
             raise refuse("Sign in first.")
-        with session_scope(self.factory) as s:
+        with self.tx(write=False) as s:
             try:
                 r = rater_by_name(s, name)
             except AnnotationError:
@@ -144,11 +154,17 @@ class AppContext:
 
     # ---- transactions ----------------------------------------------------------------------------------------
     @contextmanager
-    def tx(self) -> Iterator[Session]:
+    def tx(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction per button press; a service's refusal (:class:`~annotation.errors.AnnotationError`)
-        becomes a message in the page and one log line (:func:`refuse`)."""
+        becomes a message in the page and one log line (:func:`refuse`). ``write=False`` for a request that only
+        reads: it never waits for the write lock. A write that waited the engine's busy timeout (a few seconds
+        in the app) for the lock is refused with "busy, try again", also as one log line."""
         try:
-            with session_scope(self.factory) as s:
+            with session_scope(self.factory, write=write) as s:
                 yield s
         except AnnotationError as err:
             raise refuse(str(err)) from None
+        except Exception as err:
+            if is_busy(err):
+                raise refuse(BUSY_MESSAGE, level=logging.WARNING) from None
+            raise

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
+from sqlalchemy.orm import Session
 
 from annotation.projects import get_project
 from annotation.tasks import Task, next_task, revisable, revise, skip, submit, submitted_task
-from annotation.views import my_work, rater_progress, rater_projects
+from annotation.views import RaterProgress, my_work, rater_progress, rater_projects
 
 from .context import AppContext, chosen_id, refuse
 from .render import esc, lr_html, message_html, picker_html, progress_html
@@ -281,11 +282,19 @@ def rater_menu(ctx: AppContext, rater_id: int, project_id: int | None = None):
     return gr.update(choices=choices, value=project_id)
 
 
-def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -> tuple:
-    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it."""
-    with ctx.tx() as s:
-        task = next_task(s, rater_id, project_id)
-        prog = rater_progress(s, rater_id, project_id)
+def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None, RaterProgress]:
+    """This rater's next task (or the live one) and progress, in the caller's transaction."""
+    return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
+
+
+def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
+              served: tuple[Task | None, RaterProgress] | None = None) -> tuple:
+    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
+    ``served``: what :func:`serve_next` returned in the handler's own transaction (one write per submission)."""
+    if served is None:
+        with ctx.tx() as s:
+            served = serve_next(s, rater_id, project_id)
+    task, prog = served
     progress = progress_html(prog.done, prog.total, f"{prog.done} of {prog.total} done")
     if task is None:
         with ctx.tx() as s:
@@ -348,14 +357,15 @@ def build_rate(ctx: AppContext) -> RateView:
             raise refuse("No task on screen: choose a project.")
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
-        with ctx.tx() as s:
+        with ctx.tx() as s:  # the vote and the next task in one transaction: one wait for the write lock
             if task.revising:
                 revise(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Revised."
             else:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
-        return show_task(ctx, actor.id, task.project_id, note)
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, note, served)
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
@@ -401,7 +411,8 @@ def build_rate(ctx: AppContext) -> RateView:
             raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
-        return show_task(ctx, actor.id, task.project_id, "Skipped.")
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, "Skipped.", served)
 
     panels = [guidelines, work_list, work_pick]
     project.change(load_task, [project], outputs, api_name="next_task").then(

@@ -147,7 +147,7 @@ class Guard:
 
     # ---- accounts --------------------------------------------------------------------------------------------
     def load_state(self, name: str) -> AccountState | None:
-        with session_scope(self.factory) as s:
+        with session_scope(self.factory, write=False) as s:  # a read: never waits for the write lock
             return account_state(s, name)
 
     async def refresh(self, name: str) -> None:
@@ -155,10 +155,11 @@ class Guard:
             self.sessions.set_state(name, await anyio.to_thread.run_sync(self.load_state, name))
 
     def _check_password(self, name: str, password: str) -> AccountState | None:
-        with session_scope(self.factory) as s:
+        with session_scope(self.factory, write=False) as s:  # scrypt runs outside the write lock
             info = authenticate(s, name, password)
-            if info is None:
-                return None
+        if info is None:
+            return None
+        with session_scope(self.factory) as s:
             record_sign_in(s, info.id)
             return account_state(s, name)
 
