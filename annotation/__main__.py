@@ -3,14 +3,28 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
 
     python -m annotation init [--admin-password PW]           # migrate the schema, create the first admin
     python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
+    python -m annotation create-project --name P --model mnist-x8 --min-raters 3 --max-raters 7 --resolve-threshold 0.95
     python -m annotation create-project --name P --model diffusers:/models/my-sr --mode guided [--prompt TEXT]
-    python -m annotation import --project P (--path FILE|DIR|ZIP | --mnist 20 [--gold 4])
-    python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 600]
+    python -m annotation import --project P (--path FILE|DIR|ZIP [--model NAME_OR_CHECKPOINT] | --mnist 20 [--gold 4])
+    python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 60]
+    python -m annotation remove-image --project P --image ID [--reason TEXT]
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
-    python -m annotation export --project P --what votes|summary|ensembles --format csv|json|parquet --out PATH
+    python -m annotation export --project P --what votes|summary|skips|ensembles --format csv|json|parquet --out PATH
+    python -m annotation accounts list
+    python -m annotation accounts add --name N [--role rater|analyst|admin] [--password-stdin]
+    python -m annotation accounts deactivate|activate|reset-password --name N
+
+``accounts add`` without ``--password-stdin`` and ``accounts reset-password`` print a generated one-time password that
+must be changed at the first sign-in; ``deactivate`` and a new password end the account's sign-in sessions in a
+running app within a second. Account changes made here are audited with no actor (the command line).
 
 ``generate`` runs the same job as the app's background worker, so a GPU box can fill the banks of a shared
-PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``.
+PostgreSQL database: ``python -m annotation generate --db-url postgresql+psycopg://... --project P``. It refreshes
+its bank's heartbeat while it works, reclaims a bank whose worker's heartbeat is older than ``--stale-after``
+seconds (a killed run), and exits with status 1 naming every bank it leaves unfinished (failed, or still
+running under another live worker). ``import`` reads and checks every file (against the model's LR shape too)
+before its one short write transaction; ``remove-image`` deletes an image with its bank and votes (audited), so
+a project whose model cannot take an image can still reach 100%.
 
 Every command prints what it did on stdout; progress and diagnostics go to the log on stderr (``--log-level``,
 default INFO). A refusal (bad input) is one ``error: ...`` line on stderr and exit status 2.
@@ -71,7 +85,8 @@ def _cmd_create_project(a, Session) -> int:
     settings = settings_for_engine(eng, a.name, bank_size=a.bank_size, k_picks=a.k, raters_per_image=a.raters_per_image,
                                    ensemble_size=a.ensemble_size, steps=a.steps, mode=a.mode, scheduler=a.scheduler,
                                    seed=a.seed, gold_rate=a.gold_rate, revision_window_s=a.revision_window,
-                                   lease_s=a.lease, max_lr_side=a.max_lr_side,
+                                   lease_s=a.lease, max_lr_side=a.max_lr_side, min_raters=a.min_raters,
+                                   resolve_threshold=a.resolve_threshold, pool_factor=a.pool_factor,
                                    engine_options={"prompt": a.prompt} if a.prompt else {})
     with session_scope(Session) as s:
         p = create_project(s, settings, engine=eng)
@@ -80,15 +95,19 @@ def _cmd_create_project(a, Session) -> int:
 
 
 def _cmd_import(a, Session) -> int:
-    from .images import import_images, import_mnist
+    from .images import import_mnist, prepare_import, store_import
     from .projects import get_project
 
-    with session_scope(Session) as s:
-        p = get_project(s, a.project)
-        if a.mnist:
-            res = import_mnist(s, p.id, a.mnist, start=a.start, gold=a.gold)
-        else:
-            res = import_images(s, p.id, a.path)
+    if a.mnist:
+        with session_scope(Session) as s:
+            res = import_mnist(s, get_project(s, a.project).id, a.mnist, start=a.start, gold=a.gold)
+    else:
+        with session_scope(Session, write=False) as s:
+            p = get_project(s, a.project)
+        # the model's LR shape is checked at import; no write lock is held while files are read
+        prepared = prepare_import(p, a.path, engine=_engine(a.model or p.model_name))
+        with session_scope(Session) as s:
+            res = store_import(s, prepared)
     print(f"imported {len(res.added)} image(s); {len(res.duplicates)} duplicate(s); {len(res.skipped)} skipped")
     return 0
 
@@ -105,13 +124,28 @@ def _cmd_generate(a, Session) -> int:
     def show(rep: BankJobReport) -> None:
         logger.info("banks: %d complete, %d failed", len(rep.completed), len(rep.failed))
 
-    rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, on_progress=show)
+    rep = run_bank_jobs(Session, eng, pid, limit=a.limit, stale_after_s=a.stale_after, heartbeat_s=a.heartbeat,
+                        on_progress=show)
     for bank_id, n in rep.discarded.items():
         print(f"bank {bank_id}: discarded {n} samples of an unfinished attempt")
-    for bank_id, err in rep.failed.items():
-        print(f"bank {bank_id} failed: {err}", file=sys.stderr)
     print(f"{len(rep.completed)} bank(s) complete, {len(rep.failed)} failed in {rep.seconds:.1f} s")
-    return 1 if rep.failed else 0
+    for u in rep.unfinished:
+        print(f"unfinished: {u.describe()}", file=sys.stderr)
+    if rep.unfinished:
+        print(f"error: {len(rep.unfinished)} bank(s) unfinished: {', '.join(str(u.bank_id) for u in rep.unfinished)}",
+              file=sys.stderr)
+    return 1 if rep.failed or rep.unfinished else 0
+
+
+def _cmd_remove_image(a, Session) -> int:
+    from .images import remove_image
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        r = remove_image(s, get_project(s, a.project).id, a.image, reason=a.reason)
+    print(f"removed image {r.image_id} ({r.source}) with {r.banks} bank(s) and {r.assignments} assignment(s), "
+          f"{r.submissions} of them submitted")
+    return 0
 
 
 def _cmd_ensembles(a, Session) -> int:
@@ -138,6 +172,36 @@ def _cmd_export(a, Session) -> int:
     return 0
 
 
+def _cmd_accounts(a, Session) -> int:
+    from .accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
+
+    with session_scope(Session) as s:
+        if a.action == "list":
+            rows = list_accounts(s)
+            head = ("name", "role", "active", "must change", "last sign-in (UTC)")
+            print(f"{head[0]:<24} {head[1]:<8} {head[2]:<6} {head[3]:<11} {head[4]:<19} created (UTC)")
+            for r in rows:
+                last = r.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if r.last_sign_in_at else "never"
+                print(f"{r.name:<24} {r.role:<8} {'yes' if r.active else 'no':<6} "
+                      f"{'yes' if r.must_change_password else '':<11} {last:<19} {r.created_at:%Y-%m-%d %H:%M}")
+            return 0
+        if not a.name:
+            raise InvalidInput(f"accounts {a.action} needs --name")
+        if a.action == "add":
+            password = sys.stdin.readline().rstrip("\r\n") if a.password_stdin else None
+            made = add_account(s, a.name, a.role, password)
+            print(f"added {made.role} {made.name!r}" + (f"; one-time password: {made.password} (it must be changed at "
+                                                        "the first sign-in)" if made.generated else ""))
+        elif a.action == "reset-password":
+            made = reset_password(s, rater_by_name(s, a.name).id)
+            print(f"new one-time password for {made.name!r}: {made.password} (it must be changed at the next "
+                  "sign-in; the account's sessions have ended)")
+        else:
+            info = set_active(s, rater_by_name(s, a.name).id, a.action == "activate")
+            print(f"{info.name!r} is {'active' if info.active else 'deactivated; its sessions have ended'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: $SR_DB_URL or data/annotation.sqlite)")
@@ -156,7 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shipped model name, a checkpoint path, or diffusers:/path/to/pipeline (a local folder)")
     c.add_argument("--bank-size", type=int, default=64)
     c.add_argument("--k", type=int, default=3, help="picks per rater and image")
-    c.add_argument("--raters-per-image", type=int, default=5)
+    c.add_argument("--raters-per-image", "--max-raters", dest="raters_per_image", type=int, default=5,
+                   help="raters per image at most (the slots); with --min-raters, adaptive overlap")
+    c.add_argument("--min-raters", type=int, default=None,
+                   help="an image resolved with at least this many submissions is no longer served "
+                        "(default: the maximum, every image gets it)")
+    c.add_argument("--pool-factor", type=int, default=1,
+                   help="draw this many times bank-size samples and show the bank-size that span them (1: no pool)")
+    c.add_argument("--resolve-threshold", type=float, default=0.95,
+                   help="resolved: the calibrated consensus probability reaches this (0..1]")
     c.add_argument("--ensemble-size", type=int, default=3)
     c.add_argument("--steps", type=int, default=8)
     c.add_argument("--mode", default="strict")
@@ -174,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--path", help="a PNG/JPEG file, a folder or a zip")
     g.add_argument("--mnist", type=int, help="this many built-in MNIST evaluation rows")
+    c.add_argument("--model", default=None,
+                   help="the model whose LR shape the files must have (default: the project's model name)")
     c.add_argument("--start", type=int, default=0)
     c.add_argument("--gold", type=int, default=0, help="how many of the MNIST rows are gold items")
     c.set_defaults(func=_cmd_import)
@@ -182,9 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--project", required=True)
     c.add_argument("--model", default=None, help="default: the project's model name")
     c.add_argument("--limit", type=int, default=None)
-    c.add_argument("--stale-after", type=float, default=600.0,
-                   help="seconds after which another worker's unfinished bank is reclaimed")
+    c.add_argument("--stale-after", type=float, default=60.0,
+                   help="seconds without a heartbeat after which another worker's unfinished bank is reclaimed")
+    c.add_argument("--heartbeat", type=float, default=10.0, help="seconds between this worker's heartbeats")
     c.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser("remove-image", parents=[common],
+                       help="remove an image with its bank, assignments and votes (audited)")
+    c.add_argument("--project", required=True)
+    c.add_argument("--image", type=int, required=True, help="the image id")
+    c.add_argument("--reason", default="", help="why (kept in the audit log)")
+    c.set_defaults(func=_cmd_remove_image)
 
     c = sub.add_parser("ensembles", parents=[common], help="ensembles of the most-voted samples")
     c.add_argument("--project", required=True)
@@ -194,11 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("export", parents=[common], help="votes, per-image summary or ensembles")
     c.add_argument("--project", required=True)
-    c.add_argument("--what", choices=["votes", "summary", "ensembles"], required=True)
+    c.add_argument("--what", choices=["votes", "summary", "skips", "ensembles"], required=True)
     c.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     c.add_argument("--out", required=True)
     c.add_argument("--include-excluded", action="store_true")
     c.set_defaults(func=_cmd_export)
+
+    c = sub.add_parser("accounts", parents=[common], help="list, add, deactivate, activate accounts; reset passwords")
+    c.add_argument("action", choices=["list", "add", "deactivate", "activate", "reset-password"])
+    c.add_argument("--name", default=None, help="the account (all actions but list)")
+    c.add_argument("--role", choices=["rater", "analyst", "admin"], default="rater", help="add: the new account's role")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="add: read the password from one line of stdin (default: a printed one-time password)")
+    c.set_defaults(func=_cmd_accounts)
     return p
 
 

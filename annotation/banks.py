@@ -6,14 +6,22 @@ once complete.
 How a bank moves: ``pending`` (queued) -> ``running`` (claimed: the claim commits, so progress is visible and
 other workers skip it) -> ``complete`` (every sample and the status change commit in one transaction) or
 ``failed`` (the engine raised; the next run, not this one, retries it, up to ``max_attempts`` in all). Only
-``complete`` banks are ever served, aggregated or exported. A worker that dies (a crash, a killed process, a lost
-GPU box) leaves its bank ``running``; once its heartbeat is older than ``stale_after_s`` the next run reclaims
-it, discards whatever samples a half-finished attempt left (the audit log records how many) and generates it
-again. A worker whose claim was taken over in the meantime finds its store refused (the attempt number no
-longer matches).
+``complete`` banks are ever served, aggregated or exported. While the engine works, a timer refreshes the
+bank's heartbeat every ``heartbeat_s`` (10 s). A worker that dies (a crash, a killed process, a lost GPU box)
+leaves its bank ``running`` with a heartbeat that stops; once it is older than ``stale_after_s`` (60 s) the next
+run reclaims it, discards whatever samples a half-finished attempt left (the audit log records how many) and
+generates it again. A worker whose claim was taken over in the meantime finds its store refused (the attempt
+number no longer matches). A run ends by listing the banks it leaves unfinished (``BankJobReport.unfinished``:
+failed, or running under another live worker), which ``python -m annotation generate`` names in a non-zero
+exit.
 
 Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
 own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
+
+The bank's evidence (issue 16): the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
+digit classifier, the plate reader, none for a diffusers pipeline), which reads every sample outside the
+transaction; each sample's reading and confidence and the bank's reading counts are stored with the bank.
+Analysts see them; raters never do (a task carries only pixels).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +43,11 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import session_scope
+from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
 from sr_engine import SREngine
+from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
+from sr_engine.spanning import spanning_subset, subset_bank
 
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
@@ -44,6 +55,9 @@ from .images import encode_png, lr_array
 from .projects import get_project
 
 logger = logging.getLogger(__name__)
+
+STALE_AFTER_S = 60.0  # a running bank whose heartbeat is older belongs to a dead worker and is reclaimed
+HEARTBEAT_S = 10.0  # how often a working worker refreshes its bank's heartbeat (well inside STALE_AFTER_S)
 
 
 @dataclass
@@ -63,6 +77,22 @@ class ClaimedBank:
     model_name: str
     discarded_samples: int  # samples of an earlier, unfinished attempt that the claim deleted
     engine_options: dict = field(default_factory=dict)  # the project's (e.g. a diffusers pipeline's prompt)
+    pool_factor: int = 1  # draw pool_factor x n samples, store the n that span them (sr_engine.spanning)
+
+
+@dataclass(frozen=True)
+class UnfinishedBank:
+    bank_id: int
+    image_id: int
+    source: str  # the image's file (what an admin recognises, and may remove)
+    status: str  # pending, running (another worker, heartbeat fresh) or failed
+    worker: str | None
+    error: str | None
+
+    def describe(self) -> str:
+        what = {"running": f"running on {self.worker or 'another worker'}",
+                "failed": f"failed: {self.error or 'unknown error'}"}.get(self.status, self.status)
+        return f"bank {self.bank_id} (image {self.image_id}, {self.source}): {what}"
 
 
 @dataclass
@@ -70,6 +100,7 @@ class BankJobReport:
     completed: list[int] = field(default_factory=list)  # bank ids
     failed: dict[int, str] = field(default_factory=dict)  # bank id -> error
     discarded: dict[int, int] = field(default_factory=dict)  # bank id -> half-bank samples deleted
+    unfinished: list[UnfinishedBank] = field(default_factory=list)  # banks not complete when the run ended
     seconds: float = 0.0
 
 
@@ -102,7 +133,7 @@ def enqueue_missing(session: Session, project_id: int, *, actor_id: int | None =
 
 
 def claim_next(session: Session, project_ids: list[int] | None = None, *, worker: str = "",
-               now: datetime | None = None, stale_after_s: float = 600, max_attempts: int = 3,
+               now: datetime | None = None, stale_after_s: float = STALE_AFTER_S, max_attempts: int = 3,
                skip: set[int] | frozenset[int] = frozenset()) -> ClaimedBank | None:
     """Claim the oldest bank that is pending, failed (fewer than ``max_attempts``), or running with a stale
     heartbeat, other than the ids in ``skip``; delete any samples an earlier attempt left. None when there is
@@ -129,7 +160,8 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
                                     .execution_options(synchronize_session=False)).rowcount or 0
         bank = session.get(Bank, bank_id, populate_existing=True)
         image = session.get(LRImage, bank.image_id)
-        options = dict(session.get(Project, image.project_id).engine_options or {})
+        project = session.get(Project, image.project_id)
+        options = dict(project.engine_options or {})
         if discarded:
             record(session, "bank.discarded", "bank", bank_id, project_id=image.project_id,
                    samples=int(discarded), previous_status=BankStatus(status).value)
@@ -138,7 +170,8 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
         return ClaimedBank(bank_id=bank_id, attempt=attempts + 1, project_id=image.project_id,
                            image_id=image.id, lr=lr_array(image), n=bank.n, seed=int(bank.seed), steps=bank.steps,
                            mode=SampleMode(bank.mode).value, scheduler=bank.scheduler, model_name=bank.model_name,
-                           discarded_samples=int(discarded), engine_options=options)
+                           discarded_samples=int(discarded), engine_options=options,
+                           pool_factor=int(project.pool_factor or 1))
     return None
 
 
@@ -163,9 +196,12 @@ def _opt(values: Any, i: int) -> float | None:
 
 
 def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config: dict, scale: int, *,
-               now: datetime | None = None) -> None:
+               now: datetime | None = None, evidence: BankEvidence | None = None,
+               pool_counts: dict[str, int] | None = None, pool_shares: np.ndarray | None = None) -> None:
     """Write every sample of ``result`` (an ``sr_engine.Bank``) and mark the bank complete, in the caller's
-    transaction. Refused if the claim was taken over or the result does not fit the bank."""
+    transaction, with the reader's ``evidence`` when there is one. Refused if the claim was taken over or the
+    result does not fit the bank. A bank chosen from a pool stores the pool's reading counts (``pool_counts``) as
+    its evidence and each sample's ``pool_shares``."""
     now = now or utcnow()
     bank = session.get(Bank, claim.bank_id, populate_existing=True, with_for_update=True)
     if bank is None:
@@ -175,10 +211,17 @@ def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config:
     _check_result(claim, result, scale)
     if session.scalar(select(func.count()).select_from(Sample).where(Sample.bank_id == bank.id)):
         raise Conflict(f"bank {bank.id} already holds samples of another attempt")
+    if evidence is not None and evidence.n != claim.n:
+        raise InvalidInput(f"the evidence reads {evidence.n} samples; the bank has {claim.n}")
     for i in range(claim.n):
         session.add(Sample(bank_id=bank.id, index=i, seed=int(result.seeds[i]), png=encode_png(result.images[i]),
                            lr_psnr=float(result.lr_psnr[i]), flow_consistency=_opt(result.flow_consistency, i),
-                           projection_residual=_opt(getattr(result, "projection_residual", None), i)))
+                           projection_residual=_opt(getattr(result, "projection_residual", None), i),
+                           reading=evidence.readings[i] if evidence is not None else None,
+                           reading_confidence=float(evidence.confidence[i]) if evidence is not None else None,
+                           pool_share=float(pool_shares[i]) if pool_shares is not None else None))
+    bank.reader = evidence.reader if evidence is not None else None
+    bank.evidence = (pool_counts or evidence.counts()) if evidence is not None else None
     bank.status = BankStatus.complete
     bank.engine_config = engine_config
     bank.checkpoint_sha256 = str(engine_config.get("checkpoint_sha256") or "") or None
@@ -188,6 +231,51 @@ def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config:
     session.flush()
     record(session, "bank.completed", "bank", bank.id, project_id=claim.project_id, n=claim.n,
            attempt=claim.attempt, seconds=bank.seconds, min_lr_psnr=float(np.min(result.lr_psnr)))
+
+
+def heartbeat(session: Session, claim: ClaimedBank, *, now: datetime | None = None) -> bool:
+    """Refresh the claimed bank's heartbeat; False if the claim is no longer ours (taken over, or removed)."""
+    n = session.execute(update(Bank).where(Bank.id == claim.bank_id, Bank.status == BankStatus.running,
+                                           Bank.attempts == claim.attempt)
+                        .values(heartbeat_at=now or utcnow()).execution_options(synchronize_session=False)).rowcount
+    return n == 1
+
+
+class _Heartbeat:
+    """A timer thread that refreshes a claim's heartbeat every ``every`` seconds while the engine works (in its
+    own short transactions). Leaving the block stops it and waits for it, so no heartbeat is in flight when the
+    bank is stored."""
+
+    def __init__(self, factory: sessionmaker, claim: ClaimedBank, every: float):
+        self._factory, self._claim, self._every = factory, claim, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{claim.bank_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                with session_scope(self._factory, busy_timeout_ms=BUSY_TIMEOUT_MS) as session:
+                    if not heartbeat(session, self._claim):
+                        return
+            except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next tick
+                logger.warning("bank %d: heartbeat not written", self._claim.bank_id, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def unfinished_banks(session: Session, project_ids: list[int]) -> list[UnfinishedBank]:
+    """The banks of these projects that are not complete, oldest first (images without a bank are queued by
+    every run, so they are not listed)."""
+    rows = session.execute(select(Bank.id, Bank.image_id, LRImage.source, Bank.status, Bank.worker, Bank.error)
+                           .join(LRImage).where(LRImage.project_id.in_(project_ids),
+                                                Bank.status != BankStatus.complete).order_by(Bank.id)).all()
+    return [UnfinishedBank(int(b), int(i), src, BankStatus(st).value, w, e) for b, i, src, st, w, e in rows]
 
 
 def fail_bank(session: Session, claim: ClaimedBank, error: str) -> None:
@@ -235,22 +323,55 @@ def configured_engine(engine: SREngine, options: dict, cache: dict | None = None
     return out
 
 
+AUTO = "auto"
+
+
+def _shown(result: Any, evidence: BankEvidence | None, claim: ClaimedBank):
+    """A pool (pool_factor > 1) -> (the n samples that span it, their evidence, the pool's counts, pool shares);
+    otherwise the bank as it is."""
+    if claim.pool_factor <= 1:
+        return result, evidence, None, None
+    idx, shares = spanning_subset(result.images, evidence.readings if evidence is not None else None, claim.n)
+    if evidence is None:
+        return subset_bank(result, idx), None, None, shares
+    shown = BankEvidence(evidence.reader, tuple(evidence.readings[i] for i in idx), evidence.confidence[idx])
+    return subset_bank(result, idx), shown, evidence.counts(), shares
+
+
 def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | None = None, *, limit: int | None = None,
-                  worker: str | None = None, stale_after_s: float = 600, max_attempts: int = 3,
-                  on_progress: Callable[[BankJobReport], None] | None = None) -> BankJobReport:
+                  worker: str | None = None, stale_after_s: float = STALE_AFTER_S, max_attempts: int = 3,
+                  heartbeat_s: float = HEARTBEAT_S,
+                  on_progress: Callable[[BankJobReport], None] | None = None,
+                  reader: BankReader | None | str = AUTO) -> BankJobReport:
     """Generate banks until none is left (or ``limit`` were attempted). Owns its transactions: one to queue, one
-    per claim, one per stored (or failed) bank; the engine runs outside any transaction. ``project_id=None``
-    serves every project whose model is this engine's."""
+    per claim, one per stored (or failed) bank, and a heartbeat every ``heartbeat_s`` while the engine and the
+    reader work outside any transaction; each waits up to the background busy timeout (30 s) for the write lock.
+    ``project_id=None`` serves every project whose model is this engine's. ``reader``: ``"auto"`` (the engine's
+    domain's, :func:`sr_engine.evidence.reader_for`), a reader, or None (no evidence). The report lists the banks
+    left unfinished."""
     t0 = time.perf_counter()
+    if isinstance(reader, str):
+        if reader != AUTO:
+            raise InvalidInput(f"reader must be {AUTO!r}, a reader or None, got {reader!r}")
+        reader = reader_for(engine.domain)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     report = BankJobReport()
-    with session_scope(factory) as session:
+    if not heartbeat_s > 0:
+        raise InvalidInput(f"the heartbeat interval must be positive, got {heartbeat_s}")
+    if heartbeat_s >= stale_after_s > 0:
+        logger.warning("heartbeat every %g s but banks are reclaimed after %g s: live workers' banks may be "
+                       "reclaimed", heartbeat_s, stale_after_s)
+
+    def scope() -> Any:
+        return session_scope(factory, busy_timeout_ms=BUSY_TIMEOUT_MS)  # background work waits patiently
+
+    with scope() as session:
         project_ids = [p.id for p in _engine_projects(session, engine, project_id)]
         for pid in project_ids:
             enqueue_missing(session, pid)
     configured: dict[str, tuple[SREngine, dict]] = {}
     while limit is None or len(report.completed) + len(report.failed) < limit:
-        with session_scope(factory) as session:
+        with scope() as session:
             claim = claim_next(session, project_ids, worker=worker, stale_after_s=stale_after_s,
                                max_attempts=max_attempts, skip=set(report.failed))  # retried by the next run
         if claim is None:
@@ -259,18 +380,24 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
             report.discarded[claim.bank_id] = claim.discarded_samples
         try:
             eng, config = configured_engine(engine, claim.engine_options, configured)
-            result = eng.sample_bank(claim.lr, n=claim.n, steps=claim.steps, seed=claim.seed, mode=claim.mode,
-                                     scheduler=claim.scheduler)
-            with session_scope(factory) as session:
-                store_bank(session, claim, result, config, int(engine.scale))
+            with _Heartbeat(factory, claim, heartbeat_s):
+                result = eng.sample_bank(claim.lr, n=claim.n * claim.pool_factor, steps=claim.steps,
+                                         seed=claim.seed, mode=claim.mode, scheduler=claim.scheduler)
+                evidence = read_bank(reader, result.images) if reader is not None else None
+            result, evidence, counts, shares = _shown(result, evidence, claim)
+            with scope() as session:
+                store_bank(session, claim, result, config, int(engine.scale), evidence=evidence, pool_counts=counts,
+                           pool_shares=shares)
             report.completed.append(claim.bank_id)
         except Exception as err:  # noqa: BLE001 - any engine failure is recorded and retried later
             logger.warning("bank %d failed (attempt %d)", claim.bank_id, claim.attempt, exc_info=True)
-            with session_scope(factory) as session:
+            with scope() as session:
                 fail_bank(session, claim, f"{type(err).__name__}: {err}")
             report.failed[claim.bank_id] = f"{type(err).__name__}: {err}"
         if on_progress is not None:
             on_progress(report)
+    with session_scope(factory, write=False) as session:
+        report.unfinished = unfinished_banks(session, project_ids)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -91,10 +91,14 @@ def make_ensemble(session: Session, engine: SREngine, image_id: int, *, m: int |
     return _result(row, image_id)
 
 
+def voted_images(session: Session, project_id: int, *, include_excluded: bool = False) -> list[int]:
+    """The ids of the project's images that have votes (those an ensemble can be made for), ascending."""
+    return sorted({v.image for v in load_votes(session, project_id, include_excluded=include_excluded)})
+
+
 def make_ensembles(session: Session, engine: SREngine, project_id: int, **kwargs: Any) -> list[EnsembleResult]:
     """An ensemble for every image of the project that has votes."""
-    image_ids = sorted({v.image for v in load_votes(session, project_id,
-                                                    include_excluded=kwargs.get("include_excluded", False))})
+    image_ids = voted_images(session, project_id, include_excluded=kwargs.get("include_excluded", False))
     return [make_ensemble(session, engine, i, **kwargs) for i in image_ids]
 
 

@@ -13,24 +13,25 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from db.models import LRImage, Project
+from db.models import Assignment, AssignmentStatus, Bank, LRImage, Project
+from sr_engine import SREngine
 from sr_engine.data import load_mnist, mnist_canvas
 from sr_engine.degradation import make_lr
 
-from .accounts import check_text
+from .accounts import check_text, require_role
 from .audit import record
 from .errors import InvalidInput, NotFound
-from .projects import get_project
+from .projects import get_project, normalize_reading
+from .text import escape_for_message, scrub_addresses
+from .uploads import is_regular_file_inside, read_upload, read_zip_members
 
 MIN_SIDE = 2  # a 1x1 image has nothing to super-resolve
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -101,11 +102,15 @@ def _to_channels(im: Image.Image, channels: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side: int = MIN_SIDE) -> np.ndarray:
+def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side: int = MIN_SIDE, *,
+                 rules: ImageRules | None = None) -> np.ndarray:
     """Validate one PNG or JPEG file's bytes and return uint8 (H, W) (channels=1) or (H, W, 3) (channels=3).
 
-    The size is checked from the header before any pixel is decoded (a 20000x20000 file is refused cheaply).
+    The size is checked from the header before any pixel is decoded (a 20000x20000 file is refused cheaply),
+    and so is the model's LR shape where ``rules`` carry one. ``name`` may be anything (a file name from an
+    upload): messages escape it.
     """
+    raw, name = name, escape_for_message(name)
     if not isinstance(data, (bytes, bytearray)):
         raise InvalidInput(f"{name}: expected the file's bytes, got {type(data).__name__}")
     if len(data) > MAX_FILE_BYTES:
@@ -120,6 +125,8 @@ def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side:
             if max(w, h) > max_side:
                 raise InvalidInput(f"{name}: {w}x{h} pixels is larger than this project's limit of {max_side} "
                                    "a side")
+            if rules is not None:
+                rules.check_shape(raw, h, w)
             if getattr(im, "n_frames", 1) != 1:
                 raise InvalidInput(f"{name}: animated images are not supported")
             im.load()  # decodes every pixel: a truncated file fails here
@@ -127,84 +134,61 @@ def decode_image(data: bytes, name: str, channels: int, max_side: int, min_side:
     except InvalidInput:
         raise
     except Image.DecompressionBombError as err:
-        raise InvalidInput(f"{name}: the image is far larger than any LR image ({err})") from err
+        raise InvalidInput(f"{name}: the image is far larger than any LR image") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise InvalidInput(f"{name}: not a readable PNG or JPEG image ({type(err).__name__}: {err})") from err
+        raise InvalidInput(f"{name}: not a readable PNG or JPEG image ({type(err).__name__}: "
+                           f"{escape_for_message(scrub_addresses(str(err)))})") from err
 
 
 # ---- sources -----------------------------------------------------------------------------------------------
-def _unsafe_member(info: zipfile.ZipInfo) -> bool:
-    name = info.filename
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    mode = info.external_attr >> 16
-    return (name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
-            or "\x00" in name or stat.S_ISLNK(mode))
-
-
 def _wanted(name: str) -> bool:
     base = PurePosixPath(name.replace("\\", "/")).name
     return (not base.startswith(".") and "__MACOSX" not in name and base.lower().endswith(IMAGE_SUFFIXES))
 
 
 def read_zip(data_or_path: bytes | str | Path, label: str = "zip") -> tuple[list[tuple[str, bytes]], list[str]]:
-    """(member name, bytes) of the image members, and the names skipped. Refuses the whole archive if any member
-    has an absolute path, a ``..`` component or is a link, or if it would unpack to more than the limits."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data_or_path) if isinstance(data_or_path, (bytes, bytearray))
-                             else data_or_path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise InvalidInput(f"{label}: not a readable zip archive ({err})") from err
-    with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        bad = [i.filename for i in zf.infolist() if _unsafe_member(i)]
-        if bad:
-            raise InvalidInput(f"{label}: unsafe member path(s) {bad[:3]}; nothing was imported")
-        if len(infos) > MAX_ZIP_MEMBERS:
-            raise InvalidInput(f"{label}: {len(infos)} members is more than the limit of {MAX_ZIP_MEMBERS}")
-        wanted = [i for i in infos if _wanted(i.filename)]
-        if sum(i.file_size for i in wanted) > MAX_ZIP_BYTES or any(i.file_size > MAX_FILE_BYTES for i in wanted):
-            raise InvalidInput(f"{label}: unpacks to more than the limits ({MAX_FILE_BYTES} bytes a file, "
-                               f"{MAX_ZIP_BYTES} in all)")
-        try:
-            files = [(f"{label}:{i.filename}", zf.read(i)) for i in wanted]
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise InvalidInput(f"{label}: a member cannot be read ({err})") from err
-        skipped = [f"{label}:{i.filename}" for i in infos if not _wanted(i.filename)]
-    return files, skipped
+    """(member name, bytes) of the image members, and the names skipped. All or nothing
+    (:func:`annotation.uploads.read_zip_members`): a member with an absolute path, a ``..`` part or a link, a
+    member that inflates past its limit whatever its header says, or an archive past the limits refuses it."""
+    return tuple(read_zip_members(data_or_path, max_member_bytes=MAX_FILE_BYTES, max_total_bytes=MAX_ZIP_BYTES,
+                                  max_members=MAX_ZIP_MEMBERS, wanted=_wanted, label=label))
 
 
 def _read_folder(path: Path) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """Every image file under ``path`` (links not followed into other folders). A FIFO, device, socket, or a link
+    that leads out of the folder refuses the import, named, before anything is read."""
     files, skipped = [], []
     for root, dirs, names in os.walk(path, followlinks=False):
         dirs.sort()
         for n in sorted(names):
             p = Path(root) / n
             rel = str(p.relative_to(path))
-            if p.is_symlink() or not _wanted(rel):
+            if not _wanted(rel):
                 skipped.append(rel)
                 continue
-            if p.stat().st_size > MAX_FILE_BYTES:
-                raise InvalidInput(f"{rel}: larger than the limit of {MAX_FILE_BYTES} bytes")
-            files.append((rel, p.read_bytes()))
+            if not is_regular_file_inside(p, path):
+                raise InvalidInput(f"{escape_for_message(rel)}: not a regular file inside the folder (a FIFO, a "
+                                   "device, a socket or a link leading out of it); nothing was imported")
+            files.append((rel, read_upload(os.path.realpath(p), max_bytes=MAX_FILE_BYTES, name=rel)))
     return files, skipped
 
 
-def _collect(source: str | Path | bytes, name: str | None) -> tuple[list[tuple[str, bytes]], list[str]]:
+def _collect(source: str | Path | bytes, name: str | None,
+             max_bytes: int = MAX_FILE_BYTES) -> tuple[list[tuple[str, bytes]], list[str]]:
     if isinstance(source, (bytes, bytearray)):
         label = name or "upload"
-        if label.lower().endswith(".zip") or bytes(source[:4]) == b"PK\x03\x04":
-            return read_zip(bytes(source), label)
-        return [(label, bytes(source))], []
+        data = read_upload(source, max_bytes=max_bytes, name=label)
+        if label.lower().endswith(".zip") or data[:4] == b"PK\x03\x04":
+            return read_zip(data, label)
+        return [(label, data)], []
     path = Path(source)
     if path.is_dir():
         return _read_folder(path)
-    if not path.is_file():
-        raise InvalidInput(f"{source}: no such file or folder")
+    if not os.path.lexists(path):
+        raise InvalidInput(f"{escape_for_message(source)}: no such file or folder")
     if path.suffix.lower() == ".zip":
         return read_zip(path, path.name)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise InvalidInput(f"{path.name}: larger than the limit of {MAX_FILE_BYTES} bytes")
-    return [(path.name, path.read_bytes())], []
+    return [(path.name, read_upload(path, max_bytes=max_bytes))], []
 
 
 # ---- the services ------------------------------------------------------------------------------------------
@@ -215,6 +199,69 @@ def get_image(session: Session, image_id: int) -> LRImage:
     if image is None:
         raise NotFound(f"unknown image id {image_id!r}")
     return image
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What a project accepts: its channels, its LR size limit, and the one LR shape its model takes (the
+    engine's ``lr_shape``: the MNIST models take 7x7 at x4), which needs the engine (:meth:`for_project`)."""
+
+    channels: int
+    max_side: int
+    scale: int
+    model_name: str
+    lr_shape: tuple[int | None, int | None] | None = None
+
+    @classmethod
+    def for_project(cls, project: Project, engine: SREngine | None = None) -> ImageRules:
+        """The project's rules; with its loaded ``engine``, also the engine's LR shape and size limit."""
+        max_side, lr_shape = int(project.max_lr_side), None
+        if engine is not None:
+            max_side = min(max_side, int(engine.max_lr_side))
+            lr_shape = tuple(engine.lr_shape) if engine.lr_shape is not None else None
+        return cls(int(project.channels), max_side, int(project.scale), project.model_name, lr_shape)
+
+    def check_shape(self, name: str, h: int, w: int) -> None:
+        """Refuse an LR size the model does not take, naming the file (before any bank is queued for it)."""
+        if self.lr_shape is None:
+            return
+        want_h, want_w = self.lr_shape
+        if (want_h is not None and h != want_h) or (want_w is not None and w != want_w):
+            shown = f"{want_w if want_w is not None else 'any'}x{want_h if want_h is not None else 'any'}"
+            raise InvalidInput(f"{escape_for_message(name)}: {w}x{h} pixels, but model "
+                               f"{escape_for_message(self.model_name)} takes LR images of {shown} pixels "
+                               "(width x height); nothing was imported")
+
+
+@dataclass
+class PreparedImport:
+    """Files read, decoded and checked (:func:`prepare_import`), ready for :func:`store_import`."""
+
+    project_id: int
+    items: list[_Item]
+    skipped: list[str]
+
+
+def prepare_import(project: Project, source: str | Path | bytes, *, name: str | None = None,
+                   label: str | None = None, gold: bool = False, engine: SREngine | None = None,
+                   max_bytes: int = MAX_FILE_BYTES) -> PreparedImport:
+    """Read and validate every file of an import, outside any write transaction (``project`` may come from a
+    read-only one): the slow part of an import never holds the store's write lock."""
+    rules = ImageRules.for_project(project, engine)
+    if label is not None:
+        label = normalize_reading(label, project.model_name, what="label", max_len=MAX_LABEL)
+    if gold and label is None:
+        raise InvalidInput("a gold item needs its known label")
+    files, skipped = _collect(source, name, max_bytes)
+    items = [_Item(src, decode_image(data, src, rules.channels, rules.max_side, rules=rules), label=label,
+                   is_gold=gold) for src, data in files]
+    return PreparedImport(project.id, items, skipped)
+
+
+def store_import(session: Session, prepared: PreparedImport, *, actor_id: int | None = None) -> ImportResult:
+    """Write a prepared import (one short write transaction: the caller's)."""
+    project = get_project(session, prepared.project_id)
+    return _store(session, project, prepared.items, actor_id, ImportResult(skipped=list(prepared.skipped)))
 
 
 def _store(session: Session, project: Project, items: list[_Item], actor_id: int | None,
@@ -239,26 +286,26 @@ def _store(session: Session, project: Project, items: list[_Item], actor_id: int
 
 
 def import_images(session: Session, project_id: int, source: str | Path | bytes, *, name: str | None = None,
-                  label: str | None = None, gold: bool = False, actor_id: int | None = None) -> ImportResult:
+                  label: str | None = None, gold: bool = False, actor_id: int | None = None,
+                  engine: SREngine | None = None) -> ImportResult:
     """Import a PNG/JPEG file, a folder (recursively, links not followed), a ``.zip``, or raw bytes of an upload
     (``name`` is its file name). ``label`` / ``gold`` apply to every image of this call (a gold item must have a
-    label). Nothing is written unless every image file is valid."""
-    project = get_project(session, project_id)
-    if label is not None:
-        check_text(label, "label", MAX_LABEL)
-    if gold and label is None:
-        raise InvalidInput("a gold item needs its known label")
-    files, skipped = _collect(source, name)
-    items = [_Item(src, decode_image(data, src, project.channels, project.max_lr_side), label=label,
-                   is_gold=gold) for src, data in files]
-    return _store(session, project, items, actor_id, ImportResult(skipped=skipped))
+    label). With the project's ``engine``, every image must have the LR shape it takes. Nothing is written
+    unless every image file is valid. (The app and the command line call :func:`prepare_import` outside the
+    write transaction and :func:`store_import` in it.)"""
+    prepared = prepare_import(get_project(session, project_id), source, name=name, label=label, gold=gold,
+                              engine=engine)
+    return store_import(session, prepared, actor_id=actor_id)
 
 
 def import_arrays(session: Session, project_id: int, images: list[np.ndarray], sources: list[str], *,
                   hr: list[np.ndarray | None] | None = None, labels: list[str | None] | None = None,
-                  gold: list[bool] | None = None, actor_id: int | None = None) -> ImportResult:
-    """Import uint8 arrays (H, W) / (H, W, 3) directly, with optional known HR images and labels."""
+                  gold: list[bool] | None = None, actor_id: int | None = None,
+                  engine: SREngine | None = None) -> ImportResult:
+    """Import uint8 arrays (H, W) / (H, W, 3) directly, with optional known HR images and labels (normalised
+    like readings); with the project's ``engine``, every image must have the LR shape it takes."""
     project = get_project(session, project_id)
+    rules = ImageRules.for_project(project, engine)
     n = len(images)
     hr = hr or [None] * n
     labels = labels or [None] * n
@@ -272,10 +319,11 @@ def import_arrays(session: Session, project_id: int, images: list[np.ndarray], s
         if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
             raise InvalidInput(f"{src}: expected uint8 (H, W) or (H, W, 3), got {a.dtype} {a.shape}")
         a = _to_channels(Image.fromarray(a), project.channels, src)
-        if min(a.shape[:2]) < MIN_SIDE or max(a.shape[:2]) > project.max_lr_side:
-            raise InvalidInput(f"{src}: shape {a.shape} is outside [{MIN_SIDE}, {project.max_lr_side}] a side")
+        if min(a.shape[:2]) < MIN_SIDE or max(a.shape[:2]) > rules.max_side:
+            raise InvalidInput(f"{src}: shape {a.shape} is outside [{MIN_SIDE}, {rules.max_side}] a side")
+        rules.check_shape(src, int(a.shape[0]), int(a.shape[1]))
         if lab is not None:
-            check_text(lab, "label", MAX_LABEL)
+            lab = normalize_reading(lab, project.model_name, what="label", max_len=MAX_LABEL)
         if g and lab is None:
             raise InvalidInput(f"{src}: a gold item needs its known label")
         if h is not None and (np.asarray(h).dtype != np.uint8
@@ -283,6 +331,42 @@ def import_arrays(session: Session, project_id: int, images: list[np.ndarray], s
             raise InvalidInput(f"{src}: the HR image must be uint8 of {project.scale}x the LR size")
         items.append(_Item(src, a, None if h is None else np.asarray(h), lab, bool(g)))
     return _store(session, project, items, actor_id, ImportResult())
+
+
+@dataclass(frozen=True)
+class RemovedImage:
+    image_id: int
+    project_id: int
+    source: str
+    banks: int  # banks (with their samples and ensembles) deleted with it
+    assignments: int  # assignments of every status deleted with it
+    submissions: int  # of which submitted: their picks and readings stay in the audit log only
+
+
+def remove_image(session: Session, project_id: int, image_id: int, *, actor_id: int | None = None,
+                 reason: str = "") -> RemovedImage:
+    """Remove an image from its project, with its bank, samples, ensembles, assignments and votes, so that what
+    is left can reach 100% (an image the model cannot take, a broken or wrongly imported file). Audited: the
+    entry names the file, its SHA-256 and what was deleted; the submitted picks and readings stay in the audit
+    log's earlier entries. ``actor_id``, when given, must be an admin's. The same file may be imported again."""
+    if actor_id is not None:
+        require_role(session, actor_id, "admin")
+    project = get_project(session, project_id)
+    image = get_image(session, image_id)
+    if image.project_id != project.id:
+        raise NotFound(f"image {image_id} is not in project {escape_for_message(project.name)}")
+    reason = check_text(reason, "reason", 2000, allow_newlines=True) if reason else ""
+    banks = int(session.scalar(select(func.count(Bank.id)).where(Bank.image_id == image.id)) or 0)
+    counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(
+        Assignment.status == AssignmentStatus.submitted)).where(Assignment.image_id == image.id)).one()
+    removed = RemovedImage(image.id, project.id, image.source, banks, int(counts[0]), int(counts[1]))
+    # the database cascades (ON DELETE CASCADE): banks, samples, ensembles, assignments, picks, readings
+    session.execute(delete(LRImage).where(LRImage.id == image.id).execution_options(synchronize_session=False))
+    session.expunge(image)
+    record(session, "image.removed", "image", removed.image_id, actor_id=actor_id, project_id=project.id,
+           source=removed.source, sha256=image.content_sha256, gold=bool(image.is_gold), banks=removed.banks,
+           assignments=removed.assignments, submissions=removed.submissions, reason=reason)
+    return removed
 
 
 def mnist_lr(count: int, scale: int, start: int = 0):

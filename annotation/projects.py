@@ -1,5 +1,6 @@
 """Projects: which model makes the banks (N samples, steps, mode, scheduler, seed, the model's own options such
-as a diffusers pipeline's prompt) and how votes are collected (k picks per rater, raters_per_image M,
+as a diffusers pipeline's prompt, a pool to choose the shown samples from) and how votes are collected (k picks per
+rater, raters_per_image M (the maximum; ``min_raters`` and ``resolve_threshold`` for adaptive overlap),
 ensemble_size m, gold rate, lease, revision window), and which LR images are accepted (``max_lr_side``).
 
 A project names its model by a string that loads it again anywhere (the app's worker, ``python -m annotation
@@ -10,7 +11,7 @@ generate`` on another machine): a shipped name, or ``diffusers:<absolute folder>
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,24 @@ from sqlalchemy.orm import Session
 
 from db.models import Project, SampleMode
 from sr_engine import MODES, DiffusersEngine, FlowEngine, SREngine, load_engine
+from sr_engine.plates import ALPHABET as PLATE_ALPHABET
 
 from .accounts import check_text, require_role
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
+from .positions import UNREADABLE
+from .text import check_alphabet, normalize_text
 
 SCHEDULERS = ("ddim", "dpmsolver", "ddpm", "euler")  # every engine's; each engine takes some (engine_schedulers)
 DIFFUSERS_PREFIX = "diffusers:"
 MAX_PROMPT = 1000
+MAX_PROJECT_NAME = 200
+MAX_READING = 500
+# the characters a reading may hold, by what a model was trained on (its name's first part: "mnist-x4",
+# "plates-x4", a checkpoint file named so); "?" marks a character a rater cannot read. Other models (a diffusers
+# pipeline, a checkpoint of another name) take any visible text.
+READING_ALPHABETS: dict[str, str] = {"mnist": "0123456789" + UNREADABLE, "plates": PLATE_ALPHABET + UNREADABLE}
+MAX_GUIDELINES = 10_000
 
 
 @dataclass
@@ -48,6 +59,12 @@ class ProjectSettings:
     lease_s: int = 900  # an assignment's lease (15 minutes)
     max_lr_side: int = 128  # larger LR images are refused on import (at most the engine's own limit)
     engine_options: dict[str, Any] = field(default_factory=dict)  # load keywords beyond the name: {"prompt": ...}
+    # adaptive overlap (issue 16): raters_per_image is the maximum; an image resolved with at least min_raters
+    # submissions is no longer served (None: min = max, every image gets raters_per_image)
+    min_raters: int | None = None
+    resolve_threshold: float = 0.95  # resolved: the calibrated consensus probability reaches this, (0, 1]
+    pool_factor: int = 1  # banks draw pool_factor x bank_size samples and show a subset spanning them (1: no pool)
+    guidelines: str = ""  # shown to raters above the grid (plain text); an admin may edit it later
 
 
 def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
@@ -58,8 +75,46 @@ def _int(value: object, what: str, lo: int, hi: int | None = None) -> int:
     return value
 
 
+def model_domain(model_name: str) -> str:
+    """What a model was trained on, from its name as a project stores it: "mnist" for ``mnist-x4`` or
+    ``/ckpt/mnist-x8.pt``, "plates" for ``plates-x4``, "" for anything else (a diffusers pipeline included)."""
+    name = str(model_name or "")
+    if name.startswith(DIFFUSERS_PREFIX):
+        return ""
+    first = Path(name).stem.split("-")[0].lower()
+    return first if first in READING_ALPHABETS else ""
+
+
+def reading_alphabet(model_name: str) -> str | None:
+    """The characters a reading of this model's images may hold (:data:`READING_ALPHABETS`), None for any."""
+    return READING_ALPHABETS.get(model_domain(model_name))
+
+
+def normalize_reading(text: object, model_name: str, *, what: str = "reading", max_len: int = MAX_READING) -> str:
+    """A rater's reading (or an image's known label) in its one canonical form: NFKC, stripped, invisible and
+    direction-changing characters refused (:func:`annotation.text.normalize_text`), upper case where the alphabet
+    has no lower case (plates), and refused, naming the characters, outside the project's alphabet."""
+    out = normalize_text(text, what=what, max_len=max_len)
+    alphabet = reading_alphabet(model_name)
+    if alphabet is not None:
+        if any(c.isupper() for c in alphabet) and not any(c.islower() for c in alphabet):
+            out = out.upper()  # plates: "8b" is "8B"
+        check_alphabet(out, alphabet, what=what)
+    return out
+
+
+def normalize_project_name(name: object) -> str:
+    """A project's name in its canonical form (NFKC, stripped, no invisible characters)."""
+    return normalize_text(name, what="project name", max_len=MAX_PROJECT_NAME)
+
+
+def _name_key(name: str) -> str:
+    """Two project names that differ only in width, case or invisible characters collide (casefolded NFKC)."""
+    return name.casefold()
+
+
 def validate_settings(s: ProjectSettings) -> None:
-    check_text(s.name, "project name", 200)
+    normalize_project_name(s.name)
     check_text(s.model_name, "model name", 200)
     _int(s.scale, "scale", 2, 64)
     if s.channels not in (1, 3):
@@ -67,6 +122,12 @@ def validate_settings(s: ProjectSettings) -> None:
     _int(s.bank_size, "bank_size", 1, 4096)
     _int(s.k_picks, "k_picks", 1, s.bank_size)
     _int(s.raters_per_image, "raters_per_image", 1, 10_000)
+    _int(s.pool_factor, "pool_factor", 1, 16)
+    if s.min_raters is not None:
+        _int(s.min_raters, "min_raters", 1, s.raters_per_image)
+    if (isinstance(s.resolve_threshold, bool) or not isinstance(s.resolve_threshold, (int, float))
+            or not 0 < s.resolve_threshold <= 1):
+        raise InvalidInput(f"resolve_threshold must be a number in (0, 1], got {s.resolve_threshold!r}")
     _int(s.ensemble_size, "ensemble_size", 1, s.bank_size)
     _int(s.steps, "steps", 1, 10_000)
     _int(s.seed, "seed", 0, 2**63 - 1)
@@ -80,6 +141,25 @@ def validate_settings(s: ProjectSettings) -> None:
     if isinstance(s.gold_rate, bool) or not isinstance(s.gold_rate, (int, float)) or not 0 <= s.gold_rate <= 1:
         raise InvalidInput(f"gold_rate must be a number in [0, 1], got {s.gold_rate!r}")
     _check_options(s.engine_options)
+    _check_guidelines(s.guidelines)
+
+
+def set_guidelines(session: Session, actor_id: int, project_id: int, text: str) -> Project:
+    """Replace a project's guidelines for raters (admins only; audited with the old text)."""
+    require_role(session, actor_id, "admin")
+    project = get_project(session, project_id)
+    text = "" if text is None else str(text).strip()
+    _check_guidelines(text)
+    old, project.guidelines = project.guidelines, text
+    record(session, "project.guidelines", "project", project.id, actor_id=actor_id, project_id=project.id,
+           old=old, new=text)
+    return project
+
+
+def _check_guidelines(text: object) -> None:
+    """Plain text for raters, several lines allowed; empty means none."""
+    if text != "":
+        check_text(text, "guidelines", MAX_GUIDELINES, allow_newlines=True)
 
 
 def _check_options(options: object) -> None:
@@ -129,13 +209,22 @@ def create_project(session: Session, settings: ProjectSettings, *, actor_id: int
     if actor_id is not None:
         require_role(session, actor_id, "admin")
     validate_settings(settings)
+    settings = replace(settings, name=normalize_project_name(settings.name))
     if engine is not None:
         check_engine_settings(engine, settings)
-    if session.scalar(select(Project.id).where(Project.name == settings.name)) is not None:
-        raise Conflict(f"a project named {settings.name!r} already exists")
+    key = _name_key(settings.name)
+    for existing in session.scalars(select(Project.name)):
+        try:
+            same = _name_key(normalize_project_name(existing)) == key
+        except InvalidInput:  # a name stored before names were normalised
+            same = existing == settings.name
+        if same:
+            raise Conflict(f"a project named {existing!r} already exists (names that differ only in width, case "
+                           "or invisible characters are one name)")
     values = asdict(settings)
     values["mode"] = SampleMode(settings.mode)
     values["gold_rate"] = float(settings.gold_rate)
+    values["resolve_threshold"] = float(settings.resolve_threshold)
     values["engine_options"] = dict(settings.engine_options)
     project = Project(**values)
     session.add(project)
@@ -184,7 +273,11 @@ def get_project(session: Session, project: int | str) -> Project:
     """A project by id or by name; :class:`~annotation.errors.NotFound` if there is none. The one lookup every
     service uses."""
     if isinstance(project, str):
-        row = session.scalar(select(Project).where(Project.name == project))
+        try:
+            name = normalize_project_name(project)
+        except InvalidInput:
+            name = project
+        row = session.scalar(select(Project).where(Project.name == name))
     elif isinstance(project, int) and not isinstance(project, bool):
         row = session.get(Project, project)
     else:

@@ -13,7 +13,12 @@ is :func:`revise`, within the project's ``revision_window_s``, and the audit log
 Times (``now``) are naive UTC datetimes, like every timestamp in the store (``db.models.utcnow``).
 
 Samples are shown in a per-rater shuffled order (seeded from the project seed, rater and image), stored with the
-assignment. A task carries no one else's votes.
+assignment. A task carries no one else's votes, and nothing of the bank's evidence or the consensus.
+
+Adaptive overlap (issue 16): ``raters_per_image`` is the maximum; an image with at least ``min_raters``
+submissions whose calibrated consensus is resolved (``lr_images.resolved``, updated in every submit's transaction
+by :func:`annotation.consensus.update_image`) is no longer served, and unresolved images are served first. The
+slots and leases above are unchanged, so no image gets more than the maximum.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, 
 
 from .accounts import check_text, get_rater
 from .audit import record
+from .consensus import update_image
 from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
-from .projects import get_project
+from .projects import MAX_READING, get_project, normalize_reading
 
-MAX_READING = 500
 MAX_REASON = 500
 SUBMITTED, SERVED, SKIPPED, EXPIRED = (AssignmentStatus.submitted, AssignmentStatus.served,
                                        AssignmentStatus.skipped, AssignmentStatus.expired)
@@ -77,6 +82,11 @@ class SubmitResult:
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
+def min_raters(project: Project) -> int:
+    """Submissions an image gets before a resolved consensus stops its serving (NULL: the maximum, fixed overlap)."""
+    return int(project.min_raters) if project.min_raters is not None else int(project.raters_per_image)
+
+
 def _active_rater(session: Session, rater_id: int):
     rater = get_rater(session, rater_id)
     if not rater.active:
@@ -128,9 +138,9 @@ def _candidates(session: Session, project: Project, rater_id: int, gold: bool) -
     q = (select(LRImage.id, Bank.id).join(Bank, Bank.image_id == LRImage.id)
          .where(LRImage.project_id == project.id, Bank.status == BankStatus.complete, ~done,
                 LRImage.is_gold.is_(gold))
-         .order_by(submitted, held, LRImage.id).limit(25))
+         .order_by(LRImage.resolved, submitted, held, LRImage.id).limit(25))
     if not gold:
-        q = q.where(held < project.raters_per_image)
+        q = q.where(held < project.raters_per_image, ~(LRImage.resolved & (submitted >= min_raters(project))))
     return [tuple(r) for r in session.execute(q).all()]
 
 
@@ -215,10 +225,12 @@ def _check_picks(session: Session, a: Assignment, k: int, picks: Sequence[int]) 
     return picks
 
 
-def _check_reading(reading: str | None) -> str | None:
+def _check_reading(reading: str | None, project: Project) -> str | None:
+    """The reading in its canonical form (NFKC; upper case for plates), refused if it holds invisible characters
+    or characters outside the project's alphabet (:func:`annotation.projects.normalize_reading`)."""
     if reading is None:
         return None
-    return check_text(reading, "reading", MAX_READING)
+    return normalize_reading(reading, project.model_name, max_len=MAX_READING)
 
 
 def _window_opened(project: Project, now: datetime) -> datetime:
@@ -263,7 +275,7 @@ def _checked_votes(session: Session, rater_id: int, assignment_id: int, picks: S
     """The rater's own assignment (locked), its project, and the picks and reading checked against its bank."""
     a = _owned(session, rater_id, assignment_id)
     project = get_project(session, a.project_id)
-    return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading)
+    return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading, project)
 
 
 def _write_votes(session: Session, a: Assignment, picks: list[int], reading: str | None) -> None:
@@ -301,6 +313,7 @@ def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     a.submitted_at = now
     a.seconds_on_task = max(0.0, (now - a.served_at).total_seconds())
     session.flush()
+    update_image(session, project, a.image_id)  # the resolved flag adaptive serving reads (see the docstring)
     record(session, "assignment.submitted", "assignment", a.id, actor_id=rater_id, project_id=a.project_id,
            at=now, image_id=a.image_id, picks=picks, reading=reading, seconds_on_task=a.seconds_on_task)
     return _result(session, a, replayed=False)
@@ -326,6 +339,7 @@ def revise(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     a.revised_at = now
     a.revisions += 1
     session.flush()
+    update_image(session, project, a.image_id)
     record(session, "assignment.revised", "assignment", a.id, actor_id=rater_id, project_id=a.project_id, at=now,
            old_picks=old[0], old_reading=old[1], picks=picks, reading=reading, revision=a.revisions)
     return _result(session, a, replayed=False)

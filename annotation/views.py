@@ -8,21 +8,26 @@ lock. A rater's own progress needs no role: it only counts that rater's assignme
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Rater, Sample
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Rater, Reading, Sample, utcnow
+from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 
 from .accounts import ANALYST_ROLES, require_role
 from .aggregate import ImageAggregate, aggregate_image
 from .agreement import alpha_on_picks, pairwise_jaccard
 from .analysis import load_votes, project_agreement
 from .banks import BankProgress, complete_bank, progress
+from .consensus import ImageResolution, project_consensus
 from .ensembles import EnsembleResult, latest_ensembles
 from .exclusions import excluded_rater_ids
 from .images import get_image
-from .projects import get_project
+from .projects import get_project, list_projects
+from .tasks import min_raters
+from .uncertainty import UncertaintyView, image_uncertainty
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class SampleView:
     index: int
     png: bytes
     lr_psnr: float
+    reading: str | None = None  # the domain's reader's reading (analysts only; None: no reader)
+    reading_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,11 @@ class ImageDetail:
     alpha_picks: float | None
     jaccard_mean: float | None
     ensemble: EnsembleResult | None  # the newest one
+    evidence_reader: str | None = None  # the bank's reader; None: "not available"
+    evidence: dict[str, int] | None = None  # the bank's reading counts, most frequent first
+    evidence_text: str = NOT_AVAILABLE  # "5: 41 of 64, 6: 23 of 64"
+    resolution: ImageResolution | None = None  # the calibrated consensus (annotation.consensus), exclusions honoured
+    uncertainty: UncertaintyView | None = None  # where the bank disagrees: std and principal components
 
 
 @dataclass(frozen=True)
@@ -115,10 +127,67 @@ def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterPro
     held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
                                                     Assignment.rater_id != rater_id,
                                                     Assignment.slot.is_not(None)).scalar_subquery())
+    submitted = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
+                                                         Assignment.status == AssignmentStatus.submitted)
+                 .scalar_subquery())
+    stopped = LRImage.resolved & (submitted >= min_raters(project))  # adaptive overlap (annotation.tasks)
     open_ = session.scalar(select(func.count(LRImage.id)).join(Bank, Bank.image_id == LRImage.id).where(
         LRImage.project_id == project_id, Bank.status == BankStatus.complete, ~mine,
-        LRImage.is_gold.is_(True) | (held < project.raters_per_image))) or 0
+        LRImage.is_gold.is_(True) | ((held < project.raters_per_image) & ~stopped))) or 0
     return RaterProgress(int(done), int(done) + int(open_))
+
+
+@dataclass(frozen=True)
+class RaterProject:
+    """A project as a rater's menu shows it: how much is left to them, and the task they hold there (if any)."""
+    project_id: int
+    name: str
+    done: int
+    remaining: int  # images still open to this rater (the held one included)
+    live_assignment_id: int | None  # the rater's unexpired lease in this project: a reload returns to it
+
+
+def rater_projects(session: Session, rater_id: int, *, now: datetime | None = None) -> list[RaterProject]:
+    """Every project with this rater's progress and live lease, in creation order (the rater's project menu)."""
+    now = now or utcnow()
+    live = dict(session.execute(select(Assignment.project_id, func.max(Assignment.id)).where(
+        Assignment.rater_id == rater_id, Assignment.status == AssignmentStatus.served,
+        Assignment.lease_expires_at > now).group_by(Assignment.project_id)).all())
+    rows = []
+    for p in list_projects(session):
+        prog = rater_progress(session, rater_id, p.id)
+        rows.append(RaterProject(p.id, p.name, prog.done, prog.total - prog.done, live.get(p.id)))
+    return rows
+
+
+@dataclass(frozen=True)
+class MyWork:
+    """One of a rater's own submissions, as their "my work" list shows it."""
+    assignment_id: int
+    submitted_at: datetime
+    n_picks: int
+    reading: str | None
+    revisions: int
+    revisable_until: datetime  # after this the submission is final (the project's revision window)
+    revisable: bool
+
+
+def my_work(session: Session, rater_id: int, project_id: int, *, limit: int = 50,
+            now: datetime | None = None) -> list[MyWork]:
+    """The rater's own submissions in a project, newest first (at most ``limit``), each with whether it may
+    still be revised (``annotation.tasks.revise`` within the project's ``revision_window_s``)."""
+    now = now or utcnow()
+    project = get_project(session, project_id)
+    window = timedelta(seconds=project.revision_window_s)
+    picks = (select(func.count(Pick.id)).where(Pick.assignment_id == Assignment.id).scalar_subquery())
+    rows = session.execute(
+        select(Assignment.id, Assignment.submitted_at, picks, Reading.text, Assignment.revisions)
+        .outerjoin(Reading, Reading.assignment_id == Assignment.id)
+        .where(Assignment.rater_id == rater_id, Assignment.project_id == project.id,
+               Assignment.status == AssignmentStatus.submitted)
+        .order_by(Assignment.submitted_at.desc(), Assignment.id.desc()).limit(limit)).all()
+    return [MyWork(aid, at, int(n or 0), text, int(rev or 0), at + window, at + window >= now)
+            for aid, at, n, text, rev in rows]
 
 
 def project_images(session: Session, actor_id: int, project_id: int) -> list[ImageRow]:
@@ -140,8 +209,11 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
     image = get_image(session, image_id)
     project = get_project(session, image.project_id)
     bank = complete_bank(session, image.id)
-    samples = [] if bank is None else [SampleView(s.index, s.png, float(s.lr_psnr)) for s in session.scalars(
-        select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
+    samples = [] if bank is None else [
+        SampleView(s.index, s.png, float(s.lr_psnr), s.reading, s.reading_confidence)
+        for s in session.scalars(select(Sample).where(Sample.bank_id == bank.id).order_by(Sample.index))]
+    reader = bank.reader if bank is not None else None
+    counts = dict(bank.evidence) if bank is not None and bank.evidence else None
     excluded = excluded_rater_ids(session, project.id)
     everyone = load_votes(session, project.id, image_id=image.id, include_excluded=True)
     names = dict(session.execute(select(Rater.id, Rater.name).where(
@@ -154,7 +226,10 @@ def image_detail(session: Session, actor_id: int, image_id: int) -> ImageDetail:
     return ImageDetail(image.id, image.source, image.label, bool(image.is_gold), image.png, project.k_picks,
                        project.ensemble_size, samples, rows, agg, alpha,
                        pairwise_jaccard(counted) if counted else None,
-                       latest_ensembles(session, project.id).get(image.id))
+                       latest_ensembles(session, project.id).get(image.id), reader, counts,
+                       distribution_text(counts or {}) if reader else NOT_AVAILABLE,
+                       project_consensus(session, project.id).images.get(image.id),
+                       image_uncertainty(session, image.id))
 
 
 def project_overview(session: Session, actor_id: int, project_id: int) -> ProjectOverview:

@@ -7,26 +7,39 @@
         ...                                      # services take `session` first and never commit
 
 SQLite gets WAL (readers never block the writer), foreign keys on (SQLite leaves them off otherwise) and a busy
-timeout. Every SQLite transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so a
+timeout. A write scope (the default) starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so a
 read-then-write transaction (serving the last slot of an image, a submission) cannot be overtaken between its
-read and its write; other writers wait up to the busy timeout instead of failing. PostgreSQL runs at its
-default isolation; the services there rely on unique constraints and row locks (``SELECT ... FOR UPDATE``).
+read and its write; other writers wait up to the busy timeout instead of failing. A read-only scope
+(``session_scope(factory, write=False)``) starts with a plain deferred ``BEGIN`` and never takes the write lock:
+under WAL it reads its snapshot while a writer holds the lock. The busy timeout is the engine's
+(``make_engine(busy_timeout_ms=...)``; the app's interactive requests wait a few seconds, then :func:`is_busy`
+tells them to answer "busy, try again") unless a scope gives its own (background jobs wait longer). Within one
+process, SQLite write scopes also queue on a lock of their own (same timeout): a waiting thread starts the moment
+the writer before it commits, instead of polling SQLite's lock with growing sleeps (up to 100 ms each), which
+under 50 concurrent submissions made some wait for seconds.
+PostgreSQL runs at its default isolation; the services there rely on unique constraints and row locks
+(``SELECT ... FOR UPDATE``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 DB_URL_ENV = "SR_DB_URL"  # the one setting: any SQLAlchemy URL
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # scripts and background jobs: wait for the write lock this long
+READ_ONLY = "sr_read_only"  # connection execution option: begin a deferred (read-only) transaction
+BUSY_TIMEOUT = "sr_busy_timeout_ms"  # connection execution option: this transaction's busy timeout
 
 
 def default_url() -> str:
@@ -38,7 +51,17 @@ def default_url() -> str:
     return f"sqlite:///{path}"
 
 
+# SQLite engines -> (the process's write lock for that database, the engine's busy timeout in ms)
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, int]] = weakref.WeakKeyDictionary()
+
+
+class StoreBusy(RuntimeError):
+    """A write scope waited its busy timeout for the store's write lock (see :func:`is_busy`)."""
+
+
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
+    _WRITE_LOCKS[engine] = (threading.RLock(), int(busy_timeout_ms))
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
         # take transaction control from the driver (pysqlite's own BEGIN handling breaks savepoints and
@@ -54,7 +77,10 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        opts = conn.get_execution_options()
+        # set on every transaction: a pooled connection must not keep another scope's timeout
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(opts.get(BUSY_TIMEOUT, busy_timeout_ms))}")
+        conn.exec_driver_sql("BEGIN" if opts.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
@@ -85,11 +111,50 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def is_busy(err: BaseException) -> bool:
+    """True for the error a transaction gets when the write lock stayed taken past its busy timeout (SQLite's
+    "database is locked" / "database is busy"): the request should answer "busy, try again"."""
+    if isinstance(err, StoreBusy):
+        return True
+    if not isinstance(err, OperationalError):
+        return False
+    msg = str(err.orig if err.orig is not None else err).lower()
+    return "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
+
+
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: commit when the block ends, roll back (and re-raise) on any exception."""
-    session = factory()
+def session_scope(factory: sessionmaker[Session], *, write: bool = True,
+                  busy_timeout_ms: int | None = None) -> Iterator[Session]:
+    """One transaction: commit when the block ends, roll back (and re-raise) on any exception.
+
+    ``write=False``: a read-only scope (SQLite: a deferred ``BEGIN``, so it never waits for the write lock).
+    ``busy_timeout_ms``: how long this transaction waits for the write lock (default: the engine's); past it,
+    :class:`StoreBusy` or SQLite's "database is locked" (:func:`is_busy`)."""
+    held = _WRITE_LOCKS.get(factory.kw.get("bind")) if write else None
+    if held is not None:
+        lock, default_ms = held
+        wait_ms = default_ms if busy_timeout_ms is None else busy_timeout_ms
+        if not lock.acquire(timeout=max(wait_ms, 0) / 1000):
+            raise StoreBusy(f"the store's write lock stayed taken for {wait_ms / 1000:g} s")
     try:
+        with _transaction(factory, write, busy_timeout_ms) as session:
+            yield session
+    finally:
+        if held is not None:
+            held[0].release()
+
+
+@contextmanager
+def _transaction(factory: sessionmaker[Session], write: bool, busy_timeout_ms: int | None) -> Iterator[Session]:
+    session = factory()
+    opts: dict = {}
+    if not write:
+        opts[READ_ONLY] = True
+    if busy_timeout_ms is not None:
+        opts[BUSY_TIMEOUT] = int(busy_timeout_ms)
+    try:
+        if opts:  # before the first statement: the "begin" event reads them
+            session.connection(execution_options=opts)
         yield session
         session.commit()
     except BaseException:

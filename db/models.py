@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import DDL
@@ -131,7 +132,17 @@ class Project(Base):
     channels: Mapped[int] = mapped_column(Integer, default=1)
     bank_size: Mapped[int] = mapped_column(Integer)  # N samples per bank
     k_picks: Mapped[int] = mapped_column(Integer)  # k picks per rater and image
-    raters_per_image: Mapped[int] = mapped_column(Integer)  # M raters per (non-gold) image
+    raters_per_image: Mapped[int] = mapped_column(Integer)  # M raters per (non-gold) image: the maximum
+    # adaptive overlap (migration 0005): an image is no longer served once resolved with at least min_raters
+    # submissions; NULL: min = max (every image gets raters_per_image, as before). Checked by the service
+    # (1 <= min_raters <= raters_per_image, 0 < resolve_threshold <= 1): a CHECK added to an existing SQLite
+    # table would copy it, and its children cascade on delete (see migration 0002)
+    min_raters: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolve_threshold: Mapped[float] = mapped_column(Float, default=0.95, server_default="0.95")
+    # a displayed bank that spans the hypotheses: banks draw pool_factor x bank_size samples and show bank_size
+    pool_factor: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # the last project-level consensus fit (rater reliabilities), refreshed periodically (annotation.consensus)
+    consensus_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     ensemble_size: Mapped[int] = mapped_column(Integer)  # m most-voted samples averaged
     steps: Mapped[int] = mapped_column(Integer)
     mode: Mapped[SampleMode] = mapped_column(SAMPLE_MODE)
@@ -144,6 +155,8 @@ class Project(Base):
     # keywords the model is loaded with beyond its name (a diffusers pipeline's prompt); {} for most models.
     # The server default fills rows made before this column existed (migration 0002).
     engine_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # what raters read above the grid (written by an admin); '' for rows made before migration 0004
+    guidelines: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list[LRImage]] = relationship(back_populates="project", passive_deletes=True)
@@ -171,6 +184,10 @@ class LRImage(Base):
     hr_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # known HR image, if any
     label: Mapped[str | None] = mapped_column(Text, nullable=True)  # known reading (e.g. "5"), if any
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the calibrated consensus as of the last submission (annotation.consensus.update_image); never shown to raters
+    consensus_reading: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consensus_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="images")
@@ -209,6 +226,10 @@ class Bank(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # engine time of the complete bank
+    # the bank's evidence (migration 0005): the domain's reader ("digit-classifier", "plate-reader"; NULL: none,
+    # "not available") and its reading counts over the samples, {"5": 41, "6": 23}; analysts only
+    reader: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     image: Mapped[LRImage] = relationship(back_populates="bank")
     samples: Mapped[list[Sample]] = relationship(back_populates="bank", order_by="Sample.index",
@@ -234,6 +255,9 @@ class Sample(Base):
     lr_psnr: Mapped[float] = mapped_column(Float)  # dB, 100 = exact
     flow_consistency: Mapped[float | None] = mapped_column(Float, nullable=True)
     projection_residual: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reading: Mapped[str | None] = mapped_column(Text, nullable=True)  # the reader's reading (NULL: no reader)
+    reading_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # its probability, 0..1
+    pool_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # share of the pool it stands for
 
     bank: Mapped[Bank] = relationship(back_populates="samples")
 
@@ -250,6 +274,12 @@ class Rater(Base):
     secret_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # sign-in sessions: each remembers the epoch it began in; a deactivation or a new password bumps the epoch,
+    # which ends every older session at once (the app checks it on each request)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # a generated (one-time) password: until it is changed the account may do nothing else
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class RaterExclusion(Base):

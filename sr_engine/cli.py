@@ -10,6 +10,8 @@ options.
     python -m sr_engine tune-strict --model mnist-x8 --rows 200 --n 8 --steps 8 --out results/tune-strict-mnist-x8
     python -m sr_engine train --model mnist-x4 --stage flow --steps 6000
     python -m sr_engine benchmark --quick
+    python -m sr_engine benchmark study calibrate      # the simulated-rater study: fit on training rows ...
+    python -m sr_engine benchmark study evaluate       # ... and report on evaluation rows (results/study/)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from PIL import Image
 
 from . import train as train_lib
 from .bench import __doc__ as BENCH_DOC
+from .bench.study import StudyConfig
+from .bench.study import run as run_study
 from .bench.baselines import train_baselines
 from .bench.config import BenchConfig, plates_baselines, quick_config
 from .bench.run import run_benchmark
@@ -227,7 +231,7 @@ def train_main(argv: list[str] | None = None) -> None:
 
 
 # ---- benchmark ------------------------------------------------------------------------------------------------
-BENCH_PARTS = ("run", "train-baselines", "timing")
+BENCH_PARTS = ("run", "train-baselines", "timing", "study")
 
 
 def benchmark_main(argv: list[str] | None = None) -> None:
@@ -242,6 +246,20 @@ def benchmark_main(argv: list[str] | None = None) -> None:
         a = p.parse_args(argv)
         configure_logging(a.log_level)
         print(run_timing(a.model, a.threads, a.repeats, a.out))
+        return
+    if part == "study":  # the simulated-rater study of the calibrated consensus (sr_engine.bench.study)
+        p.add_argument("stage", choices=("banks", "calibrate", "evaluate"),
+                       help="banks: make and cache the banks' readings; calibrate: fit on training rows; "
+                            "evaluate: report on evaluation rows")
+        p.add_argument("--out", default="results/study")
+        p.add_argument("--panels", type=int, default=None, help="simulated panels per stage")
+        p.add_argument("--threads", type=int, default=1)
+        a = p.parse_args(argv)
+        configure_logging(a.log_level)
+        torch.set_num_threads(a.threads)
+        cfg = StudyConfig() if a.panels is None else StudyConfig(panels=a.panels)
+        out = run_study(a.stage, a.out, cfg)
+        print(json.dumps(out.get("summary", out.get("chosen", out)), indent=1, default=str))
         return
     p.add_argument("--quick", action="store_true", help="the CI setting: tiny baselines, tiny subsets")
     p.add_argument("--out", default=None, help="results folder (default results/benchmark, quick: results/quick)")

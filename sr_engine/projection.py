@@ -4,7 +4,7 @@ The LR image is ``Y = round(clip(255 D(HR)))``, so the images consistent with it
 ``{x in [0, 1] : round(clip(255 D x)) = Y}``: per LR pixel j, ``lo_j <= (D x)_j <= hi_j`` with
 ``lo = (Y - 0.5 + m) / 255`` (no bound where ``Y = 0``) and ``hi = (Y + 0.5 - m) / 255`` (no bound where ``Y = 255``),
 a margin ``m`` grey inside so that the sample still rounds back once it is itself rounded to 8 bits
-(../shared/DESIGN.md, "The maths"). :func:`project_slab` returns the closest point of that set to ``x0`` in the
+(docs/design.md, "The maths"). :func:`project_slab` returns the closest point of that set to ``x0`` in the
 weighted norm ``sum_p w_p (x_p - x0_p)^2``; :func:`strict_project` rounds it to uint8 and verifies every sample.
 
 The solver works on the dual over LR pixels. For multipliers ``lam`` (one per LR pixel; ``lam_j >= 0`` where the

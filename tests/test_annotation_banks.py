@@ -187,7 +187,7 @@ def test_cli_generate_against_a_db_url(tmp_path, engine):
     assert main(["init", "--db-url", url, "--admin-password", "pw"]) == 0
     assert main(["create-project", "--db-url", url, "--name", "cli", "--model", str(ckpt), "--bank-size", "4",
                  "--k", "2", "--ensemble-size", "2", "--steps", "2"]) == 0
-    assert main(["import", "--db-url", url, "--project", "cli", "--path", str(folder)]) == 0
+    assert main(["import", "--db-url", url, "--project", "cli", "--path", str(folder), "--model", str(ckpt)]) == 0
     assert main(["generate", "--db-url", url, "--project", "cli", "--model", str(ckpt)]) == 0
     eng2, factory = make_store(url)
     with session_scope(factory) as s:

@@ -78,8 +78,11 @@ def _run_threads(fn, n):
     return results
 
 
-def test_fifty_raters_at_once(factory, engine):
-    pid = seeded_project(factory, engine, n_images=IMAGES, raters_per_image=PER_IMAGE, name="concurrent")
+@pytest.mark.parametrize("overlap", [{}, {"min_raters": 2, "resolve_threshold": 0.5}], ids=["fixed", "adaptive"])
+def test_fifty_raters_at_once(factory, engine, overlap):
+    """Fixed overlap, and adaptive (issue 16: every submit updates its image's consensus and now and then refits
+    the project, inside the submit's transaction): the same guarantees."""
+    pid = seeded_project(factory, engine, n_images=IMAGES, raters_per_image=PER_IMAGE, name="concurrent", **overlap)
     with session_scope(factory) as s:
         raters = [create_rater(s, f"rater '{i}'; DROP TABLE picks;--").id for i in range(THREADS + 5)]
 

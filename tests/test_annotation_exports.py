@@ -17,9 +17,10 @@ from annotation.analysis import image_aggregates, load_votes, project_agreement
 from annotation.ensembles import latest_ensembles, make_ensemble, make_ensembles
 from annotation.errors import InvalidInput, PermissionDenied
 from annotation.exclusions import exclude_rater, include_rater
-from annotation.exports import export, read_table, summary_frame, votes_frame
+from annotation.exports import LIST_COLUMNS, export, export_bundle, read_table, summary_frame, votes_frame
 from annotation.images import decode_png
-from annotation.tasks import next_task, submit
+from annotation.tasks import next_task, skip, submit
+from annotation.text import csv_safe
 from conftest import make_store, seeded_project, tiny_flow_engine
 from db.engine import session_scope
 from db.models import Sample
@@ -123,7 +124,7 @@ def test_summary_export_reads_back(voted, engine, tmp_path, fmt):
         res = export(s, pid, "summary", fmt, tmp_path / f"summary.{fmt}")
     assert len(df) == 2 and (df["n_votes"] == 4).all()
     row = df.iloc[0]
-    assert json.loads(row["votes"])[:4] == [4, 2, 1, 1] and json.loads(row["top"]) == [0, 1]
+    assert row["votes"][:4] == [4, 2, 1, 1] and row["top"] == [0, 1]
     assert row["consensus_reading"] == "5" and row["consensus_count"] == 2 and row["consensus_share"] == 0.5
     assert row["ensemble_lr_psnr"] >= CONSISTENT_DB and bool(row["ensemble_current"])
     assert -1 <= row["alpha_picks"] <= 1
@@ -142,17 +143,21 @@ def test_ensembles_zip(voted, engine, tmp_path, fmt):
         res = export(s, pid, "ensembles", fmt, tmp_path / "ens.zip")
     assert res.rows == 2
     with zipfile.ZipFile(res.path) as zf:
-        names = sorted(zf.namelist())
+        names = sorted(n for n in zf.namelist() if not n.startswith("uncertainty/"))
         assert names == sorted([f"ensembles/image-{m.image_id}.png" for m in made]
                                + [f"manifest.{fmt}", "provenance.json"])
+        extra = {n for n in zf.namelist() if n.startswith("uncertainty/")}  # issue 16: std and components
+        assert {f"uncertainty/image-{m.image_id}-std.png" for m in made} <= extra
         data = zf.read(f"manifest.{fmt}")
-        manifest = (pd.read_csv(io.BytesIO(data)) if fmt == "csv" else pd.read_json(io.BytesIO(data))
-                    if fmt == "json" else pd.read_parquet(io.BytesIO(data)))
+        manifest = read_table(io.BytesIO(data), fmt)
         for m in made:
             assert zf.read(f"ensembles/image-{m.image_id}.png") == m.png
         _check_provenance(json.loads(zf.read("provenance.json")))
     assert sorted(manifest["image_id"]) == sorted(m.image_id for m in made)
     assert (manifest["lr_psnr"] >= CONSISTENT_DB).all()
+    assert all(isinstance(x, list) and len(x) == 2 for x in manifest["samples"])
+    for shares, files in zip(manifest["pc_explained"], manifest["uncertainty_files"]):  # issue 16
+        assert 0 < sum(shares) <= 1 + 1e-6 and len(files) == 1 + 2 * len(shares)
 
 
 def test_exclusions_are_honoured(voted, tmp_path):
@@ -192,6 +197,90 @@ def test_cli_export(voted, tmp_path):
                  str(tmp_path / "x.csv")]) == 2
 
 
+@pytest.fixture(scope="module")
+def digits(engine, tmp_path_factory):
+    """One image read as digits only ("0", "8", missing) and one skip with its reason: the shapes that loaded
+    as float and without a time zone before."""
+    path = tmp_path_factory.mktemp("digits") / "store.sqlite"
+    eng, factory = make_store(f"sqlite:///{path}")
+    pid = seeded_project(factory, engine, n_images=2, raters_per_image=5, k_picks=2, name="digits")
+    with session_scope(factory) as s:
+        raters = [create_rater(s, f"d{i}").id for i in range(5)]
+    for rid, reading in zip(raters, ["0", "8", None, "0"]):
+        for _ in range(2):
+            with session_scope(factory) as s:
+                t = next_task(s, rid, pid)
+                by_index = {x.index: x.sample_id for x in t.samples}
+                submit(s, rid, t.assignment_id, [by_index[0], by_index[2]], reading)
+    with session_scope(factory) as s:
+        t = next_task(s, raters[4], pid)
+        skip(s, raters[4], t.assignment_id, "cannot tell 0 from 8")
+    with session_scope(factory) as s:
+        make_ensembles(s, engine, pid)
+    yield factory, pid
+    eng.dispose()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_exports_load_cleanly_with_pandas(digits, tmp_path, fmt):
+    """Readings load as strings, timestamps as time-zone-aware UTC, list columns as lists, skip reasons exported;
+    with plain pandas calls and with ``read_table``."""
+    import pyarrow.parquet as pq
+
+    factory, pid = digits
+    with session_scope(factory) as s:
+        files = {w: export(s, pid, w, fmt, tmp_path / f"{w}.{fmt}").path for w in ("votes", "summary", "skips")}
+    plain = {"csv": lambda f: pd.read_csv(f, dtype={"reading": str, "consensus_reading": str, "label": str}),
+             "json": lambda f: pd.read_json(f, orient="records", dtype=False),
+             "parquet": pd.read_parquet}[fmt]
+    votes, summary, skips = (plain(files[w]) for w in ("votes", "summary", "skips"))
+    readings = [x for x in votes["reading"] if isinstance(x, str)]
+    assert sorted(readings) == ["0"] * 8 + ["8"] * 4 and votes["reading"].isna().sum() == 4
+    assert skips["reason"].tolist() == ["cannot tell 0 from 8"]
+    for col in ("served_at", "submitted_at"):
+        times = pd.to_datetime(votes[col], format="ISO8601") if fmt != "parquet" else votes[col]
+        assert str(times.dt.tz) == "UTC", (fmt, col)
+    if fmt == "csv":
+        head = files["votes"].read_text().splitlines()[1]
+        assert "+00:00" in head and "T" in head.split(",")[VOTE_COLUMNS_INDEX["served_at"]]
+        assert json.loads(summary["votes"][0])[:3] == [4, 0, 4]  # CSV keeps lists as JSON text
+    elif fmt == "json":
+        assert summary["votes"][0][:3] == [4, 0, 4] and isinstance(summary["top"][0], list)
+        assert json.loads(files["votes"].read_text())[0]["served_at"].endswith("+00:00")
+    else:
+        schema = pq.read_schema(files["summary"])
+        assert str(schema.field("votes").type).startswith("list") and str(schema.field("top").type).startswith("list")
+        assert str(pq.read_schema(files["votes"]).field("served_at").type) == "timestamp[us, tz=UTC]"
+        assert str(schema.field("consensus_reading").type) in ("string", "large_string")
+    for w, f in files.items():  # read_table restores every type, whatever the format
+        back = read_table(f, fmt)
+        for col in back.columns:
+            if col in ("reading", "consensus_reading", "reason", "rater", "label"):
+                assert str(back[col].dtype) == "string", (w, col)
+            if col.endswith("_at"):
+                assert str(back[col].dtype) == "datetime64[us, UTC]", (w, col)
+            if col in LIST_COLUMNS:
+                assert all(x is None or isinstance(x, list) for x in back[col]), (w, col)
+    assert read_table(files["summary"], fmt)["votes"][0][:3] == [4, 0, 4]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_bundle_holds_the_table_and_its_provenance(digits, tmp_path, fmt):
+    factory, pid = digits
+    with session_scope(factory) as s:
+        res = export_bundle(s, pid, "votes", fmt, tmp_path / "votes-bundle.zip")
+    with zipfile.ZipFile(res.path) as zf:
+        assert sorted(zf.namelist()) == [f"votes.{fmt}", f"votes.{fmt}.provenance.json"]
+        prov = json.loads(zf.read(f"votes.{fmt}.provenance.json"))
+        back = read_table(io.BytesIO(zf.read(f"votes.{fmt}")), fmt)
+    assert prov["project"]["name"] == "digits" and len(back) == res.rows == 16
+
+
+VOTE_COLUMNS_INDEX = {c: i for i, c in enumerate(["project", "image_id", "image_source", "rater", "rater_id",
+                                                   "assignment_id", "sample_index", "sample_id", "rank", "reading",
+                                                   "served_at", "submitted_at"])}
+
+
 def _check_provenance(prov):
     (model,) = prov["models"]
     assert model["model_name"] == "tiny-x4" and model["engine_config"]["name"] == "tiny-x4"
@@ -201,15 +290,20 @@ def _check_provenance(prov):
 
 
 def _assert_same(df: pd.DataFrame, back: pd.DataFrame, fmt: str) -> None:
-    """Compare an exported table with what pandas reads back: text verbatim, numbers equal, times equal."""
+    """Compare an exported table with what pandas reads back: text verbatim (in CSV, a cell a spreadsheet would
+    read as a formula carries a leading quote: annotation.text.csv_safe), numbers equal, times equal."""
     assert list(back.columns) == list(df.columns)
     assert len(back) == len(df)
     for col in df.columns:
         a, b = df[col], back[col]
-        if str(a.dtype) == "string":
-            assert [None if pd.isna(x) else str(x) for x in a] == [None if pd.isna(x) else str(x) for x in b], col
+        if col in LIST_COLUMNS:
+            assert list(a) == list(b), col
+        elif str(a.dtype) == "string":
+            want = [None if pd.isna(x) else (csv_safe(str(x)) if fmt == "csv" else str(x)) for x in a]
+            assert want == [None if pd.isna(x) else str(x) for x in b], col
         elif str(a.dtype).startswith("datetime"):
-            np.testing.assert_array_equal(pd.to_datetime(a).to_numpy(), pd.to_datetime(b).to_numpy())
+            assert str(a.dtype) == str(b.dtype) == "datetime64[us, UTC]", col
+            assert list(a) == list(b), col
         elif str(a.dtype) == "boolean":
             conv = (lambda x: None if pd.isna(x) or x == "" else str(x).lower() in ("true", "1"))  # noqa: E731
             assert [conv(x) for x in a] == [conv(x) for x in b], col

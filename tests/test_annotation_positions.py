@@ -194,9 +194,10 @@ def test_store_aggregates_and_exports_carry_positions(plates_store, tmp_path):
             back = read_table(res.path, fmt).set_index("image_id")
             back.index = back.index.astype(int)
             assert back.loc[plate, "position_consensus"] == "8B0D12", fmt
-            positions = json.loads(back.loc[plate, "positions"])
+            positions = back.loc[plate, "positions"]  # a list in every format (JSON text in CSV, parsed back)
             assert [x["label"] for x in positions] == [f"pos {i}" for i in range(1, 7)]
-            assert positions[1]["counts"] == {"B": 2, "8": 1} and positions[1]["unreadable"] == 1
+            assert positions[1]["counts"] == [{"char": "B", "count": 2}, {"char": "8", "count": 1}]
+            assert positions[1]["unreadable"] == 1
             assert positions[5]["gaps"] == 1 and positions[5]["text"] == "pos 6: 2 3 of 4, gap 1 of 4"
             assert float(back.loc[plate, "position_alpha"]) == pytest.approx(row["position_alpha"])
             prov = json.loads(res.provenance_path.read_text())

@@ -69,9 +69,11 @@ def test_rater_is_refused_analyst_and_admin_endpoints(served):
 
     c = client(url, "rita")
     calls = [("/analyst_overview", (pid,)), ("/analyst_image", (1,)), ("/make_ensemble", (1,)),
-             ("/export", (pid, "votes", "csv")), ("/generate_banks", (pid,)), ("/bank_progress", (pid,)),
+             ("/export", (pid, "votes", "csv")), ("/make_all_ensembles", (pid,)), ("/generate_banks", (pid,)),
+             ("/bank_progress", (pid,)), ("/set_guidelines", (pid, "read carefully")),
              ("/add_rater", ("mallory", "admin", "pw")), ("/exclude_rater", (pid, "rob", "x")),
-             ("/include_rater", (pid, "rob", "")),
+             ("/include_rater", (pid, "rob", "")), ("/list_accounts", ()), ("/deactivate_account", ("ana",)),
+             ("/activate_account", ("rob",)), ("/reset_password", ("ana",)),
              ("/create_project", ("evil", "tiny-x4", "strict", "ddim", 8, 2, 3, 2, 2, 0, 0.0, "", 128))]
     for api_name, args in calls:
         with pytest.raises(AppError, match="Not allowed"):
@@ -97,7 +99,7 @@ def test_submit_through_the_api_stores_the_vote(served):
     assert len(sids) == 8 and "0 of 2 done" not in out[5]
     with pytest.raises(AppError, match="pick exactly 2"):
         c.predict(str(sids[0]), "", api_name="/submit")
-    with pytest.raises(AppError, match="not in this task's bank"):
+    with pytest.raises(AppError, match="not in this task(&#x27;|')s bank"):  # toasts are HTML: text escaped
         c.predict("999999,999998", "", api_name="/submit")
     out = c.predict(f"{sids[3]},{sids[1]}", "a 5", api_name="/submit")
     assert "Saved." in out[5]
@@ -155,15 +157,30 @@ def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
 
 
 def test_analyst_exports_download(served):
+    """An export is a one-time private link (issue 18): the analyst's own cookie fetches it, once."""
     url, _, pid = served
+    import io
+    import zipfile
+
+    import httpx
     import pandas as pd
 
     a = client(url, "ana")
-    path = a.predict(pid, "votes", "csv", api_name="/export")
-    df = pd.read_csv(path)
+    http = httpx.Client(base_url=url, cookies=a.cookies, timeout=30)
+    html, msg = a.predict(pid, "votes", "csv", api_name="/export")  # one zip: the table and its provenance
+    assert "Exported" in msg
+    token = re.search(r"href='private-download/([A-Za-z0-9_-]+)' download='project-\d+-votes-csv.zip'", html).group(1)
+    r = http.get(f"private-download/{token}")
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert sorted(zf.namelist()) == ["votes.csv", "votes.csv.provenance.json"]
+        df = pd.read_csv(zf.open("votes.csv"))
     assert list(df.columns)[:3] == ["project", "image_id", "image_source"]
-    zpath = a.predict(pid, "ensembles", "json", api_name="/export")
-    assert str(zpath).endswith(".zip")
+    assert http.get(f"private-download/{token}").status_code == 404  # once
+    msg = a.predict(pid, api_name="/make_all_ensembles")  # every voted image, before the ensembles zip
+    assert "ensemble(s) computed" in msg or "No votes yet" in msg, msg
+    html, _ = a.predict(pid, "ensembles", "json", api_name="/export")
+    token = re.search(r"href='private-download/([A-Za-z0-9_-]+)' download='project-\d+-ensembles.zip'", html).group(1)
+    assert http.get(f"private-download/{token}").content[:2] == b"PK"
 
 
 def test_analyst_excludes_and_includes_a_rater(served):

@@ -1,10 +1,13 @@
 """The app in a real browser: Debian's Chromium driven by Playwright against ``python app.py`` on a temporary
-database and data directory (first start: admin, demo project with the shipped mnist-x4 and its banks).
+database and data directory (first start: admin, demo project with the shipped mnist-x8 and its banks).
 
-A rater signs in, picks k samples by clicking (ranks drawn, "3 of 3", Submit enabled only then), submits, and
-the vote is in the database; a second task is done with the keyboard only. The analyst signs in, computes the
-ensemble and sees it with its LR-PSNR; the admin sees the bank progress. Every request the page makes is recorded:
-none may leave 127.0.0.1. Screenshots of each view go to ``$TEST_ARTIFACTS`` (default ``tests/artifacts/``).
+At 1400x900 a rater signs in and everything they need fits without scrolling; they pick by clicking (ranks
+drawn, "3 of 3", a fourth pick refused with a message), submit, and the vote is in the database; then by keys
+only: focus is back on the grid, keys reach sample 16, a reload returns to the same task with its picks, Escape
+leaves the reading box, 1 2 3 Ctrl+Enter pressed at once store one vote with those picks, and S skips only after
+a second key. The analyst computes the ensemble and sees it with its LR-PSNR; the admin sees the bank progress.
+Every request the page makes is recorded: none may leave 127.0.0.1. Screenshots of each view go to
+``$TEST_ARTIFACTS`` (default ``tests/artifacts/``). Marked ``browser``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 pytestmark = pytest.mark.browser
 
@@ -41,8 +44,8 @@ def _free_port() -> int:
 def app_server(tmp_path_factory):
     from sr_engine import list_models
 
-    if "mnist-x4" not in list_models():
-        pytest.skip("the shipped model mnist-x4 is not in data/checkpoints/")
+    if "mnist-x8" not in list_models():
+        pytest.skip("the shipped model mnist-x8 (the demo's) is not in data/checkpoints/")
     data = tmp_path_factory.mktemp("app-browser")
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
@@ -84,75 +87,172 @@ def _login(page, base: str, name: str, password: str) -> None:
     page.wait_for_selector("text=Signed in as", timeout=60_000)
 
 
-def _votes(data: Path) -> list[tuple[str, int, int]]:
+def _assignments(data: Path) -> dict[int, dict]:
+    """assignment id -> rater, status, picked sample ids best first, reading, skip reason (read from the store)."""
     from db.engine import make_engine, make_session_factory, session_scope
-    from db.models import Assignment, Pick, Rater
+    from db.models import Assignment, AssignmentStatus, Pick, Rater, Reading
 
     engine = make_engine(f"sqlite:///{data / 'annotation.sqlite'}")
     try:
         with session_scope(make_session_factory(engine)) as s:
-            return [tuple(r) for r in s.execute(
-                select(Rater.name, Assignment.id, func.count(Pick.id)).join(Assignment, Assignment.rater_id == Rater.id)
-                .join(Pick, Pick.assignment_id == Assignment.id).group_by(Rater.name, Assignment.id)).all()]
+            out = {}
+            for a, name in s.execute(select(Assignment, Rater.name).join(Rater, Rater.id == Assignment.rater_id)):
+                picks = [p.sample_id for p in s.scalars(select(Pick).where(Pick.assignment_id == a.id)
+                                                        .order_by(Pick.rank))]
+                reading = s.scalar(select(Reading.text).where(Reading.assignment_id == a.id))
+                out[a.id] = {"rater": name, "status": AssignmentStatus(a.status).value, "picks": picks,
+                             "reading": reading, "reason": a.skip_reason}
+            return out
     finally:
         engine.dispose()
 
 
+def _votes(data: Path) -> list[tuple[str, int, int]]:
+    return [(a["rater"], aid, len(a["picks"])) for aid, a in sorted(_assignments(data).items()) if a["picks"]]
+
+
+def _assignment_on_screen(page) -> int:
+    return int(page.locator("#sr-grid .sr-grid").get_attribute("data-assignment"))
+
+
+def _wait_for_new_task(page, old: int) -> int:
+    page.wait_for_function("(a) => { const g = document.querySelector('#sr-grid .sr-grid');"
+                           " return g && g.dataset.assignment !== String(a); }", arg=old, timeout=30_000)
+    return _assignment_on_screen(page)
+
+
+def _sids(page, positions) -> list[int]:
+    tiles = page.locator("#sr-grid .sr-tile")
+    return [int(tiles.nth(i).get_attribute("data-sid")) for i in positions]
+
+
+def _focus_in_grid(page) -> bool:
+    return page.evaluate("() => !!(document.activeElement && document.activeElement.closest('#sr-grid'))")
+
+
+def _fits(page, selector: str, width: int, height: int) -> list[str]:
+    """The elements matching ``selector`` that do not lie wholly inside the viewport (none: all fit)."""
+    bad = []
+    loc = page.locator(selector)
+    assert loc.count() >= 1, selector
+    for i in range(loc.count()):
+        box = loc.nth(i).bounding_box()
+        if box is None or box["x"] < 0 or box["y"] < 0 or box["x"] + box["width"] > width \
+                or box["y"] + box["height"] > height:
+            bad.append(f"{selector}[{i}]: {box}")
+    return bad
+
+
 def test_rate_then_analyse_in_chromium(app_server):
+    """One app start for every point: layout at 1400x900, clicks, keys for every sample, a pick beyond k, focus
+    after submit, Escape out of the reading box, a reload mid-task, fast keys then Ctrl+Enter, skip with a second
+    key; then the analyst and the admin."""
+    from ui.rate import SKIP_REASONS, TILE_KEYS
+
     base, data, creds = app_server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     requests: list[str] = []
+    width, height = 1400, 900
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.on("request", lambda r: requests.append(r.url))
+            rater = creds["rater"][0]
 
-            # ---- the rater: pick 3 by clicking, submit ----
+            # ---- layout: the LR image, 16 samples, the legend and the controls fit at 1400x900 ----
             _login(page, base, *creds["rater"])
             page.wait_for_selector("#sr-grid .sr-tile", timeout=60_000)
             tiles = page.locator("#sr-grid .sr-tile")
             assert tiles.count() == 16
-            submit = page.locator("#sr-submit")
-            assert submit.is_disabled()
-            page.screenshot(path=str(ARTIFACTS / "rate-view.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "rate-1400x900.png"))
+            page.wait_for_selector("#sr-guidelines details[open]:has-text('handwritten digit')")
+            bad = [b for sel in ("#sr-lr img", "#sr-grid .sr-tile", "#sr-legend", "#sr-submit", "#sr-skip-open",
+                                 "#sr-reading", "#sr-counter", "#sr-rate-project", "#sr-guidelines")
+                   for b in _fits(page, sel, width, height)]
+            assert not bad, bad
+            assert "remaining" in page.locator("#sr-rate-project").inner_text() or \
+                "left" in page.locator("#sr-rate-project input").input_value()
+            assert [tiles.nth(i).locator(".sr-num").inner_text() for i in (0, 8, 9, 15)] == ["1", "9", "a", "g"]
+
+            # ---- clicks: ranks drawn, a pick beyond k says so, Submit checks "exactly k" in the page ----
+            first = _assignment_on_screen(page)
+            page.keyboard.press("Control+Enter")
+            page.wait_for_selector("#sr-keymsg:has-text('Pick exactly 3')")
             for i in (4, 0, 9):
                 tiles.nth(i).click()
             page.wait_for_selector("#sr-counter:has-text('3 of 3 picked')")
             assert tiles.nth(4).get_attribute("data-rank") == "1"
             assert tiles.nth(9).get_attribute("data-rank") == "3"
-            tiles.nth(1).click()  # a fourth pick is ignored: k = 3
+            tiles.nth(1).click()  # a fourth pick: refused, and the page says so
             assert tiles.nth(1).get_attribute("data-rank") is None
+            page.wait_for_selector("#sr-keymsg:has-text('unpick one first')")
             tiles.nth(0).click()  # unpick rank 2: rank 3 moves up
             page.wait_for_selector("#sr-counter:has-text('2 of 3 picked')")
-            assert submit.is_disabled() and tiles.nth(9).get_attribute("data-rank") == "2"
+            assert tiles.nth(9).get_attribute("data-rank") == "2"
             tiles.nth(0).click()
             page.wait_for_selector("#sr-counter:has-text('3 of 3 picked')")
-            page.wait_for_function("() => !document.querySelector('#sr-submit').disabled")
+            want = _sids(page, (4, 9, 0))
             page.locator("#sr-reading input, #sr-reading textarea").first.fill("5")
-            page.screenshot(path=str(ARTIFACTS / "rate-view-picked.png"), full_page=True)
-            submit.click()
+            page.screenshot(path=str(ARTIFACTS / "rate-picked.png"))
+            page.locator("#sr-submit").click()
             page.wait_for_selector("#sr-message:has-text('Saved.')", timeout=30_000)
-            votes = _votes(data)
-            assert [(n, k) for n, _, k in votes] == [(creds["rater"][0], 3)]
+            second = _wait_for_new_task(page, first)
+            stored = _assignments(data)
+            assert stored[first]["picks"] == want and stored[first]["reading"] == "5"
 
-            # ---- the next task with the keyboard only: 1, 2, 3, R, type, Ctrl+Enter ----
-            page.wait_for_selector("#sr-counter:has-text('0 of 3 picked')")
-            page.locator("body").click(position={"x": 5, "y": 5})
-            for key in ("1", "2", "3"):
+            # ---- focus returns to the grid; keys reach sample 16; a reload keeps the task and its picks ----
+            page.wait_for_function("() => document.activeElement && document.activeElement.closest('#sr-grid')")
+            for key in ("1", "2", TILE_KEYS[15]):
                 page.keyboard.press(key)
             page.wait_for_selector("#sr-counter:has-text('3 of 3 picked')")
-            page.wait_for_function("() => !document.querySelector('#sr-submit').disabled")
+            assert tiles.nth(15).get_attribute("data-rank") == "3"
+            want = _sids(page, (0, 1, 15))
+            page.reload()
+            page.wait_for_selector("#sr-grid .sr-tile", timeout=60_000)
+            assert _assignment_on_screen(page) == second  # the same task: the lease holds
+            page.wait_for_selector("#sr-counter:has-text('3 of 3 picked')")
+            assert _sids(page, (0, 1, 15)) == want and tiles.nth(15).get_attribute("data-rank") == "3"
+            page.screenshot(path=str(ARTIFACTS / "rate-after-reload.png"))
+
+            # ---- R types the reading, Escape leaves the box, Ctrl+Enter submits ----
             page.keyboard.press("r")
             page.keyboard.type("8")
+            page.keyboard.press("Escape")
+            assert _focus_in_grid(page)
             page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => (document.querySelector('#sr-message') || {}).innerText"
-                                   " && document.querySelector('#sr-message').innerText.includes('Saved.')"
-                                   " && document.querySelector('#sr-progress').innerText.includes('2 of')",
-                                   timeout=30_000)
-            assert len(_votes(data)) == 2
+            third = _wait_for_new_task(page, second)
+            stored = _assignments(data)
+            assert stored[second]["picks"] == want and stored[second]["reading"] == "8"
+            page.wait_for_function("() => document.activeElement && document.activeElement.closest('#sr-grid')")
+
+            # ---- fast keys: 1, 2, 3 then Ctrl+Enter with no waiting stores one vote with those picks ----
+            want = _sids(page, (0, 1, 2))
+            for key in ("1", "2", "3", "Control+Enter"):
+                page.keyboard.press(key)
+            fourth = _wait_for_new_task(page, third)
+            stored = _assignments(data)
+            assert stored[third]["picks"] == want and stored[third]["status"] == "submitted"
+            assert [aid for aid, a in stored.items() if a["rater"] == rater and a["picks"]] == [first, second, third]
+
+            # ---- S opens the reasons; only a second key skips ----
+            page.keyboard.press("s")
+            page.wait_for_selector("#sr-skip-panel .sr-skip-box:visible")
+            page.screenshot(path=str(ARTIFACTS / "rate-skip-reasons.png"))
+            assert _assignments(data)[fourth]["status"] == "served"
+            assert not _fits(page, "#sr-skip-panel .sr-skip-box", width, height)
+            page.keyboard.press("2")
+            _wait_for_new_task(page, fourth)
+            skipped = _assignments(data)[fourth]
+            assert skipped["status"] == "skipped" and skipped["reason"] == SKIP_REASONS[1]
+
+            # ---- my work: the rater's own submissions, revisable inside the window ----
+            page.locator("#sr-my-work").get_by_text("My work").click()
+            page.wait_for_selector(f"#sr-my-work .sr-my-work:has-text('task {first}')")
+            assert f"task {third}" in page.locator("#sr-my-work").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "rate-my-work.png"), full_page=True)
 
             # ---- the analyst: overview, heat-map, ensemble ----
             _login(page, base, *creds["analyst"])

@@ -23,7 +23,7 @@ from db.models import (Assignment, AuditLog, Bank, BankStatus, Base, LRImage, Pi
                        SampleMode, utcnow)
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAD = "0002"  # the newest migration
+HEAD = "0005"  # the newest migration
 
 
 def _schema(engine):

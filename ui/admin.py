@@ -1,6 +1,7 @@
 """The Admin view: create a project (a shipped model or a local ``diffusers:/dir`` pipeline, N, k, M, m, steps,
 mode, scheduler, prompt, LR size limit, ...), upload LR images (PNG, JPEG, zip), generate banks in the background
-worker with a progress bar, add accounts. Admins only."""
+worker with a progress bar; accounts: list them (role, active, last sign-in), add one, deactivate or activate one, reset
+a password (the new one-time password is shown once). Admins only."""
 
 from __future__ import annotations
 
@@ -8,19 +9,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from annotation.accounts import ROLES as ACCOUNT_ROLES
-from annotation.accounts import create_rater
+from annotation.accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
 from annotation.banks import progress
-from annotation.images import import_images
-from sr_engine import MODES as SR_MODES
-from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec,
+from annotation.errors import AnnotationError
+from annotation.images import prepare_import, remove_image, store_import
+from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec, set_guidelines,
                                  settings_for_engine)
+from annotation.uploads import read_upload
+from sr_engine import MODES as SR_MODES
 
 from .context import AppContext, chosen_id, refuse, whole_number
-from .render import esc, message_html, progress_html
+from .render import message_html, progress_html
 
 MODES = list(SR_MODES)
+ACCOUNT_COLUMNS = ["name", "role", "active", "must change password", "last sign-in (UTC)", "created (UTC)"]
+
+
+def accounts_frame(rows) -> pd.DataFrame:
+    def when(t) -> str:
+        return t.strftime("%Y-%m-%d %H:%M") if t is not None else "never"
+
+    return pd.DataFrame([[r.name, r.role, "yes" if r.active else "no", "yes" if r.must_change_password else "",
+                          when(r.last_sign_in_at), when(r.created_at)] for r in rows], columns=ACCOUNT_COLUMNS)
 
 
 @dataclass
@@ -29,6 +42,8 @@ class AdminView:
     timer: gr.Timer
     new_project: gr.Button
     create_outputs: list
+    accounts: gr.Dataframe
+    show_accounts: object  # (request) -> the accounts table
 
 
 def build_admin(ctx: AppContext) -> AdminView:
@@ -38,12 +53,22 @@ def build_admin(ctx: AppContext) -> AdminView:
                               elem_id="sr-admin-project")
     bank_progress = gr.HTML(elem_id="sr-bank-progress")
     with gr.Row():
+        guide = gr.Textbox(label="guidelines for raters (shown above their grid; plain text)", lines=3, scale=4,
+                           elem_id="sr-admin-guidelines")
+        with gr.Column(scale=1, min_width=180):
+            guide_btn = gr.Button("Save guidelines", size="sm")
+            guide_msg = gr.HTML()  # beside the button that caused it
+    with gr.Row():
         files = gr.File(label="LR images (PNG, JPEG or a zip of them)", file_count="multiple",
                         file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath")
         with gr.Column():
             upload_btn = gr.Button("Import images")
             generate_btn = gr.Button("Generate missing banks", variant="primary")
             admin_msg = gr.HTML()
+    with gr.Row():
+        remove_id = gr.Number(None, precision=0, label="image id to remove (with its bank and votes)", scale=1)
+        remove_btn = gr.Button("Remove image", size="sm", scale=0)
+        remove_msg = gr.HTML(elem_id="sr-remove-msg")
     gr.Markdown("### New project")
     with gr.Row():
         name = gr.Textbox(label="name")
@@ -56,7 +81,9 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         n = gr.Number(64, precision=0, label="N samples per bank")
         k = gr.Number(3, precision=0, label="k picks")
-        m_raters = gr.Number(5, precision=0, label="M raters per image")
+        m_raters = gr.Number(5, precision=0, label="M raters per image (at most)")
+        min_raters_ = gr.Number(None, precision=0, label="min raters (adaptive; empty: M)")
+        threshold_ = gr.Number(0.95, label="resolve threshold (0..1]")
         m_ens = gr.Number(3, precision=0, label="m samples in the ensemble")
         steps = gr.Number(8, precision=0, label="steps")
         seed = gr.Number(0, precision=0, label="seed")
@@ -64,18 +91,27 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
         max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
-    new_project = gr.Button("Create project")
+    with gr.Row():
+        new_project = gr.Button("Create project", scale=1)
+        create_msg = gr.HTML(elem_id="sr-create-msg")  # beside the button that caused it
     gr.Markdown("### Accounts")
+    accounts = gr.Dataframe(headers=ACCOUNT_COLUMNS, label="accounts", interactive=False, elem_id="sr-accounts")
     with gr.Row():
         acct_name = gr.Textbox(label="name")
         acct_role = gr.Dropdown(list(ACCOUNT_ROLES), value="rater", label="role")
-        acct_pw = gr.Textbox(label="password", type="password")
+        acct_pw = gr.Textbox(label="password (empty: a one-time password is made)", type="password")
         add_btn = gr.Button("Add account")
-    acct_msg = gr.HTML()
+    with gr.Row():
+        acct_target = gr.Textbox(label="account", placeholder="account name", elem_id="sr-account-target")
+        deactivate_btn = gr.Button("Deactivate", size="sm")
+        activate_btn = gr.Button("Activate", size="sm")
+        reset_btn = gr.Button("Reset password", size="sm")
+        list_btn = gr.Button("Refresh list", size="sm")
+    acct_msg = gr.HTML(elem_id="sr-account-message")
     timer = gr.Timer(2.0, active=False)
 
     def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
-                  request: gr.Request):
+                  min_r_, threshold, request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not str(model_ or "").strip():
             raise refuse("Choose a model.")
@@ -90,6 +126,8 @@ def build_admin(ctx: AppContext) -> AdminView:
                                        mode=str(mode_), scheduler=str(scheduler_), seed=whole_number(seed_, "seed"),
                                        gold_rate=float(gold_ or 0.0),
                                        max_lr_side=whole_number(max_side_, "the size limit"),
+                                       min_raters=None if min_r_ in (None, "") else whole_number(min_r_, "min raters"),
+                                       resolve_threshold=float(0.95 if threshold in (None, "") else threshold),
                                        engine_options={"prompt": prompt_} if prompt_.strip() else {})
         with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
             p = create_project(s, settings, actor_id=actor.id, engine=engine)
@@ -107,14 +145,40 @@ def build_admin(ctx: AppContext) -> AdminView:
         pid = chosen_id(project_id, "the project")
         if not paths:
             raise refuse("Choose one or more files.")
+        with ctx.tx(write=False) as s:
+            project = get_project(s, pid)
+        try:
+            engine = ctx.engines.get(project.model_name)  # its LR shape is checked at import
+        except ValueError as err:
+            raise refuse(str(err)) from None
+        # every file is read, decoded and checked before the one short write transaction: a slow or hostile
+        # upload never holds the store's write lock (and a FIFO or device is refused without being opened)
+        prepared = []
+        for p in paths:
+            path = Path(p)
+            try:
+                data = read_upload(path, max_bytes=ctx.max_upload_bytes)
+                prepared.append(prepare_import(project, data, name=path.name, engine=engine,
+                                               max_bytes=ctx.max_upload_bytes))
+            except AnnotationError as err:
+                raise refuse(str(err)) from None
         added = dup = skipped = 0
         with ctx.tx() as s:  # all files in one transaction: one bad file imports nothing
-            for p in paths:
-                path = Path(p)
-                res = import_images(s, pid, path.read_bytes(), name=path.name, actor_id=actor.id)
+            for prep in prepared:
+                res = store_import(s, prep, actor_id=actor.id)
                 added, dup, skipped = added + len(res.added), dup + len(res.duplicates), skipped + len(res.skipped)
         return message_html(f"Imported {added} image(s); {dup} duplicate(s), {skipped} non-image file(s) skipped. "
                             "Generate their banks next."), None
+
+    def do_remove(project_id, image_id, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        iid = whole_number(image_id, "the image id")
+        with ctx.tx() as s:
+            r = remove_image(s, pid, iid, actor_id=actor.id)
+        return message_html(f"Removed image {r.image_id} ({r.source}) with {r.banks} bank(s) and "
+                            f"{r.assignments} assignment(s), {r.submissions} of them submitted; the audit log "
+                            "keeps the record."), None
 
     def do_generate(project_id, request: gr.Request):
         ctx.actor(request, "admin")
@@ -131,7 +195,7 @@ def build_admin(ctx: AppContext) -> AdminView:
             pid = int(project_id)
         except (TypeError, ValueError):
             return ""
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             b = progress(s, pid)
         w = ctx.worker.status()
         state = ("generating" if w.running_project == pid else "queued" if pid in w.queued else "idle")
@@ -142,19 +206,82 @@ def build_admin(ctx: AppContext) -> AdminView:
             html += message_html(f"last error: {w.last_error}", "error")
         return html
 
+    def show_guidelines(project_id, request: gr.Request):
+        ctx.actor(request, "admin")
+        try:
+            pid = int(project_id)
+        except (TypeError, ValueError):
+            return ""
+        with ctx.tx() as s:
+            return get_project(s, pid).guidelines
+
+    def save_guidelines(project_id, text, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        with ctx.tx() as s:
+            p = set_guidelines(s, actor.id, pid, str(text or ""))
+            name_ = p.name
+        return message_html(f"Saved the guidelines of {name_}; raters see them with their next task.")
+
     def do_add(name_, role_, pw_, request: gr.Request):
         actor = ctx.actor(request, "admin")
-        if not pw_:
-            raise refuse("Give the account a password.")
         with ctx.tx() as s:
-            info = create_rater(s, str(name_ or "").strip(), str(role_), pw_, actor_id=actor.id)
-        return message_html(f"Added {info.role} {esc(info.name)!s}."), ""
+            made = add_account(s, str(name_ or "").strip(), str(role_), pw_ or None, actor_id=actor.id)
+        if made.generated:
+            return message_html(f"Added {made.role} {made.name}. One-time password (shown only now; it must be "
+                                f"changed at the first sign-in): {made.password}"), ""
+        return message_html(f"Added {made.role} {made.name}."), ""
 
-    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side]
+    def show_accounts(request: gr.Request):
+        ctx.actor(request, "admin")
+        with ctx.tx() as s:
+            return accounts_frame(list_accounts(s))
+
+    def account_action(target, action: str, request: gr.Request) -> str:
+        actor = ctx.actor(request, "admin")
+        with ctx.tx() as s:
+            rater = rater_by_name(s, str(target or "").strip())
+            if action == "reset":
+                made = reset_password(s, rater.id, actor_id=actor.id)
+            else:
+                set_active(s, rater.id, action == "activate", actor_id=actor.id)
+            name = rater.name
+        ctx.sessions.forget_state(name)  # the next request of any of its sessions reads the account again
+        if action == "reset":
+            ctx.sessions.end_sessions(name)
+            return message_html(f"New one-time password for {name} (shown only now; it must be changed at the next "
+                                f"sign-in): {made.password}")
+        if action == "deactivate":
+            ctx.sessions.end_sessions(name)
+            return message_html(f"Deactivated {name}: its sessions have ended; its votes stay.")
+        return message_html(f"Activated {name}.")
+
+    def deactivate(target, request: gr.Request):  # Gradio injects the request by annotation
+        return account_action(target, "deactivate", request)
+
+    def activate(target, request: gr.Request):
+        return account_action(target, "activate", request)
+
+    def reset(target, request: gr.Request):
+        return account_action(target, "reset", request)
+
+    create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side,
+                     min_raters_, threshold_]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
     upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
+    remove_btn.click(do_remove, [project, remove_id], [remove_msg, remove_id], api_name="remove_image")
     generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
     project.change(show_progress, [project], [bank_progress], api_name=False)
-    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater")
-    return AdminView(project, timer, new_project, [do_create, create_inputs, admin_msg])
+    project.change(show_guidelines, [project], [guide], api_name=False)
+    guide_btn.click(save_guidelines, [project, guide], [guide_msg], api_name="set_guidelines")
+    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater").then(
+        show_accounts, None, [accounts], api_name=False)
+    list_btn.click(show_accounts, None, [accounts], api_name="list_accounts")
+    deactivate_btn.click(deactivate, [acct_target], [acct_msg], api_name="deactivate_account").then(
+        show_accounts, None, [accounts], api_name=False)
+    activate_btn.click(activate, [acct_target], [acct_msg], api_name="activate_account").then(
+        show_accounts, None, [accounts], api_name=False)
+    reset_btn.click(reset, [acct_target], [acct_msg], api_name="reset_password").then(
+        show_accounts, None, [accounts], api_name=False)
+    return AdminView(project, timer, new_project, [do_create, create_inputs, create_msg], accounts, show_accounts)

@@ -1,9 +1,12 @@
 """What every view shares: the session factory, the loaded engines, the bank worker, and the one place that turns
 a request into an account with a role.
 
-Identity comes only from the server: Gradio's login (``launch(auth=ctx.authenticate)``) ties a signed session
-cookie to a user name, ``gr.Request.username`` reads it back, and :meth:`AppContext.actor` looks the account and
-its role up in the database on every call. Nothing a client sends (no field, no state) can name the caller.
+Identity comes only from the server: Gradio's login (``launch(auth=ctx.authenticate)``) ties a random session
+cookie to a user name (kept in :class:`~annotation.sessions.SessionTable`, checked on every request by
+:mod:`ui.security`), ``gr.Request.username`` reads it back, and :meth:`AppContext.actor` looks the account and
+its role up in the database on every call. Nothing a client sends (no field, no state, no session hash) can name
+the caller. An account whose password is a one-time one may do nothing but change it (:meth:`AppContext.actor`
+refuses everything else on the server).
 """
 
 from __future__ import annotations
@@ -20,12 +23,18 @@ from typing import Any
 import gradio as gr
 from sqlalchemy.orm import Session, sessionmaker
 
-from annotation.accounts import authenticate, rater_by_name
+from annotation.accounts import rater_by_name
+from annotation.downloads import DEFAULT_TTL_S, PrivateDownloads
 from annotation.errors import AnnotationError
 from annotation.projects import load_model, model_spec
-from db.engine import session_scope
+from annotation.sessions import DEFAULT_IDLE_S, SessionTable, SignInThrottle
+from annotation.text import safe_message
+from annotation.uploads import MAX_UPLOAD_BYTES
+from db.engine import is_busy, session_scope
 from db.models import Role
 from sr_engine import SREngine, list_models
+
+from .security import Guard
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +42,14 @@ logger = logging.getLogger(__name__)
 def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
     """The error to raise when a request is refused (bad input, a missing permission): the message goes to the
     page and one line to the log, without a traceback; a refusal is not a bug. Real bugs still raise their own
-    exceptions, which Gradio logs with the traceback."""
+    exceptions, which Gradio logs with the traceback. The toast shows HTML: the message is escaped and stripped of
+    memory addresses first (:func:`annotation.text.safe_message`)."""
+    message = safe_message(message)
     logger.log(level, "refused: %s", message)
     return gr.Error(message, print_exception=False)
+
+
+BUSY_MESSAGE = "The store is busy; try again in a moment."
 
 
 def _int_or_refuse(value: object, refusal: str) -> int:
@@ -55,11 +69,15 @@ def chosen_id(value: object, what: str) -> int:
     return _int_or_refuse(value, f"Choose {what}.")
 
 
+MUST_CHANGE = "Change your one-time password first (the form at the top of the page)."
+
+
 @dataclass(frozen=True)
 class Actor:
     id: int
     name: str
     role: str
+    must_change_password: bool = False
 
 
 class EngineRegistry:
@@ -90,26 +108,36 @@ class EngineRegistry:
 
 
 class AppContext:
-    def __init__(self, factory: sessionmaker[Session], engines: EngineRegistry, worker: Any,
-                 exports_dir: Path):
+    """``private_dir``: where files made for one account (exports) wait for their download (0700; see
+    :mod:`annotation.downloads`); it must not be under Gradio's ``allowed_paths``. ``max_upload_bytes``: one
+    uploaded file (``app.py --max-upload-mb``)."""
+
+    def __init__(self, factory: sessionmaker[Session], engines: EngineRegistry, worker: Any, private_dir: Path, *,
+                 session_idle_s: float = DEFAULT_IDLE_S, download_ttl_s: float = DEFAULT_TTL_S,
+                 max_upload_bytes: int = MAX_UPLOAD_BYTES):
+        self.max_upload_bytes = int(max_upload_bytes)
         self.factory = factory
         self.engines = engines
         self.worker = worker
-        self.exports_dir = Path(exports_dir)
+        self.downloads = PrivateDownloads(Path(private_dir) / "downloads", ttl_s=download_ttl_s)
+        self.downloads.sweep()  # a previous run's files are unreachable now: remove them
+        self.sessions = SessionTable(session_idle_s)
+        self.guard = Guard(factory, self.sessions, SignInThrottle(), self.downloads)
 
     # ---- identity ------------------------------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> bool:
-        """Gradio's login check: the account exists, is active and the password matches its scrypt hash."""
-        with session_scope(self.factory) as s:
-            return authenticate(s, username, password) is not None
+    async def authenticate(self, username: str, password: str) -> bool:
+        """Gradio's login check (:meth:`ui.security.Guard.authenticate`): the account exists, is active and the
+        password matches its scrypt hash; throttled, and run off the event loop."""
+        return await self.guard.authenticate(username, password)
 
-    def actor(self, request: gr.Request | None, *roles: str) -> Actor:
+    def actor(self, request: gr.Request | None, *roles: str, allow_must_change: bool = False) -> Actor:
         """The signed-in account behind ``request``; refuses (:func:`refuse`) unless its role is one of ``roles``
-        (any role when none are given)."""
+        (any role when none are given), and refuses an account that must change its one-time password first
+        (unless ``allow_must_change``: the page's start and the change itself)."""
         name = getattr(request, "username", None) if request is not None else None
         if not name:
             raise refuse("Sign in first.")
-        with session_scope(self.factory) as s:
+        with self.tx(write=False) as s:
             try:
                 r = rater_by_name(s, name)
             except AnnotationError:
@@ -117,18 +145,26 @@ class AppContext:
             role = Role(r.role).value
             if not r.active:
                 raise refuse("This account is deactivated.", level=logging.WARNING)
+            if r.must_change_password and not allow_must_change:
+                raise refuse(MUST_CHANGE, level=logging.WARNING)
             if roles and role not in roles:
                 raise refuse(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.",
                              level=logging.WARNING)
-            return Actor(r.id, r.name, role)
+            return Actor(r.id, r.name, role, bool(r.must_change_password))
 
     # ---- transactions ----------------------------------------------------------------------------------------
     @contextmanager
-    def tx(self) -> Iterator[Session]:
+    def tx(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction per button press; a service's refusal (:class:`~annotation.errors.AnnotationError`)
-        becomes a message in the page and one log line (:func:`refuse`)."""
+        becomes a message in the page and one log line (:func:`refuse`). ``write=False`` for a request that only
+        reads: it never waits for the write lock. A write that waited the engine's busy timeout (a few seconds
+        in the app) for the lock is refused with "busy, try again", also as one log line."""
         try:
-            with session_scope(self.factory) as s:
+            with session_scope(self.factory, write=write) as s:
                 yield s
         except AnnotationError as err:
             raise refuse(str(err)) from None
+        except Exception as err:
+            if is_busy(err):
+                raise refuse(BUSY_MESSAGE, level=logging.WARNING) from None
+            raise

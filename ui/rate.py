@@ -1,11 +1,14 @@
-"""The Rate view: the LR image large and pixelated, the bank as a top-k picker, "what do you read?", Submit (only
-with exactly k picks), Skip with a reason, Revise the last submission within the project's window, keyboard
-shortcuts, progress, and a clear message when nothing is left.
+"""The Rate view: the project's guidelines, the LR image large and pixelated, the bank as a top-k picker, "what do
+you read?", Submit (with exactly k picks), Skip with a reason, Revise (the last submission, or one from "my work")
+within the project's window, keyboard first, progress, and a clear message when nothing is left.
 
-The picker is an HTML grid of buttons (lossless PNG, nearest-neighbour enlarged): a click picks or unpicks a
-sample, the rank is drawn on it, and the picks (sample ids, best first) go into a hidden textbox that the server
-reads on Submit. The server re-checks everything: the caller's role, that the assignment is theirs, that the picks
-are k distinct samples of its bank (``annotation.tasks.submit``).
+The picker is an HTML grid of buttons (lossless PNG, nearest-neighbour enlarged), each labelled with its key. Picks
+live in the page (``SR_JS``): a click or a key draws the rank at once, updates the counter and Submit's readiness
+and writes the picks (sample ids, best first) into a hidden textbox that Submit sends, with no server round trip
+in between, so no keystroke is lost; the picks of the task on screen are kept in localStorage under its
+assignment id, and the server keeps the lease, so a reload returns to the same task with its picks. The server
+re-checks everything: the caller's role, that the assignment is theirs, that the picks are k distinct samples of
+its bank (``annotation.tasks.submit``).
 """
 
 from __future__ import annotations
@@ -14,64 +17,217 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gradio as gr
+from sqlalchemy.orm import Session
 
+from annotation.projects import get_project
 from annotation.tasks import Task, next_task, revisable, revise, skip, submit, submitted_task
-from annotation.views import rater_progress
+from annotation.views import RaterProgress, my_work, rater_progress, rater_projects
 
 from .context import AppContext, chosen_id, refuse
 from .render import esc, lr_html, message_html, picker_html, progress_html
 
 SKIP_REASONS = ["can't tell what it is", "no sample looks plausible", "the image is broken", "other"]
+TILE_KEYS = "123456789abcdefghijklmnopqtuvwxyz"  # sample i's key (no r or s: they type the reading and skip)
 
-# Runs once when the grid component mounts; one delegated listener survives every re-render of the grid.
-PICKER_JS = """
-element.addEventListener('click', (ev) => {
-  const tile = ev.target.closest('.sr-tile'); if (!tile) return;
-  const grid = tile.closest('.sr-grid'); const k = parseInt(grid.dataset.k || '0');
-  const box = document.querySelector('#sr-picks textarea, #sr-picks input'); if (!box) return;
-  const picks = box.value ? box.value.split(',').filter((s) => s) : [];
-  const sid = tile.dataset.sid; const at = picks.indexOf(sid);
-  if (at >= 0) picks.splice(at, 1); else if (picks.length < k) picks.push(sid); else return;
-  box.value = picks.join(',');
-  box.dispatchEvent(new Event('input', { bubbles: true }));
-  grid.querySelectorAll('.sr-tile').forEach((t) => {
-    const r = picks.indexOf(t.dataset.sid);
-    if (r >= 0) {
-      t.dataset.rank = String(r + 1); t.classList.add('sr-picked'); t.setAttribute('aria-pressed', 'true');
+# The page's rating logic, defined once (both the page's load script and the grid's mount run it). Picks live in
+# the page: the grid's tiles carry their rank (data-rank), so a key or a click is drawn at once, the counter and
+# Submit's readiness follow without a server round trip, and the hidden picks box (what Submit sends) is
+# written in the same step, so 1, 2, 3 then Ctrl+Enter pressed quickly sends those three picks. The picks of
+# the task on screen are kept in localStorage under its assignment id, so a reload brings them back.
+SR_JS = r"""
+(() => {
+  if (window.sr) return;
+  const KEYS = '__TILE_KEYS__';
+  const q = (sel) => document.querySelector(sel);
+  const grid = () => q('#sr-grid .sr-grid');
+  const tiles = () => Array.from(document.querySelectorAll('#sr-grid .sr-tile'));
+  const say = (text) => { const m = q('#sr-keymsg'); if (m) m.textContent = text || ''; };
+  const picks = () => tiles().filter((t) => t.dataset.rank)
+      .sort((a, b) => parseInt(a.dataset.rank) - parseInt(b.dataset.rank)).map((t) => t.dataset.sid);
+  const store = (g, p) => {
+    try {
+      for (let i = localStorage.length - 1; i >= 0; i--) {
+        const key = localStorage.key(i);
+        const mine = 'sr-picks-' + g.dataset.assignment;
+        if (key && key.startsWith('sr-picks-') && key !== mine) localStorage.removeItem(key);
+      }
+      localStorage.setItem('sr-picks-' + g.dataset.assignment, JSON.stringify(p));
+    } catch (e) { /* storage may be off: the picks still live in the page */ }
+  };
+  const draw = (p) => {
+    const g = grid(); if (!g) return;
+    const k = parseInt(g.dataset.k || '0');
+    tiles().forEach((t) => {
+      const r = p.indexOf(t.dataset.sid);
+      if (r >= 0) {
+        t.dataset.rank = String(r + 1); t.classList.add('sr-picked'); t.setAttribute('aria-pressed', 'true');
+      }
+      else { delete t.dataset.rank; t.classList.remove('sr-picked'); t.setAttribute('aria-pressed', 'false'); }
+    });
+    const c = q('#sr-counter'); if (c) c.textContent = p.length + ' of ' + k + ' picked';
+    const b = q('#sr-submit');
+    if (b) {
+      b.classList.toggle('sr-not-ready', p.length !== k); b.setAttribute('aria-disabled', String(p.length !== k));
     }
-    else { delete t.dataset.rank; t.classList.remove('sr-picked'); t.setAttribute('aria-pressed', 'false'); }
-  });
-});
-"""
-
-# Page-wide shortcuts (given to launch(js=...)): 1-9 pick/unpick sample 1-9, Ctrl+Enter submit, S skip,
-# R type the reading. Letters and digits go to the reading box while it has the focus.
-KEYS_JS = """
-() => {
-  if (window.__srKeys) return; window.__srKeys = true;
+    const box = q('#sr-picks textarea, #sr-picks input');
+    if (box && box.value !== p.join(',')) {
+      box.value = p.join(','); box.dispatchEvent(new Event('input', { bubbles: true }));
+    }
+    store(g, p);
+  };
+  const toggle = (tile) => {
+    const g = grid(); if (!g || !tile) return;
+    const k = parseInt(g.dataset.k || '0'); const p = picks(); const at = p.indexOf(tile.dataset.sid);
+    if (at >= 0) p.splice(at, 1);
+    else if (p.length < k) p.push(tile.dataset.sid);
+    else { say('You have picked ' + k + ' of ' + k + ': unpick one first (click it or press its key).'); return; }
+    say(''); draw(p);
+  };
+  const focusGrid = () => { const t = tiles()[0]; if (t) t.focus(); };
+  const submit = () => {
+    const g = grid(); if (!g) return;
+    const k = parseInt(g.dataset.k || '0'); const n = picks().length;
+    if (n !== k) { say('Pick exactly ' + k + ' samples before submitting (' + n + ' picked).'); return; }
+    draw(picks());  // the picks box holds exactly what is drawn (a click on Submit waits for no server reply)
+    const b = q('#sr-submit'); if (b) { b.dataset.srGo = '1'; b.click(); }
+  };
+  const skipPanel = () => q('#sr-skip-panel .sr-skip-box');
+  const openSkip = () => {
+    const panel = skipPanel(); if (!panel || !grid()) return;
+    panel.hidden = false; say(''); const first = panel.querySelector('button'); if (first) first.focus();
+  };
+  const closeSkip = () => { const panel = skipPanel(); if (panel) panel.hidden = true; };
+  const skip = (reason) => {
+    const g = grid(); if (!g) return;
+    const box = q('#sr-skip-reason textarea, #sr-skip-reason input'); if (!box) return;
+    box.value = reason; box.dispatchEvent(new Event('input', { bubbles: true }));
+    closeSkip();
+    const b = q('#sr-skip'); if (b) b.click();
+  };
+  const onRender = () => {  // a grid was (re)drawn: a new task, a revision, or the same task after a reload
+    const g = grid(); if (!g) return;
+    if (g.dataset.srSeen === g.dataset.render) return;
+    g.dataset.srSeen = g.dataset.render;
+    closeSkip();
+    let p = picks();
+    if (!p.length) {
+      try { p = JSON.parse(localStorage.getItem('sr-picks-' + g.dataset.assignment) || '[]'); } catch (e) { p = []; }
+      const sids = new Set(tiles().map((t) => t.dataset.sid)); p = p.filter((x) => sids.has(x));
+    }
+    draw(p);
+    const a = document.activeElement;
+    if (!a || a === document.body || a.closest('#sr-reading') || a.closest('#sr-submit') || a.closest('#sr-grid')
+        || a.closest('#sr-skip-panel')) focusGrid();
+  };
+  const move = (dx, dy) => {
+    const ts = tiles(); if (!ts.length) return;
+    let i = ts.indexOf(document.activeElement); if (i < 0) { ts[0].focus(); return; }
+    if (dx) i = Math.max(0, Math.min(ts.length - 1, i + dx));
+    else {
+      const top = ts[i].offsetTop; const perRow = ts.filter((t) => t.offsetTop === ts[0].offsetTop).length || 1;
+      i = Math.max(0, Math.min(ts.length - 1, i + dy * perRow)); if (top === ts[i].offsetTop && dy) return;
+    }
+    ts[i].focus();
+  };
+  document.addEventListener('click', (ev) => {
+    const b = ev.target.closest && ev.target.closest('#sr-submit');
+    if (b) {  // a click on Submit goes through the same check as Ctrl+Enter
+      if (b.dataset.srGo === '1') { delete b.dataset.srGo; return; }
+      ev.preventDefault(); ev.stopPropagation(); submit(); return;
+    }
+    const tile = ev.target.closest && ev.target.closest('#sr-grid .sr-tile');
+    if (tile) { ev.preventDefault(); toggle(tile); return; }
+    const reason = ev.target.closest && ev.target.closest('#sr-skip-panel [data-reason]');
+    if (reason) { ev.preventDefault(); skip(reason.dataset.reason); return; }
+    if (ev.target.closest && ev.target.closest('#sr-skip-open')) { ev.preventDefault(); openSkip(); return; }
+    if (ev.target.closest && ev.target.closest('#sr-skip-panel .sr-skip-cancel')) { closeSkip(); focusGrid(); }
+  }, true);
   document.addEventListener('keydown', (ev) => {
     const t = ev.target;
     const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable);
     if ((ev.ctrlKey || ev.metaKey) && ev.key === 'Enter') {
-      const b = document.querySelector('#sr-submit'); if (b && !b.disabled) { ev.preventDefault(); b.click(); }
+      if (grid()) { ev.preventDefault(); submit(); } return;
+    }
+    if (typing) {
+      if (ev.key === 'Escape' && t.closest('#sr-reading')) { ev.preventDefault(); t.blur(); focusGrid(); }
+      else if (ev.key === 'Enter' && t.closest('#sr-reading')) { ev.preventDefault(); submit(); }
       return;
     }
-    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    if (/^[1-9]$/.test(ev.key)) {
-      const tile = document.querySelectorAll('#sr-grid .sr-tile')[parseInt(ev.key) - 1];
-      if (tile) { ev.preventDefault(); tile.click(); tile.focus(); }
-    } else if (ev.key === 's' || ev.key === 'S') {
-      const b = document.querySelector('#sr-skip'); if (b && !b.disabled) { ev.preventDefault(); b.click(); }
-    } else if (ev.key === 'r' || ev.key === 'R') {
-      const r = document.querySelector('#sr-reading textarea, #sr-reading input');
-      if (r) { ev.preventDefault(); r.focus(); }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || !grid()) return;
+    const panel = skipPanel();
+    if (panel && !panel.hidden) {  // the second key: a reason's number confirms, Escape cancels
+      const reasons = Array.from(panel.querySelectorAll('[data-reason]'));
+      const i = parseInt(ev.key) - 1;
+      if (i >= 0 && i < reasons.length) { ev.preventDefault(); skip(reasons[i].dataset.reason); }
+      else if (ev.key === 'Escape' || ev.key === 's' || ev.key === 'S') {
+        ev.preventDefault(); closeSkip(); focusGrid();
+      }
+      return;
+    }
+    const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    const at = key.length === 1 ? KEYS.indexOf(key) : -1;
+    if (at >= 0) {
+      const tile = tiles()[at];
+      if (tile) { ev.preventDefault(); toggle(tile); tile.focus(); }
+    } else if (key === 's') { ev.preventDefault(); openSkip(); }
+    else if (key === 'r') {
+      const r = q('#sr-reading textarea, #sr-reading input'); if (r) { ev.preventDefault(); r.focus(); }
+    } else if (key === 'ArrowRight' || key === 'ArrowLeft' || key === 'ArrowUp' || key === 'ArrowDown') {
+      ev.preventDefault();
+      const dx = key === 'ArrowRight' ? 1 : key === 'ArrowLeft' ? -1 : 0;
+      move(dx, key === 'ArrowDown' ? 1 : key === 'ArrowUp' ? -1 : 0);
+    } else if ((key === ' ' || key === 'Enter') && t && t.closest && t.closest('#sr-grid .sr-tile')) {
+      ev.preventDefault(); toggle(t.closest('.sr-tile'));
     }
   });
-}
+  window.sr = { picks, draw, toggle, submit, skip, openSkip, closeSkip, onRender, focusGrid };
+  // watch the whole page: Gradio may replace the grid's container, so a watch on one element can go stale
+  new MutationObserver(() => window.sr.onRender()).observe(document.body, { childList: true, subtree: true });
+})();
+""".replace("__TILE_KEYS__", TILE_KEYS)
+
+# Runs when the grid component mounts: the page logic (which watches the page, so every new render of the grid —
+# a task, a revision, a reload — restores its picks and takes the keyboard focus), then the first render.
+PICKER_JS = SR_JS + """
+window.sr.onRender();
 """
 
-SHORTCUTS = ("**Keys:** click or `1`-`9` pick/unpick (Tab + Space for any sample) · `R` type the reading · "
-             "`Ctrl+Enter` submit · `S` skip")
+# Given to launch(js=...): the same logic at page load (whichever runs first defines it).
+KEYS_JS = "() => {" + SR_JS + "}"
+
+SHORTCUTS = ("<b>Keys</b> <kbd>1</kbd>–<kbd>9</kbd>, then <kbd>a</kbd>, <kbd>b</kbd>, … pick/unpick the sample "
+             "labelled so (or arrows + <kbd>Space</kbd>) · <kbd>R</kbd> type the reading, <kbd>Esc</kbd> back "
+             "to the grid · <kbd>Ctrl</kbd>+<kbd>Enter</kbd> submit · <kbd>S</kbd> skip, then the reason's "
+             "number")
+
+
+def guidelines_html(text: str | None) -> str:
+    """The project's guidelines, collapsible (open by default), as plain text with its line breaks."""
+    if not text:
+        return ""
+    body = "<br>".join(esc(line) for line in text.splitlines())
+    return f"<details class='sr-guidelines' open><summary>Guidelines</summary><div>{body}</div></details>"
+
+
+def my_work_html(work) -> str:
+    """The rater's own submissions, newest first: when, picks, reading, and until when each may be revised."""
+    if not work:
+        return "<div class='sr-legend'>No submissions yet in this project.</div>"
+    rows = "".join(
+        f"<tr><td>task {w.assignment_id}</td><td>{w.submitted_at:%H:%M:%S}</td><td>{w.n_picks}</td>"
+        f"<td>{esc(w.reading or '–')}</td><td>{f'until {w.revisable_until:%H:%M:%S}' if w.revisable else 'final'}"
+        f"{f' ({w.revisions} revision(s))' if w.revisions else ''}</td></tr>" for w in work)
+    return ("<table class='sr-my-work'><tr><th>task</th><th>submitted (UTC)</th><th>picks</th><th>reading</th>"
+            f"<th>revisable</th></tr>{rows}</table>")
+
+
+def skip_panel_html() -> str:
+    """The skip reasons, opened by S (or the Skip button); a reason's number (or a click) confirms."""
+    items = "".join(f"<button type='button' data-reason='{esc(r)}'><kbd>{i}</kbd> {esc(r)}</button>"
+                    for i, r in enumerate(SKIP_REASONS, start=1))
+    return ("<div id='sr-keymsg' class='sr-keymsg' role='status' aria-live='polite'></div>"
+            f"<div class='sr-skip-box' hidden><b>Skip this task because…</b> {items}"
+            "<button type='button' class='sr-skip-cancel'><kbd>Esc</kbd> cancel</button></div>")
 
 
 @dataclass(frozen=True)
@@ -107,34 +263,62 @@ def _on_screen(task: Task, picks: Sequence[int] = (), revising: bool = False) ->
     """The LR view, the picker grid (``picks`` already drawn) and the per-user state of a task on screen."""
     state = RaterTask(task.assignment_id, task.project_id, task.k, tuple(x.sample_id for x in task.samples),
                       revising=revising)
-    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, picks)
+    grid = picker_html([(x.sample_id, x.png) for x in task.samples], task.k, task.assignment_id, picks,
+                       keys=TILE_KEYS)
     return lr_html(task.lr_png, "the LR image, enlarged"), grid, state
 
 
-def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "") -> tuple:
-    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it."""
+def rater_menu(ctx: AppContext, rater_id: int, project_id: int | None = None):
+    """The rater's project menu: every project with what is left to them ("demo – 7 left"); selected: the given
+    project, else the one where they hold a live task (a reload returns to it), else the first with work left."""
     with ctx.tx() as s:
-        task = next_task(s, rater_id, project_id)
-        prog = rater_progress(s, rater_id, project_id)
+        rows = rater_projects(s, rater_id)
+    choices = [(f"{r.name} – {r.remaining} left", r.project_id) for r in rows]
+    if project_id is None:
+        live = [r for r in rows if r.live_assignment_id is not None]
+        open_ = [r for r in rows if r.remaining]
+        project_id = (live or open_ or rows or [None])[0]
+        project_id = getattr(project_id, "project_id", None)
+    return gr.update(choices=choices, value=project_id)
+
+
+def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None, RaterProgress]:
+    """This rater's next task (or the live one) and progress, in the caller's transaction."""
+    return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
+
+
+def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
+              served: tuple[Task | None, RaterProgress] | None = None) -> tuple:
+    """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
+    ``served``: what :func:`serve_next` returned in the handler's own transaction (one write per submission)."""
+    if served is None:
+        with ctx.tx() as s:
+            served = serve_next(s, rater_id, project_id)
+    task, prog = served
     progress = progress_html(prog.done, prog.total, f"{prog.done} of {prog.total} done")
     if task is None:
-        done = message_html((note + " " if note else "") + "Nothing left to rate in this project. Thank you!",
-                            "done")
+        with ctx.tx() as s:
+            others = [r for r in rater_projects(s, rater_id) if r.remaining and r.project_id != project_id]
+        where = ("Still to rate: " + "; ".join(f"{r.name} ({r.remaining} left)" for r in others)
+                 + " – choose it in the project menu." if others else "No other project has work for you now.")
+        done = message_html((note + " " if note else "") + "Nothing left to rate in this project. Thank you! "
+                            + where, "done")
         return ("", "", "", "", progress, done, gr.update(value=""), gr.update(interactive=False),
-                gr.update(interactive=False), None)
+                gr.update(interactive=False), None)  # no task: Submit and Skip off
     lr_view, grid, state = _on_screen(task)
     msg = message_html((note + " " if note else "") +
                        f"Pick the {task.k} samples you find most plausible, best first "
                        f"(task {task.assignment_id}).")
+    # Submit is live whenever a task is on screen: the page checks "exactly k" (and the server checks again)
     return (lr_view, grid, "", counter_html(0, task.k), progress, msg,
-            gr.update(value=""), gr.update(interactive=False), gr.update(interactive=True), state)
+            gr.update(value=""), gr.update(interactive=True), gr.update(interactive=True), state)
 
 
 def build_rate(ctx: AppContext) -> RateView:
-    with gr.Row():
-        with gr.Column(scale=1, min_width=260):
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=340):  # room for a plate's LR image (320 px wide)
             project = gr.Dropdown(label="project", choices=[], interactive=True, allow_custom_value=True,
-                              elem_id="sr-rate-project")
+                                  elem_id="sr-rate-project")
             lr_view = gr.HTML(elem_id="sr-lr")
             progress = gr.HTML(elem_id="sr-progress")
             counter = gr.HTML(counter_html(0, 0))
@@ -142,13 +326,22 @@ def build_rate(ctx: AppContext) -> RateView:
                                  placeholder="e.g. 5, or a plate as 8B0D12; ? for a character you cannot read")
             with gr.Row():
                 submit_btn = gr.Button("Submit", variant="primary", interactive=False, elem_id="sr-submit")
-                skip_btn = gr.Button("Skip", interactive=False, elem_id="sr-skip")
+                skip_open = gr.Button("Skip…", elem_id="sr-skip-open")  # opens the reasons (the page's S key)
             revise_btn = gr.Button("Revise my last submission", size="sm", elem_id="sr-revise")
-            reason = gr.Dropdown(SKIP_REASONS, value=SKIP_REASONS[0], label="skip reason",
-                                 allow_custom_value=True)
-            gr.Markdown(SHORTCUTS)
+            with gr.Accordion("My work", open=False, elem_id="sr-my-work"):
+                work_list = gr.HTML()
+                with gr.Row():
+                    work_pick = gr.Dropdown(label="revise one (inside its window)", choices=[], scale=2,
+                                            elem_id="sr-work-pick")
+                    work_btn = gr.Button("Revise", size="sm", scale=1)
+            # what the page fills in and presses once a reason is chosen (hidden; also the HTTP API's /skip)
+            reason = gr.Textbox(visible="hidden", elem_id="sr-skip-reason", label="skip reason")
+            skip_btn = gr.Button("Skip", visible="hidden", interactive=False, elem_id="sr-skip")
         with gr.Column(scale=3):
+            guidelines = gr.HTML(elem_id="sr-guidelines")
+            gr.HTML(f"<div class='sr-keys'>{SHORTCUTS}</div>", elem_id="sr-legend")
             message = gr.HTML(elem_id="sr-message")
+            gr.HTML(skip_panel_html(), elem_id="sr-skip-panel")  # the page's messages and the skip reasons
             grid = gr.HTML(elem_id="sr-grid", js_on_load=PICKER_JS)
             picks = gr.Textbox(visible="hidden", elem_id="sr-picks", label="picks")
     state = gr.State(None)
@@ -158,37 +351,25 @@ def build_rate(ctx: AppContext) -> RateView:
         actor = ctx.actor(request, "rater")
         return show_task(ctx, actor.id, chosen_id(project_id, "a project"))
 
-    def picks_changed(text, task: RaterTask | None, request: gr.Request):
-        ctx.actor(request, "rater")
-        if task is None:
-            return counter_html(0, 0), gr.update(interactive=False)
-        n = len(_parse_picks(text))
-        return counter_html(n, task.k), gr.update(interactive=n == task.k)
-
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
             raise refuse("No task on screen: choose a project.")
         picks_ = _parse_picks(text)
         reading_ = (reading_text or "").strip() or None
-        with ctx.tx() as s:
+        with ctx.tx() as s:  # the vote and the next task in one transaction: one wait for the write lock
             if task.revising:
                 revise(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Revised."
             else:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
-        return show_task(ctx, actor.id, task.project_id, note)
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, note, served)
 
-    def do_revise(project_id, request: gr.Request):
-        """Put the rater's newest submission that is still inside the revision window back on screen."""
-        actor = ctx.actor(request, "rater")
-        pid = chosen_id(project_id, "a project")
+    def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
-            recent = revisable(s, actor.id, pid)
-            if not recent:
-                raise refuse("Nothing to revise: no submission of yours is inside the revision window.")
-            task, done = submitted_task(s, actor.id, recent[0].assignment_id)
+            task, done = submitted_task(s, rater_id, assignment_id)
         lr_view, grid, state = _on_screen(task, done.picks, revising=True)
         msg = message_html(f"Revising task {task.assignment_id}: change your picks or reading, then Submit. "
                            "Your earlier answer stays in the audit log.")
@@ -196,23 +377,54 @@ def build_rate(ctx: AppContext) -> RateView:
                 counter_html(len(done.picks), task.k), gr.update(), msg, done.reading or "",
                 gr.update(interactive=True), gr.update(interactive=False), state)
 
+    def do_revise(project_id, request: gr.Request):
+        """Put the rater's newest submission that is still inside the revision window back on screen."""
+        actor = ctx.actor(request, "rater")
+        pid = chosen_id(project_id, "a project")
+        with ctx.tx() as s:
+            recent = revisable(s, actor.id, pid)
+        if not recent:
+            raise refuse("Nothing to revise: no submission of yours is inside the revision window.")
+        return revise_screen(actor.id, recent[0].assignment_id)
+
+    def do_revise_one(assignment_id, request: gr.Request):
+        """Put one of the rater's own submissions (chosen in "my work") back on screen, inside its window."""
+        actor = ctx.actor(request, "rater")
+        return revise_screen(actor.id, chosen_id(assignment_id, "one of your submissions"))
+
+    def side_panels(project_id, request: gr.Request):
+        """The project's guidelines above the grid, and the rater's own submissions ("my work")."""
+        actor = ctx.actor(request, "rater")
+        if project_id in (None, ""):
+            return "", "", gr.update(choices=[], value=None)
+        pid = chosen_id(project_id, "a project")
+        with ctx.tx() as s:
+            text = get_project(s, pid).guidelines
+            work = my_work(s, actor.id, pid)
+        choices = [(f"task {w.assignment_id} ({w.submitted_at:%H:%M:%S} UTC)", w.assignment_id)
+                   for w in work if w.revisable]
+        return guidelines_html(text), my_work_html(work), gr.update(choices=choices, value=None)
+
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
             raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
-        return show_task(ctx, actor.id, task.project_id, "Skipped.")
+            served = serve_next(s, actor.id, task.project_id)
+        return show_task(ctx, actor.id, task.project_id, "Skipped.", served)
 
-    project.change(load_task, [project], outputs, api_name="next_task")
-    picks.change(picks_changed, [picks, state], [counter, submit_btn], api_name="picks_changed",
-                 show_progress="hidden")
-    submit_btn.click(do_submit, [picks, reading, state], outputs, api_name="submit")
-    reading.submit(None, js="() => { const b = document.querySelector('#sr-submit'); "
-                            "if (b && !b.disabled) b.click(); }")
-    skip_btn.click(do_skip, [reason, state], outputs, api_name="skip")
+    panels = [guidelines, work_list, work_pick]
+    project.change(load_task, [project], outputs, api_name="next_task").then(
+        side_panels, [project], panels, api_name=False, show_progress="hidden")
+    submit_btn.click(do_submit, [picks, reading, state], outputs, api_name="submit").success(
+        side_panels, [project], panels, api_name=False, show_progress="hidden")
+    skip_btn.click(do_skip, [reason, state], outputs, api_name="skip").success(
+        side_panels, [project], panels, api_name=False, show_progress="hidden")
+    skip_open.click(None, js="() => { if (window.sr) window.sr.openSkip(); }")
     revise_btn.click(do_revise, [project], outputs, api_name="revise_last")
+    work_btn.click(do_revise_one, [work_pick], outputs, api_name="revise")
     return RateView(project, outputs)
 
 
-__all__ = ["build_rate", "show_task", "RaterTask", "KEYS_JS", "esc"]
+__all__ = ["KEYS_JS", "SKIP_REASONS", "TILE_KEYS", "RaterTask", "build_rate", "esc", "rater_menu", "show_task"]

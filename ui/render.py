@@ -18,6 +18,8 @@ from annotation.positions import PositionalReading
 
 TILE_PX = 112  # a bank sample's side on screen
 LR_PX = 224  # the LR image's side on screen
+WIDE_TILE = (288, 72)  # a plate-shaped sample on screen (w, h)
+WIDE_LR_PX = 320  # a plate-shaped LR image's width: at least a candidate's, so the LR is never the smaller one
 
 
 def enlarged_png(png: bytes, target: int) -> bytes:
@@ -54,15 +56,17 @@ def esc(value: object) -> str:
 def lr_html(png: bytes | None, caption: str = "LR image") -> str:
     if png is None:
         return "<div class='sr-lr sr-empty'></div>"
-    return (f"<figure class='sr-lr'><img src='{data_uri(png, LR_PX)}' alt='{esc(caption)}' width='{LR_PX}'>"
+    side = WIDE_LR_PX if is_wide(png) else LR_PX
+    return (f"<figure class='sr-lr'><img src='{data_uri(png, side)}' alt='{esc(caption)}' width='{side}'>"
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int,
-                picked: Sequence[int] = ()) -> str:
-    """The rater's grid: one button per sample (``data-sid`` = sample id), in the order given. The click handler
-    (``ui.rate.PICKER_JS``) writes the picks, best first, into the hidden picks box and draws the ranks;
-    ``picked`` (sample ids, best first) are drawn as already picked (a revision)."""
+                picked: Sequence[int] = (), keys: str = "") -> str:
+    """The rater's grid: one button per sample (``data-sid`` = sample id), in the order given, labelled with its
+    key (``keys[i]`` for the i-th tile; its position beyond). The page's logic (``ui.rate.SR_JS``) draws the
+    picks, best first, and writes them into the hidden picks box; ``picked`` (sample ids, best first) are drawn
+    as already picked (a revision)."""
     rank = {int(sid): r for r, sid in enumerate(picked, start=1)}
 
     def state(sid: int) -> str:
@@ -71,11 +75,14 @@ def picker_html(samples: Sequence[tuple[int, bytes]], k: int, assignment_id: int
                 else "class='sr-tile' aria-pressed='false'")
 
     wide = bool(samples) and is_wide(samples[0][1])  # plates: fewer, wider columns (CSS .sr-wide)
-    w, h = (3 * TILE_PX, 3 * TILE_PX // 4) if wide else (TILE_PX, TILE_PX)
+    w, h = WIDE_TILE if wide else (TILE_PX, TILE_PX)
+    def label(pos: int) -> str:
+        return keys[pos - 1] if pos <= len(keys) else str(pos)
+
     tiles = "".join(
         f"<button type='button' {state(sid)} data-sid='{int(sid)}' "
-        f"title='sample {pos}'><img src='{data_uri(png)}' alt='sample {pos}' width='{w}' "
-        f"height='{h}'><span class='sr-num'>{pos}</span></button>"
+        f"title='sample {pos} (key {esc(label(pos))})'><img src='{data_uri(png)}' alt='sample {pos}' width='{w}' "
+        f"height='{h}'><span class='sr-num'>{esc(label(pos))}</span></button>"
         for pos, (sid, png) in enumerate(samples, start=1))
     # the render stamp makes every new task a new value, so the grid always re-renders without old ranks
     cls = "sr-grid sr-wide" if wide else "sr-grid"
@@ -89,25 +96,28 @@ def message_html(text: str, kind: str = "info") -> str:
 
 def heatmap_html(samples: Sequence[tuple[int, bytes, float]], approval: Sequence[int] | None,
                  top: Sequence[int] = ()) -> str:
-    """The bank in index order, each sample tinted by its share of the maximum approval count, with its count;
-    the ensemble's samples are outlined."""
+    """The bank in bank-index order (#0, #1, ...; raters see it shuffled, with their own keys). A sample someone
+    picked gets a border whose width grows with its share of the maximum approval count and a count badge; the
+    pixels are never tinted (they are the detail being judged). The ensemble's samples get a green border."""
     if not samples:
         return message_html("This image has no complete bank yet.")
     peak = max(approval or [0]) or 1
     tiles = []
     for index, png, lr_psnr in samples:
         votes = int(approval[index]) if approval else 0
-        heat = votes / peak
-        cls = "sr-heat-tile sr-top" if index in top else "sr-heat-tile"
+        cls = "sr-heat-tile" + (" sr-top" if index in top else "") + (" sr-voted" if votes else "")
+        width = 2 + round(4 * votes / peak) if votes else 2
         db = "exact" if lr_psnr >= 100 else f"{lr_psnr:.1f} dB"
+        badge = f"<span class='sr-count'>{votes}</span>" if votes else ""
         tiles.append(
-            f"<div class='{cls}' title='sample {index}: {votes} vote(s), LR-PSNR {db}'>"
-            f"<img src='{data_uri(png)}' alt='sample {index}'>"
-            f"<div class='sr-heat' style='opacity:{0.65 * heat:.3f}'></div>"
-            f"<span class='sr-count'>{votes}</span><span class='sr-num'>#{index}</span></div>")
+            f"<div class='{cls}' style='border-width:{width}px' title='bank index {index}: {votes} vote(s), "
+            f"LR-PSNR {db}'><img src='{data_uri(png)}' alt='bank sample #{index}'>"
+            f"{badge}<span class='sr-num'>#{index}</span></div>")
     cls = "sr-heatmap sr-wide" if is_wide(samples[0][1]) else "sr-heatmap"
     return (f"<div class='{cls}'>" + "".join(tiles) + "</div>"
-            "<div class='sr-legend'>tint and number: raters who picked the sample; outlined: in the ensemble</div>")
+            "<div class='sr-legend'>samples by <b>bank index</b> (#0, #1, …; each rater saw them in a shuffled "
+            "order with their own key labels); orange border and badge: raters who picked the sample (thicker = "
+            "more); green border: in the ensemble</div>")
 
 
 def bars_html(counts: dict[str, int], label: str | None = None) -> str:
@@ -193,23 +203,37 @@ CSS = """
 .sr-tile:focus-visible { outline: 3px solid #1c7ed6; }
 .sr-tile img { width: 112px; height: 112px; max-width: 100%; object-fit: contain; }
 .sr-tile.sr-picked { border-color: #e8590c; }
-.sr-grid.sr-wide { grid-template-columns: repeat(auto-fill, minmax(342px, 1fr)); }
-.sr-grid.sr-wide .sr-tile img { width: 336px; height: 84px; }
+.sr-grid.sr-wide { grid-template-columns: repeat(auto-fill, minmax(294px, 1fr)); }
+.sr-grid.sr-wide .sr-tile img { width: 288px; height: 72px; }
 .sr-heatmap.sr-wide { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); }
 .sr-tile[data-rank]::after { content: attr(data-rank); position: absolute; top: 4px; left: 4px; width: 1.7em;
            height: 1.7em; line-height: 1.7em; border-radius: 50%; background: #e8590c; color: #fff;
            font-weight: 700; text-align: center; font-size: 14px; }
-.sr-num { position: absolute; bottom: 3px; right: 5px; font-size: 11px; line-height: 1; color: #adb5bd; }
+.sr-num { position: absolute; bottom: 4px; right: 4px; font-size: 13px; line-height: 1; color: #fff; font-weight: 600;
+          background: rgba(0, 0, 0, 0.6); padding: 2px 5px; border-radius: 4px; }
+.sr-grid .sr-tile { justify-self: center; }  /* the number sits on the image's corner, not in the cell's */
+.sr-tile.sr-picked { border-color: #e8590c; }
+#sr-submit.sr-not-ready { opacity: 0.55; }
+.sr-keys { font-size: 0.85em; padding: 4px 8px; border-radius: 6px; background: var(--background-fill-secondary); }
+.sr-keys kbd, .sr-skip-box kbd { border: 1px solid #adb5bd; border-radius: 3px; padding: 0 4px; font-size: 0.9em; }
+.sr-keymsg { min-height: 1.3em; color: #c92a2a; font-weight: 600; }
+.sr-skip-box { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 8px; border: 2px solid #e8590c;
+               border-radius: 6px; }
+.sr-skip-box[hidden] { display: none; }
+.sr-skip-box button { padding: 3px 8px; border: 1px solid #ced4da; border-radius: 4px; background: none;
+                      cursor: pointer; font-size: 0.9em; font-weight: normal; }
 .sr-msg { padding: 10px 12px; border-radius: 6px; background: var(--background-fill-secondary); }
 .sr-msg.sr-done { font-size: 1.2em; } .sr-msg.sr-error { color: #c92a2a; }
 .sr-counter { font-size: 1.3em; font-weight: 600; }
 .sr-heatmap { display: grid; grid-template-columns: repeat(auto-fill, minmax(60px, 1fr)); gap: 4px; }
-.sr-heat-tile { position: relative; line-height: 0; border: 2px solid transparent; }
+.sr-heat-tile { position: relative; line-height: 0; border: 2px solid transparent; border-radius: 4px; }
 .sr-heat-tile img { width: 100%; height: auto; }
+.sr-heat-tile.sr-voted { border-color: #e8590c; }
 .sr-heat-tile.sr-top { border-color: #2f9e44; }
-.sr-heat { position: absolute; inset: 0; background: #e03131; pointer-events: none; }
-.sr-count { position: absolute; top: 2px; left: 3px; color: #fff; font-weight: 700; font-size: 12px;
-            line-height: 1; text-shadow: 0 0 2px #000; }
+.sr-count { position: absolute; top: 3px; left: 3px; min-width: 1.5em; padding: 2px 4px; border-radius: 9px;
+            background: #e8590c; color: #fff; font-weight: 700; font-size: 13px; line-height: 1.1;
+            text-align: center; }
+.sr-heat-tile.sr-top .sr-count { background: #2f9e44; }
 .sr-legend { font-size: 0.8em; color: var(--body-text-color-subdued); margin-top: 4px; }
 .sr-bars { display: flex; flex-direction: column; gap: 4px; }
 .sr-bar-row { display: grid; grid-template-columns: 6em 1fr 6em; align-items: center; gap: 6px; }
@@ -228,4 +252,8 @@ CSS = """
 .sr-progress { height: 16px; background: var(--background-fill-secondary); border-radius: 8px; overflow: hidden; }
 .sr-progress-fill { height: 100%; background: #2f9e44; }
 .sr-progress-caption { font-size: 0.9em; margin-top: 4px; }
+.sr-guidelines { font-size: 0.9em; } .sr-guidelines > div { max-height: 6.5em; overflow: auto; padding: 2px 8px; }
+.sr-guidelines summary { cursor: pointer; font-weight: 600; }
+.sr-my-work { font-size: 0.85em; } .sr-my-work td, .sr-my-work th { padding: 1px 6px; }
+#sr-download .filename .stem { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; }  /* full names */
 """

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from annotation.banks import BankJobReport, run_bank_jobs
 from annotation.projects import get_project
+from annotation.text import scrub_addresses
 from db.engine import session_scope
 from sr_engine import SREngine
 
@@ -97,11 +98,11 @@ class BankWorker:
                                 len(rep.failed))
 
                 rep = run_bank_jobs(self._factory, engine, pid, on_progress=progress)
-                err = "; ".join(f"bank {b}: {e}" for b, e in rep.failed.items()) or None
+                err = scrub_addresses("; ".join(f"bank {b}: {e}" for b, e in rep.failed.items())) or None
                 self._set(running_project=None, last_error=err,
                           last_message=f"project {pid}: {len(rep.completed)} bank(s) generated in "
                                        f"{rep.seconds:.1f} s" + (f", {len(rep.failed)} failed" if rep.failed else ""))
             except Exception as err:  # noqa: BLE001 - the worker must outlive one bad project
                 logger.exception("project %d: bank generation failed", pid)
-                self._set(running_project=None, last_error=f"{type(err).__name__}: {err}",
+                self._set(running_project=None, last_error=scrub_addresses(f"{type(err).__name__}: {err}"),
                           last_message=f"project {pid}: failed")

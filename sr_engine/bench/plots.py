@@ -121,3 +121,46 @@ def plates_figure(panels: list[tuple[str, np.ndarray]], titles: list[str], path:
     return _image_grid(grid, titles, [name for name, _ in panels], path,
                        (cols * 2.6, rows * (2.6 * h / w + 0.28) + 0.5),
                        {"fontsize": 5.5, "rotation": 0, "ha": "right", "va": "center"})
+
+
+def reliability_plot(diagrams: dict, path: Path) -> Path:
+    """The simulated-rater study's reliability diagram: per bin, the accuracy against the mean confidence, one
+    line per method (``diagrams``: name -> sr_engine.consensus.ReliabilityDiagram), bin counts below."""
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    width = 0.8 / (len(diagrams) * 10)
+    for j, (name, d) in enumerate(diagrams.items()):
+        full = d.count > 0
+        ax.plot(d.confidence[full], d.accuracy[full], "o-", label=f"{name} (ECE {d.ece:.3f})")
+        centres = (d.edges[:-1] + d.edges[1:]) / 2 + (j - (len(diagrams) - 1) / 2) * width
+        ax2.bar(centres, d.count, width=width, label=name)
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("reliability (10 bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.set_xlabel("stated probability of the reading")
+    ax2.set_ylabel("images")
+    ax2.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def risk_coverage_plot(curves: dict, path: Path, threshold: float | None = None) -> Path:
+    """Risk (error rate among the answered) against coverage (share answered), answering the most confident first
+    (``curves``: name -> sr_engine.consensus.RiskCoverage); the threshold's point marked on each."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, c in curves.items():
+        line, = ax.step(c.coverage, c.risk, where="post", label=f"{name} (AURC {c.aurc:.4f})")
+        if threshold is not None:
+            cov, acc = c.accuracy_at(threshold)
+            if cov > 0:
+                ax.plot([cov], [1 - acc], "o", color=line.get_color())
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("risk (share answered wrong)")
+    ax.set_title("risk-coverage" + (f" (dots: probability >= {threshold:g})" if threshold else ""))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

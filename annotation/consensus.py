@@ -1,0 +1,279 @@
+"""The calibrated consensus of a project (issue 16): who read what (exclusions honoured), the gold items and the
+bank's evidence -> per image a posterior over readings, the consensus reading, its probability, and ``resolved``
+when that probability reaches the project's ``resolve_threshold``.
+
+    pc = project_consensus(session, project_id)        # a read: fits the model, writes nothing
+    pc.images[image_id].reading, .probability, .resolved
+    refresh_resolution(session, project_id)            # the fit, written to lr_images and projects.consensus_state
+    update_image(session, project, image_id)           # after a submission: cheap, see below
+
+The model is :func:`sr_engine.consensus.fit_consensus` (Dawid-Skene by EM, gold anchors, the bank's reading
+shares as a tempered prior, a follow-what-is-shown term, a temperature), with the settings fitted on calibration
+projects made from MNIST training rows (:func:`sr_engine.calibration.load_calibration`). Which labels: digits
+when the banks were read by the digit classifier (or the model is an ``mnist-`` one), plate strings per position
+(:func:`sr_engine.consensus.fit_plate_consensus`, its one-coin default; not calibrated: no calibration set of
+plates exists yet) when read by the plate reader, and otherwise the distinct readings typed (no evidence).
+Readings outside the digits count in one ``<other>`` bucket: a rater's typo is a vote for "not a digit", never an
+error.
+
+Resolution on submit (the approximation): a full EM per submission would cost O(all votes) inside every submit
+transaction, so :func:`update_image` recomputes only the submitted image's posterior with the raters' confusion
+matrices, class prior and follow rate of the last project-level fit (``projects.consensus_state``), which is
+refreshed inside the submit that finds it stale: when the project's submissions grew by ``max(10, 25%)`` since the
+last fit (a geometric schedule: O(log n) refits), or for plates and free text (no per-image shortcut, the full fit
+every time). A rater the last fit has not seen gets the prior's accuracy (the pseudo-counts' diagonal share). So a
+resolved flag may lag a refit behind what a full fit would say; :func:`refresh_resolution` (the analyst's view and
+the exports compute the full fit) brings every image up to date. An exclusion takes effect at the next refit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project
+from sr_engine.calibration import load_calibration
+from sr_engine.consensus import (
+    DIGITS,
+    PLATE_CONFIG,
+    ConsensusConfig,
+    Rating,
+    apply_temperature,
+    evidence_log_prior,
+    fit_consensus,
+    fit_plate_consensus,
+)
+from sr_engine.evidence import NOT_AVAILABLE, distribution_text
+from sr_engine.plates import ALPHABET
+
+from .analysis import gold_labels, load_votes
+from .positions import normalise
+from .projects import get_project
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["digits", "plates", "text"]
+POSTERIOR_MIN = 1e-3  # posterior entries below this are left out of the stored / exported posterior
+
+
+@dataclass(frozen=True)
+class ImageResolution:
+    image_id: int
+    reading: str | None  # the consensus reading (None: no votes, no evidence)
+    probability: float | None  # its calibrated probability, 0..1
+    resolved: bool  # probability >= the project's resolve threshold
+    n_votes: int  # readings counted (exclusions honoured, blank and "?" are no vote)
+    posterior: dict[str, float]  # reading -> probability, entries >= POSTERIOR_MIN, most probable first
+    evidence_reader: str | None  # the bank's reader, None: "not available"
+    evidence: dict[str, int] | None  # the bank's reading counts
+
+    @property
+    def evidence_text(self) -> str:
+        return distribution_text(self.evidence or {}) if self.evidence_reader else NOT_AVAILABLE
+
+
+@dataclass
+class ProjectConsensus:
+    project_id: int
+    kind: Kind
+    threshold: float
+    config: ConsensusConfig
+    images: dict[int, ImageResolution]
+    rater_accuracy: dict[int, float] = field(default_factory=dict)  # rater id -> estimated accuracy
+    follow_rate: float = 0.0
+    state: dict | None = None  # what update_image needs (digits / text: confusions per rater), JSON-ready
+
+
+def bank_evidence(session: Session, project_id: int) -> dict[int, tuple[str | None, dict[str, int] | None]]:
+    """image id -> (reader, reading counts) of its complete bank."""
+    rows = session.execute(select(Bank.image_id, Bank.reader, Bank.evidence).join(LRImage).where(
+        LRImage.project_id == project_id, Bank.status == BankStatus.complete)).all()
+    return {i: (r, dict(e) if e else None) for i, r, e in rows}
+
+
+def project_kind(project: Project, readers: set[str | None]) -> Kind:
+    if "digit-classifier" in readers or project.model_name.startswith("mnist"):
+        return "digits"
+    if "plate-reader" in readers or project.model_name.startswith("plates"):
+        return "plates"
+    return "text"
+
+
+def consensus_config(kind: Kind) -> ConsensusConfig:
+    """Digits: the calibrated settings; plates: the per-position default; free text: no evidence, no follow."""
+    if kind == "digits":
+        return load_calibration()
+    if kind == "plates":
+        return PLATE_CONFIG
+    return ConsensusConfig(beta=0.0, follow="off", unknown="other")
+
+
+def _clean(kind: Kind, text: str | None) -> str | None:
+    if text is None:
+        return None
+    return normalise(text) if kind == "plates" else text.strip()
+
+
+def _posterior_dict(labels, row) -> dict[str, float]:
+    pairs = sorted(((lab, float(p)) for lab, p in zip(labels, row) if p >= POSTERIOR_MIN), key=lambda x: -x[1])
+    return dict(pairs)
+
+
+def project_consensus(session: Session, project_id: int) -> ProjectConsensus:
+    """The full fit over the project's current votes (exclusions honoured), gold items and evidence. Writes
+    nothing (see :func:`refresh_resolution`)."""
+    project = get_project(session, project_id)
+    evidence = bank_evidence(session, project_id)
+    kind = project_kind(project, {r for r, _ in evidence.values()})
+    config = consensus_config(kind)
+    threshold = float(project.resolve_threshold)
+    image_ids = list(session.scalars(select(LRImage.id).where(LRImage.project_id == project_id)
+                                     .order_by(LRImage.id)))
+    votes = load_votes(session, project_id)
+    ratings = [Rating(v.image, v.rater, _clean(kind, v.reading)) for v in votes]
+    gold = {i: _clean(kind, t) for i, t in gold_labels(session, project_id).items()}
+    counts = {i: e for i, (r, e) in evidence.items() if r and e}
+    n_votes: dict[int, int] = defaultdict(int)
+    for r in ratings:
+        if r.reading and set(r.reading) != {"?"}:
+            n_votes[r.image] += 1
+    out: dict[int, ImageResolution] = {}
+    state = None
+    if kind == "plates":
+        res = fit_plate_consensus(ratings, ALPHABET, gold=gold, evidence=counts, images=image_ids, config=config)
+        for c in res.images:
+            ev = evidence.get(c.image, (None, None))
+            post = {c.reading: c.probability} if c.reading is not None else {}
+            out[c.image] = ImageResolution(c.image, c.reading, c.probability if c.reading else None,
+                                           bool(c.reading) and c.is_resolved(threshold), n_votes[c.image], post,
+                                           ev[0], ev[1])
+        accuracy = {r.rater: r.accuracy for r in res.raters}
+        follow = res.follow_rate
+    else:
+        if kind == "digits":
+            labels, config = DIGITS, _with(config, unknown="other")
+            gold = {i: t for i, t in gold.items() if t}
+        else:
+            labels = tuple(sorted({r.reading for r in ratings if r.reading and set(r.reading) != {"?"}}
+                                  | {t for t in gold.values() if t})) or ("?",)
+            if labels == ("?",):
+                labels = ("(none)",)
+            counts = {}
+        res = fit_consensus(ratings, labels, gold=gold, evidence=counts, images=image_ids, config=config)
+        for c in res.images:
+            ev = evidence.get(c.image, (None, None))
+            has = n_votes[c.image] > 0 or c.gold or c.evidence is not None
+            out[c.image] = ImageResolution(c.image, c.reading if has else None, c.probability if has else None,
+                                           has and c.is_resolved(threshold), n_votes[c.image],
+                                           _posterior_dict(res.labels, c.posterior) if has else {}, ev[0], ev[1])
+        accuracy = {r.rater: r.accuracy for r in res.raters}
+        follow = res.follow_rate
+        state = {"kind": kind, "labels": list(res.labels), "class_prior": res.class_prior.tolist(),
+                 "follow_rate": follow, "config": config.to_dict(),
+                 "confusion": {str(r.rater): np.round(r.confusion, 6).tolist() for r in res.raters}}
+    return ProjectConsensus(project_id, kind, threshold, config, out, accuracy, follow, state)
+
+
+def _with(config: ConsensusConfig, **changes) -> ConsensusConfig:
+    return ConsensusConfig.from_dict({**config.to_dict(), **changes})
+
+
+def _submissions(session: Session, project_id: int) -> int:
+    return int(session.scalar(select(func.count(Assignment.id)).where(
+        Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)) or 0)
+
+
+def refresh_resolution(session: Session, project_id: int) -> ProjectConsensus:
+    """Fit the project and write every image's consensus and resolved flag, and the fit's state (the rater
+    model :func:`update_image` uses). The project row is locked first (one refit at a time; images after)."""
+    project = session.get(Project, project_id, with_for_update=True, populate_existing=True)
+    if project is None:
+        get_project(session, project_id)  # raises NotFound
+    pc = project_consensus(session, project_id)
+    for img in pc.images.values():
+        session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
+            consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
+            .execution_options(synchronize_session=False))
+    state = dict(pc.state or {"kind": pc.kind})
+    state["n_submissions"] = _submissions(session, project_id)
+    project.consensus_state = state
+    session.flush()
+    return pc
+
+
+def _stale(state: dict | None, submissions: int) -> bool:
+    if not state or state.get("kind") not in ("digits", "text") or "confusion" not in state:
+        return True
+    fitted = int(state.get("n_submissions", 0))
+    return submissions >= fitted + max(10, fitted // 4)
+
+
+def image_posterior(state: dict, readings: dict[int, str], evidence: dict[str, int] | None,
+                    gold: str | None = None) -> tuple[tuple[str, ...], np.ndarray]:
+    """One image's posterior with the parameters of the last fit fixed: p(k) ∝ pi_k (e_k + eps)^beta
+    prod_r [(1 - f) C_r[k, l_r] + f s_l], then the temperature (the E-step of sr_engine.consensus for one item).
+    readings: rater id -> reading; a reading outside the labels is ``<other>`` if the labels have it, else no vote."""
+    labels = tuple(state["labels"])
+    config = ConsensusConfig.from_dict(state["config"])
+    K = len(labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    if gold is not None and gold in index:
+        return labels, np.eye(K)[index[gold]]
+    ev = np.zeros(K)
+    for text, n in (evidence or {}).items():
+        if text in index:
+            ev[index[text]] += n
+    ev = ev / ev.sum() if ev.sum() > 0 else ev
+    shown = ev if ev.sum() > 0 else np.full(K, 1.0 / K)
+    log_p = np.log(np.asarray(state["class_prior"], dtype=np.float64)) + evidence_log_prior(
+        ev[None], config.beta, config.eps)[0]
+    f = float(state.get("follow_rate", 0.0))
+    prior_acc = config.diagonal_pseudocount / (config.diagonal_pseudocount + config.off_diagonal_pseudocount)
+    default = np.full((K, K), (1 - prior_acc) / max(K - 1, 1))
+    np.fill_diagonal(default, prior_acc)
+    for rater, text in readings.items():
+        k = index.get(text, index.get("<other>"))
+        if k is None:
+            continue
+        conf = np.asarray(state["confusion"].get(str(rater), default), dtype=np.float64)
+        log_p += np.log(np.maximum((1 - f) * conf[:, k] + f * shown[k], 1e-300))
+    p = np.exp(log_p - log_p.max())
+    p /= p.sum()
+    return labels, apply_temperature(p[None], config.temperature)[0]
+
+
+def update_image(session: Session, project: Project, image_id: int) -> ImageResolution | None:
+    """After a submission (in its transaction): refit the project if its state is stale (or it is not a
+    categorical project), else recompute this image's consensus from the stored rater model. Returns the image's
+    resolution (None for an image the refit did not cover)."""
+    state = project.consensus_state
+    if _stale(state, _submissions(session, project.id)):
+        return refresh_resolution(session, project.id).images.get(image_id)
+    kind: Kind = state["kind"]
+    votes = load_votes(session, project.id, image_id=image_id)
+    readings = {v.rater: t for v in votes if (t := _clean(kind, v.reading)) and set(t) != {"?"}}
+    reader, counts = bank_evidence_one(session, image_id)
+    image = session.get(LRImage, image_id)
+    gold = _clean(kind, image.label) if image.is_gold else None
+    labels, post = image_posterior(state, readings, counts if kind == "digits" else None, gold)
+    k = int(np.argmax(post))
+    has = bool(readings) or gold is not None or (kind == "digits" and bool(counts))
+    prob = float(post[k]) if has else None
+    res = ImageResolution(image_id, labels[k] if has else None, prob,
+                          has and prob >= float(project.resolve_threshold), len(readings),
+                          _posterior_dict(labels, post) if has else {}, reader, counts)
+    image.consensus_reading, image.consensus_probability, image.resolved = res.reading, res.probability, res.resolved
+    session.flush()
+    return res
+
+
+def bank_evidence_one(session: Session, image_id: int) -> tuple[str | None, dict[str, int] | None]:
+    row = session.execute(select(Bank.reader, Bank.evidence).where(
+        Bank.image_id == image_id, Bank.status == BankStatus.complete)).first()
+    return (row[0], dict(row[1]) if row[1] else None) if row else (None, None)
