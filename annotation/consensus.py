@@ -44,11 +44,11 @@ from sr_engine.consensus import (
     PLATE_CONFIG,
     ConsensusConfig,
     Rating,
-    apply_temperature,
     evidence_log_prior,
     fit_consensus,
     fit_plate_consensus,
 )
+from sr_engine.reliability import apply_temperature
 from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 from sr_engine.plates import ALPHABET
 

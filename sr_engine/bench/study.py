@@ -15,7 +15,7 @@ saw 6 of 7 raters type the same wrong digit when the bank showed it, so followin
 
 - ``calibrate`` uses **training rows only** (row i with i % 500 < 400): it chooses the evidence prior's ``beta``
   and the follow model on a grid by the negative log-likelihood of the truth, fits the temperature
-  (:func:`sr_engine.consensus.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
+  (:func:`sr_engine.reliability.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
   (:func:`choose_min_raters`), and writes the settings with the rows used and the figures.
 - ``evaluate`` uses **evaluation rows only** (first ``per_digit`` of each digit) with the stored settings, over
   several panels: accuracy of the majority vote and of the posterior, ECE (10 bins) of both, the resolved images'
@@ -41,12 +41,9 @@ from ..consensus import (
     DIGITS,
     ConsensusConfig,
     Rating,
-    expected_calibration_error,
     fit_consensus,
-    fit_temperature,
-    reliability_diagram,
-    risk_coverage,
 )
+from ..reliability import expected_calibration_error, fit_temperature, reliability_diagram, risk_coverage
 from ..data import is_eval_row, load_mnist, mnist_canvas
 from ..degradation import make_lr
 from ..evidence import read_bank, reader_for
