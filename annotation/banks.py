@@ -18,7 +18,7 @@ exit.
 Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
 own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
 
-The bank's evidence (issue 16): the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
+The bank's evidence: the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
 digit classifier, the plate reader, none for a diffusers pipeline), which reads every sample outside the
 transaction; each sample's reading and confidence and the bank's reading counts are stored with the bank.
 Analysts see them; raters never do (a task carries only pixels).

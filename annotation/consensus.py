@@ -1,4 +1,4 @@
-"""The calibrated consensus of a project (issue 16): who read what (exclusions honoured), the gold items and the
+"""The calibrated consensus of a project: who read what (exclusions honoured), the gold items and the
 bank's evidence -> per image a posterior over readings, the consensus reading, its probability, and ``resolved``
 when that probability reaches the project's ``resolve_threshold``.
 
