@@ -1,4 +1,4 @@
-"""Annotation services: everything between the engine and the screen (issue 3).
+"""Annotation services: everything between the engine and the screen.
 
 Every service takes a SQLAlchemy ``session`` first and never commits: the caller (a button press, a CLI command)
 owns the transaction (``db.engine.session_scope``). Bad input raises a ``ValueError`` subclass from

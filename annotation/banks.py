@@ -18,7 +18,7 @@ exit.
 Each image's bank is seeded from (project seed, image id), so banks share no sample, and every sample keeps its
 own seed: ``engine.sample_bank(lr, n=1, seed=sample.seed)`` reproduces it (sr_engine's seed contract).
 
-The bank's evidence (issue 16): the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
+The bank's evidence: the engine's ``domain`` picks a reader (:func:`sr_engine.evidence.reader_for`: the
 digit classifier, the plate reader, none for a diffusers pipeline), which reads every sample outside the
 transaction; each sample's reading and confidence and the bank's reading counts are stored with the bank.
 Analysts see them; raters never do (a task carries only pixels).
@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.models import Bank, BankStatus, LRImage, Project, Sample, SampleMode, utcnow
+from sr_engine import Bank as SampleBank  # the engine's bank (db.models.Bank is the stored one)
 from sr_engine import SREngine
 from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
 from sr_engine.spanning import spanning_subset, subset_bank
@@ -175,7 +177,7 @@ def claim_next(session: Session, project_ids: list[int] | None = None, *, worker
     return None
 
 
-def _check_result(claim: ClaimedBank, result: Any, scale: int) -> None:
+def _check_result(claim: ClaimedBank, result: SampleBank, scale: int) -> None:
     images = np.asarray(result.images)
     h, w = claim.lr.shape[:2]
     expect = (claim.n, h * scale, w * scale) + claim.lr.shape[2:]
@@ -195,7 +197,7 @@ def _opt(values: Any, i: int) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def store_bank(session: Session, claim: ClaimedBank, result: Any, engine_config: dict, scale: int, *,
+def store_bank(session: Session, claim: ClaimedBank, result: SampleBank, engine_config: dict, scale: int, *,
                now: datetime | None = None, evidence: BankEvidence | None = None,
                pool_counts: dict[str, int] | None = None, pool_shares: np.ndarray | None = None) -> None:
     """Write every sample of ``result`` (an ``sr_engine.Bank``) and mark the bank complete, in the caller's
@@ -326,7 +328,7 @@ def configured_engine(engine: SREngine, options: dict, cache: dict | None = None
 AUTO = "auto"
 
 
-def _shown(result: Any, evidence: BankEvidence | None, claim: ClaimedBank):
+def _shown(result: SampleBank, evidence: BankEvidence | None, claim: ClaimedBank):
     """A pool (pool_factor > 1) -> (the n samples that span it, their evidence, the pool's counts, pool shares);
     otherwise the bank as it is."""
     if claim.pool_factor <= 1:
@@ -362,7 +364,7 @@ def run_bank_jobs(factory: sessionmaker, engine: SREngine, project_id: int | Non
         logger.warning("heartbeat every %g s but banks are reclaimed after %g s: live workers' banks may be "
                        "reclaimed", heartbeat_s, stale_after_s)
 
-    def scope() -> Any:
+    def scope() -> AbstractContextManager[Session]:
         return session_scope(factory, busy_timeout_ms=BUSY_TIMEOUT_MS)  # background work waits patiently
 
     with scope() as session:

@@ -1,4 +1,4 @@
-"""The calibrated consensus of a project (issue 16): who read what (exclusions honoured), the gold items and the
+"""The calibrated consensus of a project: who read what (exclusions honoured), the gold items and the
 bank's evidence -> per image a posterior over readings, the consensus reading, its probability, and ``resolved``
 when that probability reaches the project's ``resolve_threshold``.
 
@@ -44,11 +44,11 @@ from sr_engine.consensus import (
     PLATE_CONFIG,
     ConsensusConfig,
     Rating,
-    apply_temperature,
     evidence_log_prior,
     fit_consensus,
     fit_plate_consensus,
 )
+from sr_engine.reliability import apply_temperature
 from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 from sr_engine.plates import ALPHABET
 

@@ -230,7 +230,7 @@ def _reading(r: ImageResolution | None, agg) -> str | None:
 
 
 def _trust_cells(r: ImageResolution | None, majority: str | None) -> list:
-    """The calibrated consensus (issue 16) and the bank's evidence (``consensus_reading`` is the posterior's
+    """The calibrated consensus and the bank's evidence (``consensus_reading`` is the posterior's
     reading; the share-based one is ``majority_reading``, with ``consensus_count`` / ``consensus_share``).
     ``posterior`` and ``evidence`` are lists of ``{"reading", "probability"}`` / ``{"reading", "count"}`` objects,
     most probable first (one shape in JSON and Parquet alike)."""
@@ -403,7 +403,7 @@ def ensembles_zip(session: Session, project_id: int, fmt: Format = "csv", *,
 
 
 def _write_uncertainty(zf: zipfile.ZipFile, u: UncertaintyView | None, img: int) -> tuple[list | None, list | None]:
-    """The bank's std and principal-component images (issue 16) beside the ensemble: (the files: std, then each
+    """The bank's std and principal-component images beside the ensemble: (the files: std, then each
     component's minus and plus image; the components' variance shares)."""
     if u is None:
         return None, None

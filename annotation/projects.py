@@ -59,7 +59,7 @@ class ProjectSettings:
     lease_s: int = 900  # an assignment's lease (15 minutes)
     max_lr_side: int = 128  # larger LR images are refused on import (at most the engine's own limit)
     engine_options: dict[str, Any] = field(default_factory=dict)  # load keywords beyond the name: {"prompt": ...}
-    # adaptive overlap (issue 16): raters_per_image is the maximum; an image resolved with at least min_raters
+    # adaptive overlap: raters_per_image is the maximum; an image resolved with at least min_raters
     # submissions is no longer served (None: min = max, every image gets raters_per_image)
     min_raters: int | None = None
     resolve_threshold: float = 0.95  # resolved: the calibrated consensus probability reaches this, (0, 1]

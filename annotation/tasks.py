@@ -15,7 +15,7 @@ Times (``now``) are naive UTC datetimes, like every timestamp in the store (``db
 Samples are shown in a per-rater shuffled order (seeded from the project seed, rater and image), stored with the
 assignment. A task carries no one else's votes, and nothing of the bank's evidence or the consensus.
 
-Adaptive overlap (issue 16): ``raters_per_image`` is the maximum; an image with at least ``min_raters``
+Adaptive overlap: ``raters_per_image`` is the maximum; an image with at least ``min_raters``
 submissions whose calibrated consensus is resolved (``lr_images.resolved``, updated in every submit's transaction
 by :func:`annotation.consensus.update_image`) is no longer served, and unresolved images are served first. The
 slots and leases above are unchanged, so no image gets more than the maximum.

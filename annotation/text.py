@@ -1,4 +1,4 @@
-"""Untrusted text made safe to store, compare, export and show (issue 18).
+"""Untrusted text made safe to store, compare, export and show.
 
 - :func:`normalize_text`: readings and names in one canonical form (NFKC, stripped), so "5", "５" and " 5 " are
   one reading; invisible and direction-changing characters (bidi controls, zero-width characters, C0/C1

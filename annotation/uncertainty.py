@@ -1,4 +1,4 @@
-"""Visible uncertainty of a bank (issue 16) as PNGs for the analyst view and the ensembles export: the per-pixel
+"""Visible uncertainty of a bank as PNGs for the analyst view and the ensembles export: the per-pixel
 standard deviation over the bank and its first three principal components as mean -/+ 2 sigma images, with the
 share of the bank's variance each explains (:func:`sr_engine.uncertainty.bank_uncertainty`). Analysts only."""
 

@@ -1,4 +1,4 @@
-"""Reading untrusted files without letting them stall or exhaust the server (issue 18).
+"""Reading untrusted files without letting them stall or exhaust the server.
 
 - :func:`read_upload`: an upload (bytes or a path) of at most ``max_bytes``; the size is checked before the file
   is read whole, and anything but a regular file (a FIFO, a device, a socket, a link) is refused without being
@@ -30,7 +30,7 @@ from typing import BinaryIO, NamedTuple
 from .errors import InvalidInput
 from .text import escape_for_message, scrub_addresses
 
-MAX_UPLOAD_BYTES = 20 << 20  # one upload (a file or a whole zip), as the issue's default
+MAX_UPLOAD_BYTES = 20 << 20  # one upload (a file or a whole zip)
 MAX_MEMBER_BYTES = 20 << 20  # one zip member, inflated
 MAX_TOTAL_BYTES = 256 << 20  # all wanted members of one zip together, inflated
 MAX_MEMBERS = 20_000

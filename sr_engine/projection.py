@@ -129,7 +129,8 @@ def slab_bounds(lr_uint8: np.ndarray | torch.Tensor, margin: float) -> tuple[tor
 def declip_lr(lr_uint8: np.ndarray | torch.Tensor, amount_grey: float) -> np.ndarray | torch.Tensor:
     """The flow's input: ``Y / 255``, with LR pixels at 0 pushed to ``-amount / 255`` and at 255 to
     ``1 + amount / 255``, since the flow was trained on the unclipped ``y ~= D x``. The amount is chosen on
-    training rows by the caller (the issue's prototype used 4 grey). float64, numpy in -> numpy out."""
+    training rows by the caller (:mod:`sr_engine.eval.strict_tuning`; the shipped models use 4 to 12 grey).
+    float64, numpy in -> numpy out."""
     if not amount_grey >= 0:
         raise ValueError(f"amount_grey must be >= 0, got {amount_grey}")
     y = _as_tensor_u8(lr_uint8)

@@ -2,7 +2,7 @@
 
 A simulated rater reads an image's true label through a confusion matrix (rows = truth), or, with probability
 ``follow``, types a label drawn from what the bank shows (the reading shares of the displayed samples), as a
-human does when every shown sample is the wrong digit. The kinds of the issue's mixed panel:
+human does when every shown sample is the wrong digit. The kinds of the mixed panel the study uses:
 
 - careful: right with probability ``accuracy`` (0.95), errors spread evenly;
 - careless: the same at a lower accuracy (0.7);
@@ -68,7 +68,7 @@ def permuted(K: int, shift: int = 1, accuracy: float = 0.95, name: str = "permut
 
 
 def mixed_panel(K: int = 10, toward: int = 0, follow: float = 0.0) -> list[SimRater]:
-    """The issue's panel of seven: 3 careful, 2 careless, 1 biased toward ``toward``, 1 spammer."""
+    """The mixed panel of seven: 3 careful, 2 careless, 1 biased toward ``toward``, 1 spammer."""
     return ([careful(K, name=f"careful-{i}", follow=follow) for i in range(3)]
             + [careless(K, name=f"careless-{i}", follow=follow) for i in range(2)]
             + [biased(K, toward, follow=follow), spammer(K)])

@@ -1,4 +1,4 @@
-"""A displayed bank that spans the hypotheses (issue 16): draw a pool larger than what raters see (e.g. 4x), and
+"""A displayed bank that spans the hypotheses: draw a pool larger than what raters see (e.g. 4x), and
 show a subset that covers it, so that every plausible reading is among the samples shown and near-duplicates are
 not.
 

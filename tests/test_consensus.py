@@ -14,11 +14,13 @@ from sr_engine.consensus import (
     OTHER,
     ConsensusConfig,
     Rating,
-    apply_temperature,
     dawid_skene,
-    expected_calibration_error,
     fit_consensus,
     fit_plate_consensus,
+)
+from sr_engine.reliability import (
+    apply_temperature,
+    expected_calibration_error,
     fit_temperature,
     reliability_diagram,
     resolved,

@@ -1,4 +1,4 @@
-"""Gradio wiring of the app (issue 4): ``build_app`` lays out the Rate, Analyst and Admin views and wires their
+"""Gradio wiring of the app: ``build_app`` lays out the Rate, Analyst and Admin views and wires their
 events to ``annotation`` services. No SQL and no tensor maths here.
 
 - ``context``  session factory, engines, worker; the caller's account and role from ``gr.Request``; ``refuse``:

@@ -150,7 +150,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
         else:
             ens = message_html("No ensemble yet: compute one from the votes.")
         u = d.uncertainty
-        if u is not None:  # where the bank disagrees (issue 16): std, then mean -/+ 2 sigma per principal component
+        if u is not None:  # where the bank disagrees: std, then mean -/+ 2 sigma per principal component
             ens += ("<div><b>where the bank disagrees</b></div>"
                     + lr_html(u.std_png, f"per-pixel std (max {u.std_max:.0f} of 255)")
                     + "".join(lr_html(m, f"PC{i + 1} ({100 * share:.0f}% of the variance): mean - 2 sigma")

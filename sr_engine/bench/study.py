@@ -1,4 +1,4 @@
-"""The simulated-rater study (issue 16): does the calibrated consensus say how sure it is, and where are raters
+"""The simulated-rater study: does the calibrated consensus say how sure it is, and where are raters
 needed?
 
     python -m sr_engine benchmark study calibrate   # training rows -> data/consensus/digits-x8.json
@@ -15,7 +15,7 @@ saw 6 of 7 raters type the same wrong digit when the bank showed it, so followin
 
 - ``calibrate`` uses **training rows only** (row i with i % 500 < 400): it chooses the evidence prior's ``beta``
   and the follow model on a grid by the negative log-likelihood of the truth, fits the temperature
-  (:func:`sr_engine.consensus.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
+  (:func:`sr_engine.reliability.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
   (:func:`choose_min_raters`), and writes the settings with the rows used and the figures.
 - ``evaluate`` uses **evaluation rows only** (first ``per_digit`` of each digit) with the stored settings, over
   several panels: accuracy of the majority vote and of the posterior, ECE (10 bins) of both, the resolved images'
@@ -41,12 +41,9 @@ from ..consensus import (
     DIGITS,
     ConsensusConfig,
     Rating,
-    expected_calibration_error,
     fit_consensus,
-    fit_temperature,
-    reliability_diagram,
-    risk_coverage,
 )
+from ..reliability import expected_calibration_error, fit_temperature, reliability_diagram, risk_coverage
 from ..data import is_eval_row, load_mnist, mnist_canvas
 from ..degradation import make_lr
 from ..evidence import read_bank, reader_for
@@ -216,7 +213,7 @@ MAX_LOSS = 0.005  # adaptive overlap may cost at most half a point of accuracy o
 
 def choose_min_raters(projects: list[Project], config: ConsensusConfig, cfg: StudyConfig) -> dict:
     """On the calibration projects: the minimum raters (1 .. cfg.min_raters) that saves the most votes against a
-    fixed ``max_raters`` while losing at most MAX_LOSS accuracy (half the issue's 1 point, a margin for the
+    fixed ``max_raters`` while losing at most MAX_LOSS accuracy (half the 1-point allowance, a margin for the
     step from training to evaluation rows)."""
     names = [r.name for r in mixed_panel(10)]
     fixed = [_fit(p, config).argmax(1) == p.truth[: p.n_scored] for p in projects]
@@ -339,7 +336,7 @@ def _markdown(s: dict, rows) -> str:
     f = lambda k, pct=True: (f"{100 * m[k]:.1f}% ± {100 * sd[k]:.1f}" if pct  # noqa: E731
                              else f"{m[k]:.3f} ± {sd[k]:.3f}")
     lines = [
-        "# Simulated-rater study (issue 16)", "",
+        "# Simulated-rater study", "",
         f"Command: `{s['command']}` (settings: `data/consensus/digits-x8.json`, fitted on training rows by "
         "`python -m sr_engine benchmark study calibrate`).", "",
         f"{s['images']} evaluation digits at x8 (the first {s['study']['eval_per_digit']} evaluation rows of each "

@@ -1,4 +1,4 @@
-"""Projects remember the keywords their model is loaded with beyond its name (issue 8: a diffusers pipeline's
+"""Projects remember the keywords their model is loaded with beyond its name (a diffusers pipeline's
 prompt), as ``projects.engine_options`` (JSON, ``{}`` for every existing project).
 
 A plain ``ADD COLUMN`` with a constant default on every backend, so SQLite does not copy the table (a copy would

@@ -1,4 +1,4 @@
-"""Accounts remember what their sign-in sessions need (issue 18): ``raters.session_epoch`` (a deactivation or a
+"""Accounts remember what their sign-in sessions need: ``raters.session_epoch`` (a deactivation or a
 new password bumps it, which ends every session begun before), ``raters.must_change_password`` (a generated
 one-time password must be replaced at the first sign-in) and ``raters.last_sign_in_at``.
 

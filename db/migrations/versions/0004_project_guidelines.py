@@ -1,4 +1,4 @@
-"""Projects carry guidelines for their raters (issue 17), written by an admin and shown above the rater's grid, as
+"""Projects carry guidelines for their raters, written by an admin and shown above the rater's grid, as
 ``projects.guidelines`` (text, ``''`` for every existing project).
 
 A plain ``ADD COLUMN`` with a constant default on every backend, so SQLite does not copy the table (a copy would

@@ -1,4 +1,4 @@
-"""Trustworthy resolution (issue 16): the bank's evidence, the calibrated consensus per image, adaptive overlap.
+"""Trustworthy resolution: the bank's evidence, the calibrated consensus per image, adaptive overlap.
 
 - ``banks.reader`` / ``banks.evidence``: the domain's reader and its reading counts over the bank;
 - ``samples.reading`` / ``samples.reading_confidence``: each sample's reading and its probability;
