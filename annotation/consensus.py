@@ -191,12 +191,15 @@ def _submissions(session: Session, project_id: int) -> int:
 
 def refresh_resolution(session: Session, project_id: int) -> ProjectConsensus:
     """Fit the project and write every image's consensus and resolved flag, and the fit's state (the rater
-    model :func:`update_image` uses). The project row is locked first (one refit at a time; images after)."""
-    project = session.get(Project, project_id, with_for_update=True, populate_existing=True)
+    model :func:`update_image` uses). The project row is locked first (one refit at a time; images after, in id
+    order). The lock is PostgreSQL's ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every insert that references the
+    project (an assignment, an audit row) takes ``FOR KEY SHARE`` on its row, which ``FOR UPDATE`` would wait for
+    while holding the rows those inserts wait for (a deadlock under concurrent submissions)."""
+    project = session.get(Project, project_id, with_for_update={"key_share": True}, populate_existing=True)
     if project is None:
         get_project(session, project_id)  # raises NotFound
     pc = project_consensus(session, project_id)
-    for img in pc.images.values():
+    for img in sorted(pc.images.values(), key=lambda i: i.image_id):
         session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
             consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
             .execution_options(synchronize_session=False))
