@@ -18,7 +18,8 @@ process, SQLite write scopes also queue on a lock of their own (same timeout): a
 the writer before it commits, instead of polling SQLite's lock with growing sleeps (up to 100 ms each), which
 under 50 concurrent submissions made some wait for seconds.
 PostgreSQL runs at its default isolation; the services there rely on unique constraints and row locks
-(``SELECT ... FOR UPDATE``).
+(``SELECT ... FOR UPDATE``), and every transaction sets ``lock_timeout`` to the same busy timeout, so a request
+waits for a held row lock at most that long before :func:`is_busy` says "busy, try again".
 """
 
 from __future__ import annotations
@@ -103,7 +104,19 @@ def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: 
                                                                  "timeout": busy_timeout_ms / 1000})
         _sqlite_setup(engine, busy_timeout_ms, wal=not memory)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_pre_ping=True)
+    if u.get_backend_name() == "postgresql":
+        _postgres_setup(engine, busy_timeout_ms)
+    return engine
+
+
+def _postgres_setup(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        # the same rule as SQLite's busy timeout: a transaction waits this long for a lock another holds, then
+        # fails with "lock timeout" (is_busy), so an interactive request answers "busy, try again" in seconds
+        ms = int(conn.get_execution_options().get(BUSY_TIMEOUT, busy_timeout_ms))
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(ms, 1)}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -113,13 +126,15 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def is_busy(err: BaseException) -> bool:
     """True for the error a transaction gets when the write lock stayed taken past its busy timeout (SQLite's
-    "database is locked" / "database is busy"): the request should answer "busy, try again"."""
+    "database is locked" / "database is busy", PostgreSQL's lock timeout): the request should answer "busy, try
+    again"."""
     if isinstance(err, StoreBusy):
         return True
     if not isinstance(err, OperationalError):
         return False
     msg = str(err.orig if err.orig is not None else err).lower()
-    return "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
+    return ("database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
+            or "lock timeout" in msg)  # PostgreSQL: lock_timeout (SQLSTATE 55P03)
 
 
 @contextmanager

@@ -120,6 +120,41 @@ def test_migrations_on_postgresql():
         admin.dispose()
 
 
+
+@pytest.mark.postgres
+def test_a_held_row_lock_makes_a_postgresql_write_busy_within_its_timeout():
+    """A request waits for another transaction's row lock at most its busy timeout (lock_timeout), then is_busy."""
+    import time
+
+    from db.engine import is_busy
+
+    base = os.environ.get("TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    schema = f"sr_lock_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(text(f'CREATE TABLE "{schema}".t (id int PRIMARY KEY, v int)'))
+        conn.execute(text(f'INSERT INTO "{schema}".t VALUES (1, 0)'))
+    eng = make_engine(base, busy_timeout_ms=400)
+    factory = make_session_factory(eng)
+    try:
+        with admin.connect() as holder:
+            holder.execute(text(f'SELECT * FROM "{schema}".t WHERE id = 1 FOR UPDATE'))  # held until rollback
+            t0 = time.perf_counter()
+            with pytest.raises(OperationalError) as err, session_scope(factory) as s:
+                s.execute(text(f'UPDATE "{schema}".t SET v = 1 WHERE id = 1'))
+            assert is_busy(err.value) and time.perf_counter() - t0 < 5
+            holder.rollback()
+        with session_scope(factory) as s:  # free again: the write goes through
+            s.execute(text(f'UPDATE "{schema}".t SET v = 2 WHERE id = 1'))
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
 def test_sqlite_file_settings(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite'}")
     with eng.connect() as conn:
