@@ -46,6 +46,7 @@ from ..consensus import (
 from ..reliability import expected_calibration_error, fit_temperature, reliability_diagram, risk_coverage
 from ..data import is_eval_row, load_mnist, mnist_canvas
 from ..degradation import make_lr
+from ..engines.registry import load_engine
 from ..evidence import read_bank, reader_for
 from ..raters_sim import mixed_panel, simulate_ratings
 
@@ -87,8 +88,6 @@ def bank_readings(split: str, per_digit: int, cfg: StudyConfig, cache: Path, ski
         got = dict(np.load(cache))
         if got["readings"].shape[1] == cfg.bank_n and len(got["rows"]) == 10 * per_digit:
             return got
-    from ..engines.registry import load_engine  # the engine loads torch weights: only when banks are made
-
     engine = load_engine(MODEL)
     reader = reader_for("mnist")
     hr, labels, rows = _rows(split, per_digit, skip)
