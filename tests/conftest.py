@@ -4,7 +4,9 @@ repository root, and small helpers used by several test modules."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +174,37 @@ def tiny_sd_upscale_pipeline(tok_dir):
         vae=vae, text_encoder=text_encoder, tokenizer=tiny_clip_tokenizer(tok_dir), unet=unet,
         low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
         max_noise_level=350)
+
+
+# ---- the app, in-process on a free port --------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_app(data: Path, admin_password: str, accounts: dict[str, tuple[str, str]], *, engine=None,
+              n_images: int = 2, project: str = "app", **create_kwargs):
+    """(base url, context, project id) of the app that ``app.create_app`` builds on ``data``, served on a free
+    port with a tiny engine (or ``engine``), one seeded project and ``accounts`` (name -> (role, password))."""
+    import app as app_module
+    from annotation.accounts import create_rater
+    from db.engine import session_scope
+    from ui import EngineRegistry
+
+    engine = engine or tiny_flow_engine()
+    blocks, ctx, launch = app_module.create_app(None, data, admin_password=admin_password,
+                                                engines=EngineRegistry({engine.name: engine}), demo=False,
+                                                log=lambda _m: None, **create_kwargs)
+    pid = seeded_project(ctx.factory, engine, n_images=n_images, name=project)
+    with session_scope(ctx.factory) as s:
+        for name, (role, password) in accounts.items():
+            create_rater(s, name, role, password)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
+    try:
+        yield f"http://127.0.0.1:{port}/", ctx, pid
+    finally:
+        blocks.close()
+        ctx.worker.stop()

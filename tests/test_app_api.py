@@ -5,7 +5,6 @@ a tiny engine and a throwaway SQLite file."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 from sqlalchemy import select
@@ -14,41 +13,18 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from conftest import seeded_project, tiny_flow_engine, wait_for_banks  # noqa: E402
+from conftest import seeded_project, serve_app, wait_for_banks  # noqa: E402
 
 PASSWORDS = {"admin": "admin-pw-1", "rita": "rater-pw-1", "rob": "rater-pw-2", "ana": "analyst-pw-1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import app as app_module
-    from annotation.accounts import create_rater
-    from db.engine import session_scope
-    from ui import EngineRegistry
-
-    data = tmp_path_factory.mktemp("app-api")
-    engine = tiny_flow_engine()
-    blocks, ctx, launch = app_module.create_app(None, data, admin_password=PASSWORDS["admin"],
-                                                engines=EngineRegistry({engine.name: engine}), demo=False,
-                                                log=lambda _m: None)
-    pid = seeded_project(ctx.factory, engine, n_images=3, name="api")
-    with session_scope(ctx.factory) as s:
-        create_rater(s, "rita", "rater", PASSWORDS["rita"])
-        create_rater(s, "rob", "rater", PASSWORDS["rob"])
-        create_rater(s, "ana", "analyst", PASSWORDS["ana"])
-    port = _free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
-    try:
-        yield f"http://127.0.0.1:{port}/", ctx, pid
-    finally:
-        blocks.close()
-        ctx.worker.stop()
+    accounts = {"rita": ("rater", PASSWORDS["rita"]), "rob": ("rater", PASSWORDS["rob"]),
+                "ana": ("analyst", PASSWORDS["ana"])}
+    with serve_app(tmp_path_factory.mktemp("app-api"), PASSWORDS["admin"], accounts, n_images=3,
+                   project="api") as served:
+        yield served
 
 
 def client(url: str, name: str) -> Client:

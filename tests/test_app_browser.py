@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+
+from conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -34,12 +35,6 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing (pip install playwright)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     from sr_engine import list_models
@@ -47,7 +42,7 @@ def app_server(tmp_path_factory):
     if "mnist-x8" not in list_models():
         pytest.skip("the shipped model mnist-x8 (the demo's) is not in data/checkpoints/")
     data = tmp_path_factory.mktemp("app-browser")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("SR_DB_URL", None)
     log = open(data / "app.log", "w+")

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network at any point
@@ -32,7 +31,7 @@ from annotation.images import decode_png, import_images
 from annotation.projects import create_project, load_model, model_spec, settings_for_engine
 from annotation.tasks import next_task, submit
 from conftest import (make_store, smooth_hr, tiny_flow_engine, tiny_ldm_pipeline, tiny_sd_upscale_pipeline,
-                      wait_for_banks)
+                      free_port, wait_for_banks)
 from db.engine import session_scope
 from db.models import LRImage, Project
 from sr_engine.metrics import CONSISTENT_DB, EXACT_DB, downscale_255, lr_psnr
@@ -228,12 +227,6 @@ def test_the_flow_check_text():
 
 
 # ---- the app, through its HTTP API --------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_admin_creates_a_diffusers_project_in_the_app(ldm_folder, tmp_path):
     pytest.importorskip("gradio_client")
     from gradio_client import Client, handle_file
@@ -249,7 +242,7 @@ def test_admin_creates_a_diffusers_project_in_the_app(ldm_folder, tmp_path):
     with session_scope(ctx.factory) as s:
         create_rater(s, "rita", "rater", "rita-pw")
         create_rater(s, "ana", "analyst", "ana-pw")
-    port = _free_port()
+    port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
     url = f"http://127.0.0.1:{port}/"
     try:

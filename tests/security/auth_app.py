@@ -4,47 +4,23 @@ on a free port with a tiny engine, and plain HTTP sign-ins (httpx), so that a te
 from __future__ import annotations
 
 import re
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from conftest import seeded_project, tiny_flow_engine
+from conftest import serve_app
 
 PASSWORDS = {"admin": "admin-pw-12", "rita": "rater-pw-12", "rob": "rater-pw-34", "ana": "analyst-pw-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def running_app(data: Path, **create_kwargs):
     """(base url, context, project id) of an app with accounts admin, rita, rob (raters) and ana (analyst)."""
-    import app as app_module
-    from annotation.accounts import create_rater
-    from db.engine import session_scope
-    from ui import EngineRegistry
-
-    engine = tiny_flow_engine()
-    blocks, ctx, launch = app_module.create_app(None, data, admin_password=PASSWORDS["admin"],
-                                                engines=EngineRegistry({engine.name: engine}), demo=False,
-                                                log=lambda _m: None, **create_kwargs)
-    pid = seeded_project(ctx.factory, engine, n_images=2, name="sec")
-    with session_scope(ctx.factory) as s:
-        for name in ("rita", "rob"):
-            create_rater(s, name, "rater", PASSWORDS[name])
-        create_rater(s, "ana", "analyst", PASSWORDS["ana"])
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
-    try:
-        yield f"http://127.0.0.1:{port}/", ctx, pid
-    finally:
-        blocks.close()
-        ctx.worker.stop()
+    accounts = {"rita": ("rater", PASSWORDS["rita"]), "rob": ("rater", PASSWORDS["rob"]),
+                "ana": ("analyst", PASSWORDS["ana"])}
+    with serve_app(data, PASSWORDS["admin"], accounts, project="sec", **create_kwargs) as served:
+        yield served
 
 
 def sign_in(url: str, name: str, password: str | None = None) -> httpx.Client:

@@ -6,7 +6,6 @@ in-process on a free port with a tiny engine that takes 4x4 LR images, and a thr
 from __future__ import annotations
 
 import re
-import socket
 import stat
 from pathlib import Path
 
@@ -18,43 +17,21 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from conftest import seeded_project, tiny_flow_engine, tiny_lr_images  # noqa: E402
+from conftest import serve_app, tiny_flow_engine, tiny_lr_images  # noqa: E402
 
 PASSWORDS = {"admin": "admin-pw-1", "..": "dots-pw-1", "rita": "rater-pw-1"}
 MAX_UPLOAD_MB = 0.05  # 51,200 bytes: tiny PNGs pass, a padded file does not
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import app as app_module
-    from annotation.accounts import create_rater
-    from db.engine import session_scope
-    from ui import EngineRegistry
-
     data = tmp_path_factory.mktemp("app-input")
     (data / "tmp").mkdir()
     (data / "tmp" / "left-over.png").write_bytes(b"from an earlier run")
-    engine = tiny_flow_engine(lr_shape=(4, 4))
-    blocks, ctx, launch = app_module.create_app(None, data, admin_password=PASSWORDS["admin"],
-                                                engines=EngineRegistry({engine.name: engine}), demo=False,
-                                                log=lambda _m: None, max_upload_mb=MAX_UPLOAD_MB)
-    pid = seeded_project(ctx.factory, engine, n_images=2, name="input")
-    with session_scope(ctx.factory) as s:
-        create_rater(s, "..", "analyst", PASSWORDS[".."])
-        create_rater(s, "rita", "rater", PASSWORDS["rita"])
-    port = _free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
-    try:
-        yield f"http://127.0.0.1:{port}/", ctx, pid, data
-    finally:
-        blocks.close()
-        ctx.worker.stop()
+    accounts = {"..": ("analyst", PASSWORDS[".."]), "rita": ("rater", PASSWORDS["rita"])}
+    with serve_app(data, PASSWORDS["admin"], accounts, engine=tiny_flow_engine(lr_shape=(4, 4)), project="input",
+                   max_upload_mb=MAX_UPLOAD_MB) as (url, ctx, pid):
+        yield url, ctx, pid, data
 
 
 def client(url: str, name: str) -> Client:
