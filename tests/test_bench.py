@@ -95,6 +95,19 @@ def test_outputs_written_while_units_pending_say_so(tiny_run, tmp_path):
     assert "## x4" in md and "## x8" not in md and "ambiguous_x8" not in md
 
 
+def test_report_compares_strict_with_flow_and_pixel_ddpm(tiny_run):
+    """The strict section holds one line per step count with SSIM, exact share, haze and the projection's ms."""
+    cfg, res = tiny_run
+    md = res.files["markdown"].read_text()
+    section = md.split("## Strict against flow and the pixel DDPM", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| x4 |")]
+    assert len(lines) == len(cfg.steps)
+    strict = [r for r in res.rows if r.family == "kernel-strict"]
+    assert all(r.haze == r.haze and r.haze >= 0 for r in strict)
+    assert all("ms" not in ln and ln.count("/") == 8 and "(n=" in ln for ln in lines)
+    assert "haze (grey)" in md.split("## x4", 1)[1]
+
+
 def test_pixel_ddnm_step_makes_x0_consistent():
     """With the range projection the last DDIM step returns the projected x0: D x = y up to clipping."""
     cfg = pixel_chain_config(BaselineConfig(ddpm={"block_out_channels": (8, 16), "layers_per_block": 1,

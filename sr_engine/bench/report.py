@@ -21,9 +21,9 @@ from .results import BenchResult, BenchRow, PlateAmbiguityRow, PlateBenchRow
 
 def metrics_markdown(rows: list[BenchRow], scale: int, timing_n: int) -> str:
     head = ("| method | NFE | samples / image | PSNR single | SSIM single | PSNR bank mean | SSIM bank mean | "
-            f"LR-PSNR mean | worst | >= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | diversity | judge acc. | "
-            f"s / bank (n={timing_n}) | peak RSS + MiB |")
-    lines = [head, "|" + "---|" * 16]
+            f"LR-PSNR mean | worst | >= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | diversity | haze (grey) | "
+            f"judge acc. | s / bank (n={timing_n}) | peak RSS + MiB |")
+    lines = [head, "|" + "---|" * 17]
     for r in (r for r in rows if r.scale == scale):
         samples = r.samples // max(r.images, 1)
         t = f"{r.seconds_per_bank:.3f}" + (" (1 image)" if r.timing_n == 1 else "")
@@ -31,8 +31,8 @@ def metrics_markdown(rows: list[BenchRow], scale: int, timing_n: int) -> str:
         lines.append(f"| {r.method} | {r.nfe} | {samples} | {r.psnr_single:.2f} | {r.ssim_single:.3f} | "
                      f"{r.psnr_mean_of_bank:.2f} | {r.ssim_mean_of_bank:.3f} | {r.lr_psnr_mean:.2f} | "
                      f"{r.lr_psnr_worst:.2f} | {100 * r.share_consistent:.1f}% | {100 * r.share_exact:.1f}% | "
-                     f"{r.consistency_mse_1e5:.3f} | {r.diversity:.4f} | {100 * r.digit_accuracy:.1f}% | {t} | "
-                     f"{mem} |")
+                     f"{r.consistency_mse_1e5:.3f} | {r.diversity:.4f} | {r.haze:.2f} | "
+                     f"{100 * r.digit_accuracy:.1f}% | {t} | {mem} |")
     return "\n".join(lines)
 
 
@@ -64,6 +64,31 @@ def claims_markdown(rows: list, prefix: str = "") -> str:
                            f"pixel-ddpm {pix[0].seconds_per_bank:.3f} s per {r.timing_n}-sample bank: "
                            f"**{'faster' if faster else 'not faster'}**.")
     return "\n".join(out)
+
+
+def strict_markdown(rows: list, prefix: str = "") -> str:
+    """Kernel-strict against kernel-flow and the pixel DDPM at every step count: single-sample SSIM and PSNR, the
+    share of exact samples, background haze (mean grey more than 2 px from any HR stroke) and what the exact
+    projection adds to the wall time of one bank (strict minus flow, in ms). ``rows``: BenchRows or the plates
+    section's rows; ``prefix`` names the latter ("plates ")."""
+    head = ["| setting | steps | SSIM strict / flow / pixel DDPM | PSNR strict / flow / pixel DDPM | exact strict / "
+            "flow / pixel DDPM | haze strict / flow / pixel DDPM (grey) | strict - flow ms per bank |",
+            "|" + "---|" * 7]
+    lines = []
+    for scale in sorted({r.scale for r in rows}):
+        rs = [r for r in rows if r.scale == scale]
+        for r in (r for r in rs if r.family == "kernel-strict"):
+            f = next((q for q in rs if q.family == "kernel-flow" and q.steps == r.steps), None)
+            p = next((q for q in rs if q.family == "pixel-ddpm" and q.steps == r.steps), None)
+            if f is None or p is None:
+                continue
+            trio = [r, f, p]
+            lines.append(f"| {prefix}x{scale} | {r.steps} | " + " / ".join(f"{q.ssim_single:.3f}" for q in trio)
+                         + " | " + " / ".join(f"{q.psnr_single:.2f}" for q in trio) + " | "
+                         + " / ".join(pct(q.share_exact) for q in trio) + " | "
+                         + " / ".join(f"{q.haze:.2f}" for q in trio) + " | "
+                         + f"{1e3 * (r.seconds_per_bank - f.seconds_per_bank):+.0f} (n={r.timing_n}) |")
+    return "\n".join(head + lines) if lines else ""
 
 
 def timing_markdown(tdf: pd.DataFrame) -> str:
@@ -141,7 +166,12 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending
     claims = claims_markdown(result.rows)
     if result.plates is not None:
         claims += "\n" + claims_markdown(result.plates.rows, "plates ")
+    strict = strict_markdown(result.rows)
+    if result.plates is not None:
+        plate_strict = strict_markdown(result.plates.rows, "plates ")
+        strict = strict + "\n" + "\n".join(plate_strict.splitlines()[2:]) if strict else plate_strict
     lines += ["## Checks of the engine's claims", "", claims, "",
+              "## Strict against flow and the pixel DDPM", "", strict, "",
               f"## Ambiguity resolution ({cfg.ambiguity_n}-sample banks at {cfg.ref_steps} steps, "
               f"k = {cfg.k_picks} picks per rater, m = {cfg.ensemble_size} most-voted averaged)", "",
               ambiguity_markdown(result.ambiguity), "",
@@ -191,15 +221,15 @@ def plates_markdown(cfg: BenchConfig, rows: list[PlateBenchRow], ambiguity: list
              f"engine `{cfg.plates_engine}`, {cfg.plates_sweep_n}-sample banks in the step sweep, DDIM for every "
              "sampler; the judge is the plate reader `data/readers/plates-reader.pt`.", "",
              "| method | NFE | samples / image | PSNR single | SSIM single | PSNR bank mean | LR-PSNR mean | worst | "
-             f">= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | diversity | char acc. single | plate acc. single | "
-             f"char acc. bank mean | s / bank (n={cfg.timing_n}) |", "|" + "---|" * 16]
+             f">= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | diversity | haze (grey) | char acc. single | "
+             f"plate acc. single | char acc. bank mean | s / bank (n={cfg.timing_n}) |", "|" + "---|" * 17]
     for r in rows:
         t = f"{r.seconds_per_bank:.3f}" + (" (1 image)" if r.timing_n == 1 else "")
         lines.append(f"| {r.method} | {r.nfe} | {r.samples // max(r.images, 1)} | {r.psnr_single:.2f} | "
                      f"{r.ssim_single:.3f} | {r.psnr_mean_of_bank:.2f} | {r.lr_psnr_mean:.2f} | "
                      f"{r.lr_psnr_worst:.2f} | "
                      f"{pct(r.share_consistent)} | {pct(r.share_exact)} | {r.consistency_mse_1e5:.3f} | "
-                     f"{r.diversity:.4f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
+                     f"{r.diversity:.4f} | {r.haze:.2f} | {pct(r.char_acc_single)} | {pct(r.plate_acc_single)} | "
                      f"{pct(r.char_acc_bank_mean)} | {t} |")
     lines += ["", f"Ambiguity resolution ({cfg.ambiguity_n}-sample banks at {cfg.ref_steps} steps, k = {cfg.k_picks} "
               f"picks per rater, m = {cfg.ensemble_size} most-voted averaged; character accuracy, whole plates in "
