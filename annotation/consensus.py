@@ -19,24 +19,30 @@ error.
 Resolution on submit (the approximation): a full EM per submission would cost O(all votes) inside every submit
 transaction, so :func:`update_image` recomputes only the submitted image's posterior with the raters' confusion
 matrices, class prior and follow rate of the last project-level fit (``projects.consensus_state``), which is
-refreshed inside the submit that finds it stale: when the project's submissions grew by ``max(10, 25%)`` since the
-last fit (a geometric schedule: O(log n) refits), or for plates and free text (no per-image shortcut, the full fit
-every time). A rater the last fit has not seen gets the prior's accuracy (the pseudo-counts' diagonal share). So a
-resolved flag may lag a refit behind what a full fit would say; :func:`refresh_resolution` (the analyst's view and
-the exports compute the full fit) brings every image up to date. An exclusion takes effect at the next refit.
+refreshed when the project's submissions grew by ``max(10, 25%)`` since the last fit (a geometric schedule:
+O(log n) refits), and for plates at every submission (no per-image shortcut). The services refit inside the
+submit that finds the state stale; the app hands that refit to :class:`BackgroundRefit` (``session.info
+[DEFER_REFIT]``), which fits in a read-only transaction and writes in a short one, so a submission never holds
+the store's write lock for an EM (the image itself is still updated in the submit, from the state there is). A
+rater the last fit has not seen gets the prior's accuracy (the pseudo-counts' diagonal share). So a resolved flag
+may lag a refit behind what a full fit would say; :func:`refresh_resolution` (the analyst's view and the exports
+compute the full fit) brings every image up to date. An exclusion takes effect at the next refit.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from db.engine import session_scope
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
@@ -59,6 +65,7 @@ from .projects import get_project
 logger = logging.getLogger(__name__)
 
 Kind = Literal["digits", "plates", "text"]
+DEFER_REFIT = "annotation.consensus.defer_refit"  # Session.info key: a callable(project_id) that refits later
 POSTERIOR_MIN = 1e-3  # posterior entries below this are left out of the stored / exported posterior
 
 
@@ -189,25 +196,119 @@ def _submissions(session: Session, project_id: int) -> int:
         Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)) or 0)
 
 
+def _lock_project(session: Session, project_id: int) -> Project:
+    """The project row, locked for the refit's writes (see :func:`refresh_resolution` for the lock's kind)."""
+    project = session.get(Project, project_id, with_for_update={"key_share": True}, populate_existing=True)
+    if project is None:
+        get_project(session, project_id)  # raises NotFound
+    return project
+
+
+def _write_resolution(session: Session, project: Project, pc: ProjectConsensus, submissions: int) -> None:
+    for img in sorted(pc.images.values(), key=lambda i: i.image_id):
+        session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
+            consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
+            .execution_options(synchronize_session=False))
+    state = dict(pc.state or {"kind": pc.kind})
+    state["n_submissions"] = submissions
+    project.consensus_state = state
+    session.flush()
+
+
 def refresh_resolution(session: Session, project_id: int) -> ProjectConsensus:
     """Fit the project and write every image's consensus and resolved flag, and the fit's state (the rater
     model :func:`update_image` uses). The project row is locked first (one refit at a time; images after, in id
     order). The lock is PostgreSQL's ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every insert that references the
     project (an assignment, an audit row) takes ``FOR KEY SHARE`` on its row, which ``FOR UPDATE`` would wait for
     while holding the rows those inserts wait for (a deadlock under concurrent submissions)."""
-    project = session.get(Project, project_id, with_for_update={"key_share": True}, populate_existing=True)
-    if project is None:
-        get_project(session, project_id)  # raises NotFound
+    project = _lock_project(session, project_id)
     pc = project_consensus(session, project_id)
-    for img in sorted(pc.images.values(), key=lambda i: i.image_id):
-        session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
-            consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
-            .execution_options(synchronize_session=False))
-    state = dict(pc.state or {"kind": pc.kind})
-    state["n_submissions"] = _submissions(session, project_id)
-    project.consensus_state = state
-    session.flush()
+    _write_resolution(session, project, pc, _submissions(session, project_id))
     return pc
+
+
+def _submitted_per_image(session: Session, project_id: int) -> dict[int, int]:
+    return dict(session.execute(select(Assignment.image_id, func.count(Assignment.id)).where(
+        Assignment.project_id == project_id, Assignment.status == AssignmentStatus.submitted)
+        .group_by(Assignment.image_id)).all())
+
+
+def refit_project(factory: sessionmaker[Session], project_id: int) -> ProjectConsensus:
+    """:func:`refresh_resolution` in two transactions, for a refit outside a request: the fit in a read-only one
+    (it never holds the store's write lock while EM runs), then a short write of its results. An image that got
+    a submission between the two is brought up to date with the new rater model in the write (a revision in
+    that gap waits for the next refit, as any resolved flag may lag one; see the module's docstring)."""
+    with session_scope(factory, write=False) as s:
+        pc = project_consensus(s, project_id)
+        seen = _submitted_per_image(s, project_id)
+    with session_scope(factory) as s:
+        project = _lock_project(s, project_id)
+        now = _submitted_per_image(s, project_id)
+        _write_resolution(s, project, pc, sum(now.values()))
+        if pc.state is not None and "confusion" in pc.state:
+            for image_id in sorted(i for i, n in now.items() if seen.get(i) != n):
+                _update_one(s, project, project.consensus_state, image_id)
+    return pc
+
+
+class BackgroundRefit:
+    """Project refits off the request path: :meth:`schedule` (cheap, from any thread) asks for a refit of a
+    project; one daemon thread runs :func:`refit_project` for each project asked for, once per burst of requests
+    (requests that arrive while a refit runs ask for one more after it). Put :meth:`schedule` into a write
+    session's ``info[DEFER_REFIT]`` and :func:`update_image` uses it instead of refitting inside that
+    transaction. A refit that fails is logged and retried at the next request for it."""
+
+    def __init__(self, factory: sessionmaker[Session]):
+        self.factory = factory
+        self._pending: set[int] = set()
+        self._wake = threading.Condition()
+        self._closed = False
+        self.refits = 0  # refits done (for tests and the logs)
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="consensus-refit", daemon=True)
+        self._thread.start()
+
+    def schedule(self, project_id: int) -> None:
+        with self._wake:
+            self._pending.add(int(project_id))
+            self._wake.notify()
+
+    def idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no refit is pending or running (tests, shutdown); False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(left)
+        return True
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                project_id = min(self._pending)
+                self._pending.discard(project_id)
+                self._busy = True
+            try:
+                refit_project(self.factory, project_id)
+                self.refits += 1
+            except Exception:  # a refit must never take the thread down; the next request asks again
+                logger.exception("background consensus refit of project %d failed", project_id)
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
 
 
 def _stale(state: dict | None, submissions: int) -> bool:
@@ -215,6 +316,11 @@ def _stale(state: dict | None, submissions: int) -> bool:
         return True
     fitted = int(state.get("n_submissions", 0))
     return submissions >= fitted + max(10, fitted // 4)
+
+
+def _per_image(state: dict | None) -> bool:
+    """Whether a state can update one image alone (digits and free text; plates have no per-image shortcut)."""
+    return bool(state) and state.get("kind") in ("digits", "text") and "confusion" in state
 
 
 def image_posterior(state: dict, readings: dict[int, str], evidence: dict[str, int] | None,
@@ -254,10 +360,23 @@ def image_posterior(state: dict, readings: dict[int, str], evidence: dict[str, i
 def update_image(session: Session, project: Project, image_id: int) -> ImageResolution | None:
     """After a submission (in its transaction): refit the project if its state is stale (or it is not a
     categorical project), else recompute this image's consensus from the stored rater model. Returns the image's
-    resolution (None for an image the refit did not cover)."""
+    resolution (None for an image the refit did not cover).
+
+    With a refit scheduler in ``session.info[DEFER_REFIT]`` (the app's :class:`BackgroundRefit`), a stale state
+    asks it for a refit instead, and the image is updated from the state it has (plates and a project's first
+    submissions, which have none, wait for that refit)."""
     state = project.consensus_state
     if _stale(state, _submissions(session, project.id)):
-        return refresh_resolution(session, project.id).images.get(image_id)
+        later = session.info.get(DEFER_REFIT)
+        if later is None:
+            return refresh_resolution(session, project.id).images.get(image_id)
+        later(project.id)
+        if not _per_image(state):
+            return None
+    return _update_one(session, project, state, image_id)
+
+
+def _update_one(session: Session, project: Project, state: dict, image_id: int) -> ImageResolution:
     kind: Kind = state["kind"]
     votes = load_votes(session, project.id, image_id=image_id)
     readings = {v.rater: t for v in votes if (t := _clean(kind, v.reading)) and set(t) != {"?"}}

@@ -142,7 +142,8 @@ class Project(Base):
     # a displayed bank that spans the hypotheses: banks draw pool_factor x bank_size samples and show bank_size
     pool_factor: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # the last project-level consensus fit (rater reliabilities), refreshed periodically (annotation.consensus)
-    consensus_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # loaded on first access only: the last fit's rater model (tens of KB of JSON) is read by the consensus alone
+    consensus_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
     ensemble_size: Mapped[int] = mapped_column(Integer)  # m most-voted samples averaged
     steps: Mapped[int] = mapped_column(Integer)
     mode: Mapped[SampleMode] = mapped_column(SAMPLE_MODE)

@@ -17,7 +17,7 @@ from annotation.exports import summary_frame
 from annotation.tasks import next_task, revisable, submit, submitted_task
 from annotation.views import image_detail, rater_progress
 from db.engine import session_scope
-from db.models import Assignment, AssignmentStatus, Bank, LRImage, Sample
+from db.models import Assignment, AssignmentStatus, Bank, LRImage, Project, Sample
 from sr_engine.consensus import DIGITS, ConsensusConfig
 from sr_engine.evidence import NOT_AVAILABLE, BankEvidence, distribution_text, reader_for
 
@@ -222,3 +222,74 @@ def test_project_settings_refuse_bad_overlap(factory, digit_engine):
         p = create_project(s, settings_for_engine(digit_engine, "ok", min_raters=3, raters_per_image=7,
                                                   resolve_threshold=0.9))
         assert (p.min_raters, p.raters_per_image, p.resolve_threshold) == (3, 7, 0.9)
+
+
+# ---- refits off the request path (the app's BackgroundRefit) -------------------------------------------------------
+def _vote_all(factory, pid, raters, hook=None, reading="5"):
+    """Every rater rates every image they are served; ``hook`` goes into each write session's DEFER_REFIT."""
+    from annotation.consensus import DEFER_REFIT
+
+    for rid in raters:
+        while True:
+            with session_scope(factory) as s:
+                if hook is not None:
+                    s.info[DEFER_REFIT] = hook
+                t = next_task(s, rid, pid)
+                if t is None:
+                    break
+                submit(s, rid, t.assignment_id, [x.sample_id for x in t.samples[:2]], reading)
+
+
+def _flags(factory, pid):
+    with session_scope(factory, write=False) as s:
+        return {i: (r, p, bool(ok)) for i, r, p, ok in s.execute(select(
+            LRImage.id, LRImage.consensus_reading, LRImage.consensus_probability, LRImage.resolved).where(
+            LRImage.project_id == pid))}
+
+
+def test_a_deferred_refit_is_asked_for_instead_of_run_and_the_background_one_matches_the_full_fit(
+        factory, digit_engine):
+    from annotation.consensus import BackgroundRefit
+
+    pid = seeded_project(factory, digit_engine, n_images=4, raters_per_image=4)
+    raters = _raters(factory, 4)
+    asked: list[int] = []
+    _vote_all(factory, pid, raters, hook=asked.append)
+    assert asked and set(asked) == {pid}  # the first submission finds no state: a refit is asked for, not run
+    with session_scope(factory, write=False) as s:
+        assert s.get(Project, pid).consensus_state is None
+    refit = BackgroundRefit(factory)
+    try:
+        refit.schedule(pid)
+        refit.schedule(pid)  # coalesced with the first while it is pending or running
+        assert refit.idle(60) and 1 <= refit.refits <= 2
+    finally:
+        refit.close()
+    got = _flags(factory, pid)
+    with session_scope(factory) as s:
+        pc = refresh_resolution(s, pid)  # the in-transaction full fit writes the same flags
+    want = {i: (c.reading, c.probability, c.resolved) for i, c in pc.images.items()}
+    assert got.keys() == want.keys()
+    for i in got:
+        assert got[i][0] == want[i][0] and got[i][2] == want[i][2]
+        assert got[i][1] == pytest.approx(want[i][1], abs=1e-9)
+
+
+def test_with_a_state_a_deferred_submit_still_updates_its_image(factory, digit_engine):
+    """Once a fit exists, a submission updates its own image from it in the same transaction (the resolved flag
+    serving reads)."""
+    from annotation.consensus import DEFER_REFIT
+
+    pid = seeded_project(factory, digit_engine, n_images=2, raters_per_image=3)
+    raters = _raters(factory, 3)
+    with session_scope(factory) as s:
+        refresh_resolution(s, pid)  # a state (no votes yet)
+    asked: list[int] = []
+    with session_scope(factory) as s:
+        s.info[DEFER_REFIT] = asked.append
+        t = next_task(s, raters[0], pid)
+        submit(s, raters[0], t.assignment_id, [x.sample_id for x in t.samples[:2]], "7")
+        image_id = t.image_id
+    flags = _flags(factory, pid)
+    assert flags[image_id][0] is not None and flags[image_id][1] is not None
+    assert asked == []  # one submission since the fit: not stale (a refit is due after max(10, 25%) more)

@@ -24,6 +24,7 @@ import gradio as gr
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation.accounts import rater_by_name
+from annotation.consensus import DEFER_REFIT, BackgroundRefit
 from annotation.downloads import DEFAULT_TTL_S, PrivateDownloads
 from annotation.errors import AnnotationError
 from annotation.projects import load_model, model_spec
@@ -123,6 +124,7 @@ class AppContext:
         self.downloads.sweep()  # a previous run's files are unreachable now: remove them
         self.sessions = SessionTable(session_idle_s)
         self.guard = Guard(factory, self.sessions, SignInThrottle(), self.downloads)
+        self.refit = BackgroundRefit(factory)  # consensus refits off the request path (annotation.consensus)
 
     # ---- identity ------------------------------------------------------------------------------------------
     async def authenticate(self, username: str, password: str) -> bool:
@@ -161,6 +163,8 @@ class AppContext:
         in the app) for the lock is refused with "busy, try again", also as one log line."""
         try:
             with session_scope(self.factory, write=write) as s:
+                if write:
+                    s.info[DEFER_REFIT] = self.refit.schedule
                 yield s
         except AnnotationError as err:
             raise refuse(str(err)) from None

@@ -287,6 +287,12 @@ def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None,
     return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
 
 
+def progress_of(ctx: AppContext, rater_id: int, project_id: int) -> RaterProgress:
+    """The rater's progress in a read-only transaction (it never waits for, or holds, the write lock)."""
+    with ctx.tx(write=False) as s:
+        return rater_progress(s, rater_id, project_id)
+
+
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
               served: tuple[Task | None, RaterProgress] | None = None) -> tuple:
     """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
@@ -364,8 +370,9 @@ def build_rate(ctx: AppContext) -> RateView:
             else:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
-            served = serve_next(s, actor.id, task.project_id)
-        return show_task(ctx, actor.id, task.project_id, note, served)
+            nxt = next_task(s, actor.id, task.project_id)
+        # the progress count only reads: after the commit, so the write lock is held for the writes alone
+        return show_task(ctx, actor.id, task.project_id, note, (nxt, progress_of(ctx, actor.id, task.project_id)))
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:

@@ -7,6 +7,7 @@ Presentation only: inputs are PNG bytes and plain numbers from the services; all
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import time
@@ -22,6 +23,7 @@ WIDE_TILE = (288, 72)  # a plate-shaped sample on screen (w, h)
 WIDE_LR_PX = 320  # a plate-shaped LR image's width: at least a candidate's, so the LR is never the smaller one
 
 
+@functools.lru_cache(maxsize=256)  # the same LR image is drawn for each of its raters: encode it once
 def enlarged_png(png: bytes, target: int) -> bytes:
     """The PNG enlarged by the largest integer factor that keeps its longer side <= ``target`` (nearest)."""
     with Image.open(io.BytesIO(png)) as im:
