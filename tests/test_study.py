@@ -63,9 +63,14 @@ def test_calibrate_then_evaluate(banks):
     assert per_m[m]["beta"] == cfg.beta and per_m[m]["temperature"] == pytest.approx(cfg.temperature)
     ok = [g for g in per_m.values() if g["accuracy_fixed"] - g["accuracy"] <= saved["adaptive"]["max_loss"]]
     assert not ok or per_m[m]["vote_saving"] == max(g["vote_saving"] for g in ok)
+    for g in [*per_m.values(), saved["reference_7_votes"]]:
+        assert sum(g["stops"].values()) == pytest.approx(1.0) and min(map(int, g["stops"])) >= g["min_raters"]
+    assert saved["reference_7_votes"]["min_raters"] == m and saved["reference_7_votes"]["fitted_on_votes"] == 7
+    assert all([r["votes"] for r in table] == list(range(1, 8)) for table in saved["by_votes"].values())
     res = evaluate(banks, CFG, data_path=banks / "cal.json")
     m = res["summary"]["mean"]
     assert 0 <= m["ece_posterior"] <= 1 and 0 <= m["acc_posterior"] <= 1 and 0 <= m["vote_saving"] < 1
+    assert sum(res["summary"]["adaptive_stops"].values()) == pytest.approx(1.0)
     for f in ("study.md", "study.csv", "study.json", "reliability.png", "risk_coverage.png"):
         assert (banks / f).stat().st_size > 0
 
@@ -82,8 +87,10 @@ def test_adaptive_overlap_spends_between_min_and_max(banks):
     ev = bank_readings("eval", 3, CFG, banks / "banks-eval.npz")
     gold = bank_readings("train", 1, CFG, banks / "banks-gold.npz")
     p = simulate_project(ev, gold, CFG, 0)
-    post, spent = adaptive(p, ConsensusConfig(), CFG, [r.name for r in mixed_panel(10)])
-    assert CFG.min_raters * p.n_scored <= spent <= CFG.max_raters * p.n_scored
+    post, count = adaptive(p, ConsensusConfig(), CFG, [r.name for r in mixed_panel(10)])
+    assert count.shape == (p.n_scored,) and (CFG.min_raters <= count).all() and (count <= CFG.max_raters).all()
+    # an image is served no more only when resolved (or at the maximum)
+    assert ((post.max(1) >= CFG.threshold) | (count == CFG.max_raters)).all()
     assert post.shape == (p.n_scored, 10)
 
 

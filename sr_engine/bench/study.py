@@ -188,15 +188,17 @@ def posteriors_by_votes(p: Project, cfg: ConsensusConfig, study: StudyConfig,
             for k in range(1, study.max_raters + 1)}
 
 
-def adaptive(p: Project, cfg: ConsensusConfig, study: StudyConfig, panel_names: list[str]) -> tuple[np.ndarray, int]:
+def adaptive(p: Project, cfg: ConsensusConfig, study: StudyConfig,
+             panel_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Reveal ``min_raters`` raters per image, then one more per unresolved image per round, up to
-    ``max_raters``; the consensus is refitted on what is revealed each round. (final posteriors, votes spent)."""
+    ``max_raters``; the consensus is refitted on what is revealed each round (the app's order: unresolved images
+    first, fewest submissions first). (final posteriors (n_scored, K), int (n_scored,) votes each image got)."""
     count = _counts(p, study.min_raters, study)
     while True:
         post = _fit(p, cfg, _revealed(p, count, panel_names))
         open_ = (post.max(1) < study.threshold) & (count[: p.n_scored] < study.max_raters)
         if not open_.any():
-            return post, int(count[: p.n_scored].sum())
+            return post, count[: p.n_scored].copy()
         count[: p.n_scored][open_] += 1
 
 
@@ -221,6 +223,13 @@ def fit_pool(by_votes: dict[int, np.ndarray], truth: np.ndarray, lowest: int) ->
             "accuracy": float((by_votes[ks[-1]].argmax(1) == truth).mean())}
 
 
+def by_votes_table(by_votes: dict[int, np.ndarray], truth: np.ndarray) -> list[dict]:
+    """Per vote count k: the temperature fitted on images with k votes alone, and the accuracy there (why one
+    temperature fitted on 7 votes is wrong for fewer: it leaves them under-confident)."""
+    return [{"votes": k, "temperature": fit_temperature(post, truth),
+             "accuracy": float((post.argmax(1) == truth).mean())} for k, post in sorted(by_votes.items())]
+
+
 def calibrate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | None = None) -> dict:
     train = bank_readings("train", cfg.train_per_digit, cfg, out_dir / "banks-train.npz", skip=cfg.gold_per_digit)
     gold = bank_readings("train", cfg.gold_per_digit, cfg, out_dir / "banks-gold.npz")
@@ -236,23 +245,60 @@ def calibrate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path |
             c = ConsensusConfig(beta=beta, follow=follow, unknown="refuse")
             per = [posteriors_by_votes(p, c, cfg, names) for p in projects]
             by_setting[follow, beta] = {k: np.concatenate([q[k] for q in per]) for k in per[0]}
+
+    def best_for(lowest: int) -> tuple[list[dict], ConsensusConfig]:
+        rows = [{"min_raters": lowest, "beta": beta, "follow": follow, **fit_pool(by_votes, truth, lowest)}
+                for (follow, beta), by_votes in by_setting.items()]
+        b = min(rows, key=lambda g: g["nll"])
+        return rows, ConsensusConfig(beta=b["beta"], follow=b["follow"], temperature=b["temperature"])
+
     grid, configs = [], {}
     for m in range(1, cfg.min_raters + 1):
-        for (follow, beta), by_votes in by_setting.items():
-            grid.append({"min_raters": m, "beta": beta, "follow": follow, **fit_pool(by_votes, truth, m)})
-            logger.info("calibration grid %s", grid[-1])
-        best = min((g for g in grid if g["min_raters"] == m), key=lambda g: g["nll"])
-        configs[m] = ConsensusConfig(beta=best["beta"], follow=best["follow"], temperature=best["temperature"])
+        rows, configs[m] = best_for(m)
+        grid += rows
+        logger.info("calibration for a minimum of %d: %s", m, configs[m])
     overlap = choose_min_raters(projects, configs, cfg)
     m = overlap["min_raters"]
     best = min((g for g in grid if g["min_raters"] == m), key=lambda g: g["nll"])
+    # the reference: the settings fitted on 7 votes alone (how the study calibrated before), same minimum
+    _, ref = best_for(cfg.max_raters)
+    reference = {"fitted_on_votes": cfg.max_raters, "beta": ref.beta, "follow": ref.follow,
+                 "temperature": ref.temperature, **adaptive_run(projects, ref, cfg, m)}
+    logger.info("reference (calibrated on %d votes alone): %s", cfg.max_raters, reference)
     path = save_calibration(
         data_path or calibration_path(), configs[m],
         command="python -m sr_engine benchmark study calibrate",
         rows={"split": "train (row % 500 < 400)", "calibration_rows": [int(r) for r in train["rows"]],
               "gold_rows": [int(r) for r in gold["rows"]]},
-        study=asdict(cfg), grid=grid, chosen=best, adaptive=overlap)
-    return {"path": str(path), "chosen": best, "grid": grid, "adaptive": overlap}
+        study=asdict(cfg), grid=grid, chosen=best, adaptive=overlap, reference_7_votes=reference,
+        by_votes={f"{follow} {beta}": by_votes_table(v, truth) for (follow, beta), v in by_setting.items()})
+    return {"path": str(path), "chosen": best, "grid": grid, "adaptive": overlap, "reference": reference}
+
+
+def stops(counts: np.ndarray, max_raters: int) -> dict[int, float]:
+    """Share of images by the votes they got when adaptive overlap stopped serving them (1 .. max_raters)."""
+    return {k: float((counts == k).mean()) for k in range(1, max_raters + 1) if (counts == k).any()}
+
+
+def adaptive_run(projects: list[Project], config: ConsensusConfig, cfg: StudyConfig, m: int) -> dict:
+    """Adaptive overlap with a minimum of ``m`` on the projects, against a fixed ``max_raters`` with the same
+    settings: accuracies, vote saving, resolved share and accuracy, and where images stop."""
+    names = [r.name for r in mixed_panel(10)]
+    study = StudyConfig(**{**asdict(cfg), "min_raters": m})
+    fixed, right, res, counts = [], [], [], []
+    for p in projects:
+        truth = p.truth[: p.n_scored]
+        fixed.append(_fit(p, config).argmax(1) == truth)
+        post, count = adaptive(p, config, study, names)
+        right.append(post.argmax(1) == truth)
+        res.append(post.max(1) >= cfg.threshold)
+        counts.append(count)
+    fixed, right, res, counts = (np.concatenate(a) for a in (fixed, right, res, counts))
+    return {"min_raters": m, "accuracy": float(right.mean()), "accuracy_fixed": float(fixed.mean()),
+            "vote_saving": float(1 - counts.sum() / (cfg.max_raters * len(counts))),
+            "resolved_share": float(res.mean()),
+            "resolved_accuracy": float(right[res].mean()) if res.any() else float("nan"),
+            "stops": stops(counts, cfg.max_raters)}
 
 
 def choose_min_raters(projects: list[Project], configs: dict[int, ConsensusConfig], cfg: StudyConfig) -> dict:
@@ -260,24 +306,10 @@ def choose_min_raters(projects: list[Project], configs: dict[int, ConsensusConfi
     on the posteriors of m .. max votes) that saves the most votes against a fixed ``max_raters`` while losing at
     most MAX_LOSS accuracy against that fixed overlap with the same settings (half the 1-point allowance, a margin
     for the step from training to evaluation rows)."""
-    names = [r.name for r in mixed_panel(10)]
     per_m = []
     for m, config in sorted(configs.items()):
-        fixed = [_fit(p, config).argmax(1) == p.truth[: p.n_scored] for p in projects]
-        study = StudyConfig(**{**asdict(cfg), "min_raters": m})
-        right, res, spent, total = [], [], 0, 0
-        for p in projects:
-            post, n = adaptive(p, config, study, names)
-            right.append(post.argmax(1) == p.truth[: p.n_scored])
-            res.append(post.max(1) >= cfg.threshold)
-            spent += n
-            total += cfg.max_raters * p.n_scored
-        right, res = np.concatenate(right), np.concatenate(res)
-        per_m.append({"min_raters": m, "beta": config.beta, "follow": config.follow,
-                      "temperature": config.temperature, "accuracy": float(right.mean()),
-                      "accuracy_fixed": float(np.concatenate(fixed).mean()), "vote_saving": 1 - spent / total,
-                      "resolved_share": float(res.mean()),
-                      "resolved_accuracy": float(right[res].mean()) if res.any() else float("nan")})
+        per_m.append({"beta": config.beta, "follow": config.follow, "temperature": config.temperature,
+                      **adaptive_run(projects, config, cfg, m)})
         logger.info("adaptive overlap on the calibration rows: %s", per_m[-1])
     ok = [g for g in per_m if g["accuracy_fixed"] - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
     best = max(ok, key=lambda g: (g["vote_saving"], g["min_raters"]))
@@ -316,7 +348,7 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
     gold = bank_readings("train", cfg.gold_per_digit, cfg, out_dir / "banks-gold.npz")
     assert is_eval_row(ev["rows"]).all() and not is_eval_row(gold["rows"]).any()
     names = [r.name for r in mixed_panel(10)]
-    rows, all_post, all_maj, all_truth = [], [], [], []
+    rows, all_post, all_maj, all_truth, all_counts = [], [], [], [], []
     for s in range(cfg.panels):
         p = simulate_project(ev, gold, cfg, s)
         truth = p.truth[: p.n_scored]
@@ -324,7 +356,9 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
         maj, share = majority(p)
         right = post.argmax(1) == truth
         res = post.max(1) >= cfg.threshold
-        post_a, spent = adaptive(p, config, cfg, names)
+        post_a, count = adaptive(p, config, cfg, names)
+        spent = int(count.sum())
+        all_counts.append(count)
         res_a = post_a.max(1) >= cfg.threshold
         right_a = post_a.argmax(1) == truth
         rows.append(StudyRow(
@@ -355,6 +389,7 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
             "risk_coverage": risk_coverage_plot({"posterior": rc_post, "majority share": rc_maj},
                                                 out_dir / "risk_coverage.png", cfg.threshold)}
     summary = _summary(rows, config, cfg, ev, rel_post, rel_maj, rc_post)
+    summary["adaptive_stops"] = stops(np.concatenate(all_counts), cfg.max_raters)
     import pandas as pd
 
     pd.DataFrame([asdict(r) for r in rows]).to_csv(out_dir / "study.csv", index=False)
@@ -408,6 +443,8 @@ def _markdown(s: dict, rows) -> str:
         f"({m['votes_adaptive'] / s['images']:.2f} votes per image) | >= 30% |",
         f"| adaptive overlap, resolved share / accuracy | {f('adaptive_resolved_share')} / "
         f"{f('adaptive_resolved_accuracy')} | |", "",
+        "Adaptive overlap, images by the votes they got (pooled over panels): "
+        + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in s["adaptive_stops"].items()) + ".", "",
         f"Pooled over panels: ECE posterior {s['pooled']['ece_posterior']:.3f}, majority share "
         f"{s['pooled']['ece_majority']:.3f}; area under the risk-coverage curve {s['pooled']['aurc_posterior']:.4f}.",
         "", "Targets met: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in s["targets"].items()), "",
@@ -431,4 +468,4 @@ def run(stage: str, out: str | Path = "results/study", cfg: StudyConfig = StudyC
 
 
 __all__ = ["StudyConfig", "run", "calibrate", "evaluate", "bank_readings", "simulate_project", "adaptive",
-           "posteriors_by_votes", "fit_pool", "choose_min_raters"]
+           "posteriors_by_votes", "fit_pool", "choose_min_raters", "adaptive_run", "by_votes_table", "stops"]
