@@ -3,7 +3,7 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
 
     python -m annotation init [--admin-password PW]           # migrate the schema, create the first admin
     python -m annotation create-project --name P --model mnist-x4 [--bank-size 64 --k 3 --raters-per-image 5 ...]
-    python -m annotation create-project --name P --model mnist-x8 --min-raters 3 --max-raters 7 --resolve-threshold 0.95
+    python -m annotation create-project --name P --model mnist-x8 --min-raters 2 --max-raters 7 --resolve-threshold 0.95
     python -m annotation create-project --name P --model diffusers:/models/my-sr --mode guided [--prompt TEXT]
     python -m annotation import --project P (--path FILE|DIR|ZIP [--model NAME_OR_CHECKPOINT] | --mnist 20 [--gold 4])
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 60]

@@ -9,9 +9,19 @@ import json
 import numpy as np
 import pytest
 
-from sr_engine.bench.study import StudyConfig, adaptive, calibrate, evaluate, simulate_project
+from sr_engine.bench.study import (
+    StudyConfig,
+    _fit,
+    adaptive,
+    calibrate,
+    evaluate,
+    fit_pool,
+    posteriors_by_votes,
+    simulate_project,
+)
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import ConsensusConfig
+from sr_engine.reliability import apply_temperature
 from sr_engine.raters_sim import mixed_panel
 
 CFG = StudyConfig(bank_n=8, train_per_digit=3, eval_per_digit=3, gold_per_digit=1, panels=2,
@@ -40,12 +50,27 @@ def banks(tmp_path):
 def test_calibrate_then_evaluate(banks):
     out = calibrate(banks, CFG, data_path=banks / "cal.json")
     saved = json.loads((banks / "cal.json").read_text())
-    assert saved["rows"]["calibration_rows"] == list(range(30)) and len(saved["grid"]) == 2
+    # one grid row per (candidate minimum, beta, follow)
+    assert saved["rows"]["calibration_rows"] == list(range(30)) and len(saved["grid"]) == CFG.min_raters * 2
     cfg = load_calibration(banks / "cal.json")
     assert cfg.beta == out["chosen"]["beta"] and cfg.temperature == pytest.approx(out["chosen"]["temperature"])
+    # the stored settings are the NLL-best of the chosen minimum's pool, and that minimum's adaptive run used them
+    m = saved["adaptive"]["min_raters"]
+    pool = [g for g in saved["grid"] if g["min_raters"] == m]
+    assert out["chosen"] == min(pool, key=lambda g: g["nll"])
+    per_m = {g["min_raters"]: g for g in saved["adaptive"]["per_min_raters"]}
+    assert sorted(per_m) == list(range(1, CFG.min_raters + 1))
+    assert per_m[m]["beta"] == cfg.beta and per_m[m]["temperature"] == pytest.approx(cfg.temperature)
+    ok = [g for g in per_m.values() if g["accuracy_fixed"] - g["accuracy"] <= saved["adaptive"]["max_loss"]]
+    assert not ok or per_m[m]["vote_saving"] == max(g["vote_saving"] for g in ok)
+    for g in [*per_m.values(), saved["reference_7_votes"]]:
+        assert sum(g["stops"].values()) == pytest.approx(1.0) and min(map(int, g["stops"])) >= g["min_raters"]
+    assert saved["reference_7_votes"]["min_raters"] == m and saved["reference_7_votes"]["fitted_on_votes"] == 7
+    assert all([r["votes"] for r in table] == list(range(1, 8)) for table in saved["by_votes"].values())
     res = evaluate(banks, CFG, data_path=banks / "cal.json")
     m = res["summary"]["mean"]
     assert 0 <= m["ece_posterior"] <= 1 and 0 <= m["acc_posterior"] <= 1 and 0 <= m["vote_saving"] < 1
+    assert sum(res["summary"]["adaptive_stops"].values()) == pytest.approx(1.0)
     for f in ("study.md", "study.csv", "study.json", "reliability.png", "risk_coverage.png"):
         assert (banks / f).stat().st_size > 0
 
@@ -62,6 +87,31 @@ def test_adaptive_overlap_spends_between_min_and_max(banks):
     ev = bank_readings("eval", 3, CFG, banks / "banks-eval.npz")
     gold = bank_readings("train", 1, CFG, banks / "banks-gold.npz")
     p = simulate_project(ev, gold, CFG, 0)
-    post, spent = adaptive(p, ConsensusConfig(), CFG, [r.name for r in mixed_panel(10)])
-    assert CFG.min_raters * p.n_scored <= spent <= CFG.max_raters * p.n_scored
+    post, count = adaptive(p, ConsensusConfig(), CFG, [r.name for r in mixed_panel(10)])
+    assert count.shape == (p.n_scored,) and (CFG.min_raters <= count).all() and (count <= CFG.max_raters).all()
+    # an image is served no more only when resolved (or at the maximum)
+    assert ((post.max(1) >= CFG.threshold) | (count == CFG.max_raters)).all()
     assert post.shape == (p.n_scored, 10)
+
+
+def test_posteriors_by_votes_end_at_the_full_panel_and_the_pool_fits_its_temperature(banks):
+    from sr_engine.bench.study import bank_readings
+
+    ev = bank_readings("eval", 3, CFG, banks / "banks-eval.npz")
+    gold = bank_readings("train", 1, CFG, banks / "banks-gold.npz")
+    p = simulate_project(ev, gold, CFG, 0)
+    names = [r.name for r in mixed_panel(10)]
+    c = ConsensusConfig(beta=1.0)
+    by_votes = posteriors_by_votes(p, c, CFG, names)
+    assert sorted(by_votes) == list(range(1, CFG.max_raters + 1))
+    np.testing.assert_allclose(by_votes[CFG.max_raters], _fit(p, c))
+    truth = p.truth[: p.n_scored]
+    got = fit_pool(by_votes, truth, 2)
+
+    def nll(t):
+        post = apply_temperature(np.concatenate([by_votes[k] for k in range(2, CFG.max_raters + 1)]), t)
+        return -np.log(post[np.arange(len(post)), np.tile(truth, CFG.max_raters - 1)]).mean()
+
+    assert got["nll"] == pytest.approx(nll(got["temperature"]))
+    assert got["nll"] <= min(nll(got["temperature"] * 0.9), nll(got["temperature"] * 1.1)) + 1e-9
+    assert got["accuracy"] == pytest.approx((by_votes[CFG.max_raters].argmax(1) == truth).mean())

@@ -13,10 +13,15 @@ mixed_panel`: 3 careful, 2 careless, 1 biased toward a digit drawn per panel, 1 
 rater types what the bank shows instead of reading with probability ``follow`` (0.5, fixed in advance: the issue
 saw 6 of 7 raters type the same wrong digit when the bank showed it, so following is common).
 
-- ``calibrate`` uses **training rows only** (row i with i % 500 < 400): it chooses the evidence prior's ``beta``
-  and the follow model on a grid by the negative log-likelihood of the truth, fits the temperature
-  (:func:`sr_engine.reliability.fit_temperature`) on the same rows, chooses adaptive overlap's minimum raters
-  (:func:`choose_min_raters`), and writes the settings with the rows used and the figures.
+- ``calibrate`` uses **training rows only** (row i with i % 500 < 400). Adaptive overlap decides on posteriors of
+  images with any number of votes from the minimum to the maximum, so the calibration is fitted on those: for
+  each candidate minimum ``m`` it pools the posteriors of every image with its first ``m``, ``m + 1``, ...,
+  ``max_raters`` raters (:func:`posteriors_by_votes`), chooses the evidence prior's ``beta`` and the follow model on
+  a grid by the negative log-likelihood of the truth on that pool after a temperature fitted on the same pool
+  (:func:`sr_engine.reliability.fit_temperature`), then runs adaptive overlap with it; the minimum that saves the
+  most votes within the accuracy allowance wins (:func:`choose_min_raters`), and the settings are written with the
+  rows used and the figures. (A temperature fitted on 7 votes only leaves posteriors of 2 to 4 votes far
+  under-confident, and images are then served votes they do not need.)
 - ``evaluate`` uses **evaluation rows only** (first ``per_digit`` of each digit) with the stored settings, over
   several panels: accuracy of the majority vote and of the posterior, ECE (10 bins) of both, the resolved images'
   accuracy against the share resolved at the project's threshold, and the votes adaptive overlap spends (the
@@ -43,7 +48,13 @@ from ..consensus import (
     Rating,
     fit_consensus,
 )
-from ..reliability import expected_calibration_error, fit_temperature, reliability_diagram, risk_coverage
+from ..reliability import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_diagram,
+    risk_coverage,
+)
 from ..data import is_eval_row, load_mnist, mnist_canvas
 from ..degradation import make_lr
 from ..engines.registry import load_engine
@@ -66,11 +77,11 @@ class StudyConfig:
     gold_per_digit: int = 2  # gold items per digit (training rows, never scored; not calibration images)
     panels: int = 5  # simulated panels (seeds) per stage
     follow: float = 0.5  # probability that a simulated rater types what the bank shows
-    min_raters: int = 3  # adaptive overlap: raters every image gets
+    min_raters: int = 3  # adaptive overlap: raters every image gets (calibrate tries 1 .. this)
     max_raters: int = 7  # ... and at most (the fixed overlap compared against)
     threshold: float = 0.95  # the resolve threshold (the product's default)
     seed: int = 0
-    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # the calibration grid
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)  # the calibration grid
     follows: tuple[str, ...] = ("off", "fit")
 
 
@@ -158,78 +169,149 @@ def majority(p: Project) -> tuple[np.ndarray, np.ndarray]:
     return k, votes[np.arange(len(k)), k] / votes.sum(1)
 
 
-def adaptive(p: Project, cfg: ConsensusConfig, study: StudyConfig, panel_names: list[str]) -> tuple[np.ndarray, int]:
-    """Reveal ``min_raters`` raters per image, then one more per unresolved image per round, up to
-    ``max_raters``; the consensus is refitted on what is revealed each round. (final posteriors, votes spent)."""
-    n = len(p.truth)
-    count = np.full(n, study.min_raters)
+def _revealed(p: Project, count: np.ndarray, panel_names: list[str]) -> set[tuple[int, str]]:
+    """(image, rater) of the first ``count[i]`` raters (in the panel's order for the image) of every image."""
+    return {(i, panel_names[j]) for i in range(len(p.truth)) for j in p.order[i, : count[i]]}
+
+
+def _counts(p: Project, scored: int, study: StudyConfig) -> np.ndarray:
+    count = np.full(len(p.truth), scored)
     count[p.n_scored:] = study.max_raters  # gold items: every rater (they anchor, as in the app)
+    return count
+
+
+def posteriors_by_votes(p: Project, cfg: ConsensusConfig, study: StudyConfig,
+                        panel_names: list[str]) -> dict[int, np.ndarray]:
+    """k -> posteriors (n_scored, K) when every scored image has its first k raters, k = 1 .. ``max_raters``
+    (the gold items have every rater)."""
+    return {k: _fit(p, cfg, _revealed(p, _counts(p, k, study), panel_names))
+            for k in range(1, study.max_raters + 1)}
+
+
+def adaptive(p: Project, cfg: ConsensusConfig, study: StudyConfig,
+             panel_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Reveal ``min_raters`` raters per image, then one more per unresolved image per round, up to
+    ``max_raters``; the consensus is refitted on what is revealed each round (the app's order: unresolved images
+    first, fewest submissions first). (final posteriors (n_scored, K), int (n_scored,) votes each image got)."""
+    count = _counts(p, study.min_raters, study)
     while True:
-        keep = {(i, panel_names[j]) for i in range(n) for j in p.order[i, : count[i]]}
-        post = _fit(p, cfg, keep)
+        post = _fit(p, cfg, _revealed(p, count, panel_names))
         open_ = (post.max(1) < study.threshold) & (count[: p.n_scored] < study.max_raters)
         if not open_.any():
-            return post, int(count[: p.n_scored].sum())
+            return post, count[: p.n_scored].copy()
         count[: p.n_scored][open_] += 1
 
 
 # ---- calibrate (training rows) -------------------------------------------------------------------------------
+MAX_LOSS = 0.005  # adaptive overlap may cost at most half a point of accuracy on the calibration rows
+
+
+def _nll(post: np.ndarray, truth: np.ndarray) -> float:
+    return float(-np.log(np.clip(post[np.arange(len(truth)), truth], 1e-12, None)).mean())
+
+
+def fit_pool(by_votes: dict[int, np.ndarray], truth: np.ndarray, lowest: int) -> dict:
+    """The temperature fitted on the pooled posteriors with ``lowest`` .. max votes per image (``by_votes``: k ->
+    (n, K), ``truth``: (n,)), and the pool's NLL, ECE after it and the accuracy at the most votes."""
+    ks = [k for k in sorted(by_votes) if k >= lowest]
+    post = np.concatenate([by_votes[k] for k in ks])
+    t_pool = np.tile(truth, len(ks))
+    t = fit_temperature(post, t_pool)
+    calibrated = apply_temperature(post, t)
+    return {"temperature": t, "nll": _nll(calibrated, t_pool),
+            "ece": expected_calibration_error(calibrated.max(1), calibrated.argmax(1) == t_pool),
+            "accuracy": float((by_votes[ks[-1]].argmax(1) == truth).mean())}
+
+
+def by_votes_table(by_votes: dict[int, np.ndarray], truth: np.ndarray) -> list[dict]:
+    """Per vote count k: the temperature fitted on images with k votes alone, and the accuracy there (why one
+    temperature fitted on 7 votes is wrong for fewer: it leaves them under-confident)."""
+    return [{"votes": k, "temperature": fit_temperature(post, truth),
+             "accuracy": float((post.argmax(1) == truth).mean())} for k, post in sorted(by_votes.items())]
+
+
 def calibrate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | None = None) -> dict:
     train = bank_readings("train", cfg.train_per_digit, cfg, out_dir / "banks-train.npz", skip=cfg.gold_per_digit)
     gold = bank_readings("train", cfg.gold_per_digit, cfg, out_dir / "banks-gold.npz")
     assert not is_eval_row(train["rows"]).any() and not is_eval_row(gold["rows"]).any()
     projects = [simulate_project(train, gold, cfg, 1000 + s) for s in range(cfg.panels)]
+    names = [r.name for r in mixed_panel(10)]
     truth = np.concatenate([p.truth[: p.n_scored] for p in projects])
-    grid = []
+    by_setting = {}  # (follow, beta) -> k -> pooled posteriors with k votes per image
     for follow in cfg.follows:
         for beta in cfg.betas:
             if follow == "fit" and beta == 0:
                 continue  # not identified (sr_engine.consensus)
             c = ConsensusConfig(beta=beta, follow=follow, unknown="refuse")
-            post = np.concatenate([_fit(p, c) for p in projects])
-            t = fit_temperature(post, truth)
-            calibrated = np.exp(np.log(np.clip(post, 1e-12, None)) / t)
-            calibrated /= calibrated.sum(1, keepdims=True)
-            nll = float(-np.log(np.clip(calibrated[np.arange(len(truth)), truth], 1e-12, None)).mean())
-            grid.append({"beta": beta, "follow": follow, "temperature": t, "nll": nll,
-                         "accuracy": float((post.argmax(1) == truth).mean()),
-                         "ece": expected_calibration_error(calibrated.max(1), calibrated.argmax(1) == truth)})
-            logger.info("calibration grid %s", grid[-1])
-    best = min(grid, key=lambda g: g["nll"])
-    config = ConsensusConfig(beta=best["beta"], follow=best["follow"], temperature=best["temperature"])
-    overlap = choose_min_raters(projects, config, cfg)
+            per = [posteriors_by_votes(p, c, cfg, names) for p in projects]
+            by_setting[follow, beta] = {k: np.concatenate([q[k] for q in per]) for k in per[0]}
+
+    def best_for(lowest: int) -> tuple[list[dict], ConsensusConfig]:
+        rows = [{"min_raters": lowest, "beta": beta, "follow": follow, **fit_pool(by_votes, truth, lowest)}
+                for (follow, beta), by_votes in by_setting.items()]
+        b = min(rows, key=lambda g: g["nll"])
+        return rows, ConsensusConfig(beta=b["beta"], follow=b["follow"], temperature=b["temperature"])
+
+    grid, configs = [], {}
+    for m in range(1, cfg.min_raters + 1):
+        rows, configs[m] = best_for(m)
+        grid += rows
+        logger.info("calibration for a minimum of %d: %s", m, configs[m])
+    overlap = choose_min_raters(projects, configs, cfg)
+    m = overlap["min_raters"]
+    best = min((g for g in grid if g["min_raters"] == m), key=lambda g: g["nll"])
+    # the reference: the settings fitted on 7 votes alone (how the study calibrated before), same minimum
+    _, ref = best_for(cfg.max_raters)
+    reference = {"fitted_on_votes": cfg.max_raters, "beta": ref.beta, "follow": ref.follow,
+                 "temperature": ref.temperature, **adaptive_run(projects, ref, cfg, m)}
+    logger.info("reference (calibrated on %d votes alone): %s", cfg.max_raters, reference)
     path = save_calibration(
-        data_path or calibration_path(), config,
+        data_path or calibration_path(), configs[m],
         command="python -m sr_engine benchmark study calibrate",
         rows={"split": "train (row % 500 < 400)", "calibration_rows": [int(r) for r in train["rows"]],
               "gold_rows": [int(r) for r in gold["rows"]]},
-        study=asdict(cfg), grid=grid, chosen=best, adaptive=overlap)
-    return {"path": str(path), "chosen": best, "grid": grid, "adaptive": overlap}
+        study=asdict(cfg), grid=grid, chosen=best, adaptive=overlap, reference_7_votes=reference,
+        by_votes={f"{follow} {beta}": by_votes_table(v, truth) for (follow, beta), v in by_setting.items()})
+    return {"path": str(path), "chosen": best, "grid": grid, "adaptive": overlap, "reference": reference}
 
 
-MAX_LOSS = 0.005  # adaptive overlap may cost at most half a point of accuracy on the calibration rows
+def stops(counts: np.ndarray, max_raters: int) -> dict[int, float]:
+    """Share of images by the votes they got when adaptive overlap stopped serving them (1 .. max_raters)."""
+    return {k: float((counts == k).mean()) for k in range(1, max_raters + 1) if (counts == k).any()}
 
 
-def choose_min_raters(projects: list[Project], config: ConsensusConfig, cfg: StudyConfig) -> dict:
-    """On the calibration projects: the minimum raters (1 .. cfg.min_raters) that saves the most votes against a
-    fixed ``max_raters`` while losing at most MAX_LOSS accuracy (half the 1-point allowance, a margin for the
-    step from training to evaluation rows)."""
+def adaptive_run(projects: list[Project], config: ConsensusConfig, cfg: StudyConfig, m: int) -> dict:
+    """Adaptive overlap with a minimum of ``m`` on the projects, against a fixed ``max_raters`` with the same
+    settings: accuracies, vote saving, resolved share and accuracy, and where images stop."""
     names = [r.name for r in mixed_panel(10)]
-    fixed = [_fit(p, config).argmax(1) == p.truth[: p.n_scored] for p in projects]
-    acc_fixed = float(np.concatenate(fixed).mean())
+    study = StudyConfig(**{**asdict(cfg), "min_raters": m})
+    fixed, right, res, counts = [], [], [], []
+    for p in projects:
+        truth = p.truth[: p.n_scored]
+        fixed.append(_fit(p, config).argmax(1) == truth)
+        post, count = adaptive(p, config, study, names)
+        right.append(post.argmax(1) == truth)
+        res.append(post.max(1) >= cfg.threshold)
+        counts.append(count)
+    fixed, right, res, counts = (np.concatenate(a) for a in (fixed, right, res, counts))
+    return {"min_raters": m, "accuracy": float(right.mean()), "accuracy_fixed": float(fixed.mean()),
+            "vote_saving": float(1 - counts.sum() / (cfg.max_raters * len(counts))),
+            "resolved_share": float(res.mean()),
+            "resolved_accuracy": float(right[res].mean()) if res.any() else float("nan"),
+            "stops": stops(counts, cfg.max_raters)}
+
+
+def choose_min_raters(projects: list[Project], configs: dict[int, ConsensusConfig], cfg: StudyConfig) -> dict:
+    """On the calibration projects: the minimum raters m (a key of ``configs``, each with the settings calibrated
+    on the posteriors of m .. max votes) that saves the most votes against a fixed ``max_raters`` while losing at
+    most MAX_LOSS accuracy against that fixed overlap with the same settings (half the 1-point allowance, a margin
+    for the step from training to evaluation rows)."""
     per_m = []
-    for m in range(1, cfg.min_raters + 1):
-        study = StudyConfig(**{**asdict(cfg), "min_raters": m})
-        right, spent, total = [], 0, 0
-        for p in projects:
-            post, n = adaptive(p, config, study, names)
-            right.append(post.argmax(1) == p.truth[: p.n_scored])
-            spent += n
-            total += cfg.max_raters * p.n_scored
-        per_m.append({"min_raters": m, "accuracy": float(np.concatenate(right).mean()), "accuracy_fixed": acc_fixed,
-                      "vote_saving": 1 - spent / total})
+    for m, config in sorted(configs.items()):
+        per_m.append({"beta": config.beta, "follow": config.follow, "temperature": config.temperature,
+                      **adaptive_run(projects, config, cfg, m)})
         logger.info("adaptive overlap on the calibration rows: %s", per_m[-1])
-    ok = [g for g in per_m if acc_fixed - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
+    ok = [g for g in per_m if g["accuracy_fixed"] - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
     best = max(ok, key=lambda g: (g["vote_saving"], g["min_raters"]))
     return {"min_raters": best["min_raters"], "max_raters": cfg.max_raters, "threshold": cfg.threshold,
             "max_loss": MAX_LOSS, "per_min_raters": per_m}
@@ -266,7 +348,7 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
     gold = bank_readings("train", cfg.gold_per_digit, cfg, out_dir / "banks-gold.npz")
     assert is_eval_row(ev["rows"]).all() and not is_eval_row(gold["rows"]).any()
     names = [r.name for r in mixed_panel(10)]
-    rows, all_post, all_maj, all_truth = [], [], [], []
+    rows, all_post, all_maj, all_truth, all_counts = [], [], [], [], []
     for s in range(cfg.panels):
         p = simulate_project(ev, gold, cfg, s)
         truth = p.truth[: p.n_scored]
@@ -274,7 +356,9 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
         maj, share = majority(p)
         right = post.argmax(1) == truth
         res = post.max(1) >= cfg.threshold
-        post_a, spent = adaptive(p, config, cfg, names)
+        post_a, count = adaptive(p, config, cfg, names)
+        spent = int(count.sum())
+        all_counts.append(count)
         res_a = post_a.max(1) >= cfg.threshold
         right_a = post_a.argmax(1) == truth
         rows.append(StudyRow(
@@ -305,6 +389,7 @@ def evaluate(out_dir: Path, cfg: StudyConfig = StudyConfig(), data_path: Path | 
             "risk_coverage": risk_coverage_plot({"posterior": rc_post, "majority share": rc_maj},
                                                 out_dir / "risk_coverage.png", cfg.threshold)}
     summary = _summary(rows, config, cfg, ev, rel_post, rel_maj, rc_post)
+    summary["adaptive_stops"] = stops(np.concatenate(all_counts), cfg.max_raters)
     import pandas as pd
 
     pd.DataFrame([asdict(r) for r in rows]).to_csv(out_dir / "study.csv", index=False)
@@ -337,7 +422,8 @@ def _markdown(s: dict, rows) -> str:
     lines = [
         "# Simulated-rater study", "",
         f"Command: `{s['command']}` (settings: `data/consensus/digits-x8.json`, fitted on training rows by "
-        "`python -m sr_engine benchmark study calibrate`).", "",
+        "`python -m sr_engine benchmark study calibrate` on the posteriors of every vote count from adaptive "
+        f"overlap's minimum ({s['study']['min_raters']}) to {s['study']['max_raters']}).", "",
         f"{s['images']} evaluation digits at x8 (the first {s['study']['eval_per_digit']} evaluation rows of each "
         f"digit), banks of {s['study']['bank_n']} from `mnist-x8` read by the digit classifier; "
         f"{s['panels']} panels of 7 (3 careful, 2 careless, 1 biased, 1 spammer; each types what the bank shows "
@@ -353,9 +439,12 @@ def _markdown(s: dict, rows) -> str:
         f"| resolved, accuracy | {f('resolved_accuracy')} | >= 97% |",
         f"| adaptive overlap ({s['study']['min_raters']}..{s['study']['max_raters']}), accuracy | "
         f"{f('acc_adaptive')} | >= fixed 7 - 1 point |",
-        f"| adaptive overlap, votes saved against a fixed 7 | {f('vote_saving')} | >= 30% |",
+        f"| adaptive overlap, votes saved against a fixed 7 | {f('vote_saving')} "
+        f"({m['votes_adaptive'] / s['images']:.2f} votes per image) | >= 30% |",
         f"| adaptive overlap, resolved share / accuracy | {f('adaptive_resolved_share')} / "
         f"{f('adaptive_resolved_accuracy')} | |", "",
+        "Adaptive overlap, images by the votes they got (pooled over panels): "
+        + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in s["adaptive_stops"].items()) + ".", "",
         f"Pooled over panels: ECE posterior {s['pooled']['ece_posterior']:.3f}, majority share "
         f"{s['pooled']['ece_majority']:.3f}; area under the risk-coverage curve {s['pooled']['aurc_posterior']:.4f}.",
         "", "Targets met: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in s["targets"].items()), "",
@@ -378,4 +467,5 @@ def run(stage: str, out: str | Path = "results/study", cfg: StudyConfig = StudyC
     raise ValueError(f"stage must be calibrate, evaluate or banks, got {stage!r}")
 
 
-__all__ = ["StudyConfig", "run", "calibrate", "evaluate", "bank_readings", "simulate_project", "adaptive"]
+__all__ = ["StudyConfig", "run", "calibrate", "evaluate", "bank_readings", "simulate_project", "adaptive",
+           "posteriors_by_votes", "fit_pool", "choose_min_raters", "adaptive_run", "by_votes_table", "stops"]
