@@ -269,3 +269,54 @@ def test_rate_then_analyse_in_chromium(app_server):
             browser.close()
     off_machine = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
     assert not off_machine, f"requests left 127.0.0.1: {off_machine[:10]}"
+
+
+def _chromium(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+
+
+def test_a_plates_bank_of_16_fits_at_1400x900(tmp_path):
+    """Plates: the LR image, all 16 wide samples (numbered), the legend and the controls fit at 1400x900, and the
+    LR image is at least as wide as a sample."""
+    from annotation.banks import run_bank_jobs
+    from annotation.images import import_arrays
+    from annotation.projects import create_project, load_model, settings_for_engine
+    from conftest import serve_app
+    from db.engine import session_scope
+    from sr_engine import list_models
+    from sr_engine.degradation import make_lr
+    from sr_engine.plates import render_plates
+
+    if "plates-x4" not in list_models():
+        pytest.skip("the shipped model plates-x4 is not in data/checkpoints/")
+    engine = load_model("plates-x4")
+    lr = [make_lr(hr, engine.scale) for hr in render_plates(2, seed=7).images]  # training-split renders, 8x32
+    width, height = 1400, 900
+    with serve_app(tmp_path, "admin-pw", {"rita": ("rater", "rita-pw-1")}, n_images=1) as (base, ctx, _):
+        with session_scope(ctx.factory) as s:  # the only project with banks for this engine: the rater's first
+            pid = create_project(s, settings_for_engine(engine, "plates", bank_size=16, k_picks=3,
+                                                        raters_per_image=3, ensemble_size=2, steps=2)).id
+            import_arrays(s, pid, lr, ["plate-0.png", "plate-1.png"])
+        assert not run_bank_jobs(ctx.factory, engine, pid).failed
+        with sync_api.sync_playwright() as p:
+            browser = _chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                _login(page, base.rstrip("/"), "rita", "rita-pw-1")
+                page.locator("#sr-rate-project input").first.click()
+                page.get_by_role("option", name=re.compile(r"^plates")).first.click()
+                page.wait_for_selector("#sr-grid .sr-grid.sr-wide .sr-tile", timeout=60_000)
+                tiles = page.locator("#sr-grid .sr-tile")
+                assert tiles.count() == 16
+                page.screenshot(path=str(ARTIFACTS / "rate-plates-1400x900.png"))
+                bad = [b for sel in ("#sr-lr img", "#sr-grid .sr-tile", "#sr-legend", "#sr-submit", "#sr-skip-open",
+                                     "#sr-reading", "#sr-rate-project")
+                       for b in _fits(page, sel, width, height)]
+                assert not bad, bad
+                lr_w = page.locator("#sr-lr img").bounding_box()["width"]
+                tile_w = [tiles.nth(i).locator("img").bounding_box()["width"] for i in range(16)]
+                assert lr_w >= max(tile_w), (lr_w, tile_w)
+                assert [tiles.nth(i).locator(".sr-num").inner_text() for i in (0, 8, 9, 15)] == ["1", "9", "a", "g"]
+            finally:
+                browser.close()
+
