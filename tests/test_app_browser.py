@@ -320,3 +320,64 @@ def test_a_plates_bank_of_16_fits_at_1400x900(tmp_path):
             finally:
                 browser.close()
 
+
+def test_admin_messages_appear_beside_the_button_that_caused_them(tmp_path):
+    """A refused upload (a wrong-size image), a refused project (no name) and a created one: each message is in the
+    status element of its own action (the button's ``sr-action`` container, just below the button), escaped, not a
+    toast; the next action empties the earlier message."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import serve_app, tiny_flow_engine
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(wide)
+    with serve_app(tmp_path / "data", "admin-pw", {}, engine=tiny_flow_engine(lr_shape=(4, 4)), project="ui") \
+            as (base, ctx, pid):
+        with sync_api.sync_playwright() as p:
+            browser = _chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                _login(page, base.rstrip("/"), "admin", "admin-pw")
+                page.get_by_role("tab", name="Admin").click()
+                page.wait_for_selector("#sr-bank-progress:has-text('banks complete')", timeout=30_000)
+
+                # ---- a refused upload: the message sits under "Import images", in its container ----
+                page.locator("#sr-admin-files input[type='file']").set_input_files(str(wide))
+                page.wait_for_function("() => document.querySelector('#sr-admin-files').innerText.includes('wide.png')",
+                                       timeout=60_000)
+                page.locator("#sr-upload-btn").click()
+                msg = page.locator("#sr-upload-msg .sr-msg.sr-error")
+                msg.wait_for(timeout=30_000)
+                assert "wide.png: 6x4 pixels, but model tiny-x4 takes LR images of 4x4" in msg.inner_text()
+                page.locator("#sr-upload-btn").scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "admin-refusal-beside-button.png"))
+                assert page.evaluate("() => document.querySelector('#sr-upload-msg').closest('.sr-action')"
+                                     " === document.querySelector('#sr-upload-btn').closest('.sr-action')")
+                button, box = page.locator("#sr-upload-btn").bounding_box(), msg.bounding_box()
+                group = page.locator("#sr-upload-btn").locator("xpath=ancestor::*[contains(@class,'sr-action')][1]")
+                outer = group.bounding_box()
+                below = box["y"] - (button["y"] + button["height"])
+                assert -1 <= below < 40, (button, box)  # directly below the button
+                assert outer["x"] - 1 <= box["x"] and box["x"] + box["width"] <= outer["x"] + outer["width"] + 1
+                assert page.get_by_text("6x4 pixels").count() == 1  # only beside the button: no toast
+
+                # ---- a refused project (no name): beside "Create project"; the upload's message is gone ----
+                page.locator("#sr-create-btn").click()
+                create = page.locator("#sr-create-msg .sr-msg.sr-error")
+                create.wait_for(timeout=60_000)
+                assert "project name" in create.inner_text()
+                assert page.locator("#sr-upload-msg .sr-msg").count() == 0
+                assert page.evaluate("() => document.querySelector('#sr-create-msg').closest('.sr-action')"
+                                     " === document.querySelector('#sr-create-btn').closest('.sr-action')")
+                page.screenshot(path=str(ARTIFACTS / "admin-create-refused.png"))
+
+                # ---- a name with markup: created, and the message shows it as text ----
+                page.locator("#sr-new-name input, #sr-new-name textarea").first.fill("<b>bold</b>")
+                page.locator("#sr-create-btn").click()
+                page.wait_for_selector("#sr-create-msg .sr-msg:has-text('bold')", timeout=60_000)
+                said = page.locator("#sr-create-msg").inner_text()
+                assert "Created project '<b>bold</b>'" in said, said
+                assert page.locator("#sr-create-msg b").count() == 0
+            finally:
+                browser.close()

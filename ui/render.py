@@ -224,6 +224,7 @@ CSS = """
                       cursor: pointer; font-size: 0.9em; font-weight: normal; }
 .sr-msg { padding: 10px 12px; border-radius: 6px; background: var(--background-fill-secondary); }
 .sr-msg.sr-done { font-size: 1.2em; } .sr-msg.sr-error { color: #c92a2a; }
+.sr-status .sr-msg { padding: 6px 10px; font-size: 0.9em; overflow-wrap: anywhere; }
 .sr-counter { font-size: 1.3em; font-weight: 600; }
 .sr-heatmap { display: grid; grid-template-columns: repeat(auto-fill, minmax(60px, 1fr)); gap: 4px; }
 .sr-heat-tile { position: relative; line-height: 0; border: 2px solid transparent; border-radius: 4px; }
