@@ -8,6 +8,7 @@ SQLite file in ``data/``). Each command is one transaction (bank generation: one
     python -m annotation import --project P (--path FILE|DIR|ZIP [--model NAME_OR_CHECKPOINT] | --mnist 20 [--gold 4])
     python -m annotation generate --project P [--model NAME_OR_CHECKPOINT] [--limit N] [--stale-after 60]
     python -m annotation remove-image --project P --image ID [--reason TEXT]
+    python -m annotation remove-bank --project P --image ID [--reason TEXT]   # the image stays; generate re-makes it
     python -m annotation ensembles --project P [--model NAME_OR_CHECKPOINT] [--weighting mean|votes]
     python -m annotation export --project P --what votes|summary|skips|ensembles --format csv|json|parquet --out PATH
     python -m annotation accounts list
@@ -24,7 +25,9 @@ its bank's heartbeat while it works, reclaims a bank whose worker's heartbeat is
 seconds (a killed run), and exits with status 1 naming every bank it leaves unfinished (failed, or still
 running under another live worker). ``import`` reads and checks every file (against the model's LR shape too)
 before its one short write transaction; ``remove-image`` deletes an image with its bank and votes (audited), so
-a project whose model cannot take an image can still reach 100%.
+a project whose model cannot take an image can still reach 100%. ``remove-bank`` deletes only an image's bank
+(refused while votes or skips depend on it, or while a worker generates it; audited), so that ``generate`` makes
+it again: a bank that used up its attempts, or one made by an older export of the checkpoint.
 
 Every command prints what it did on stdout; progress and diagnostics go to the log on stderr (``--log-level``,
 default INFO). A refusal (bad input) is one ``error: ...`` line on stderr and exit status 2.
@@ -148,6 +151,17 @@ def _cmd_remove_image(a, Session) -> int:
     return 0
 
 
+def _cmd_remove_bank(a, Session) -> int:
+    from .banks import remove_bank
+    from .projects import get_project
+
+    with session_scope(Session) as s:
+        r = remove_bank(s, get_project(s, a.project).id, a.image, reason=a.reason)
+    print(f"removed bank {r.bank_id} ({r.status}) of image {r.image_id} ({r.source}) with {r.samples} sample(s) and "
+          f"{r.open_assignments} open assignment(s); `generate` makes a new one")
+    return 0
+
+
 def _cmd_ensembles(a, Session) -> int:
     from .ensembles import make_ensembles
     from .projects import get_project
@@ -267,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image", type=int, required=True, help="the image id")
     c.add_argument("--reason", default="", help="why (kept in the audit log)")
     c.set_defaults(func=_cmd_remove_image)
+
+    c = sub.add_parser("remove-bank", parents=[common],
+                       help="remove an image's bank (no votes or skips on it); generate makes it again (audited)")
+    c.add_argument("--project", required=True)
+    c.add_argument("--image", type=int, required=True, help="the image id (the image stays)")
+    c.add_argument("--reason", default="", help="why (kept in the audit log)")
+    c.set_defaults(func=_cmd_remove_bank)
 
     c = sub.add_parser("ensembles", parents=[common], help="ensembles of the most-voted samples")
     c.add_argument("--project", required=True)

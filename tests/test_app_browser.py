@@ -269,3 +269,115 @@ def test_rate_then_analyse_in_chromium(app_server):
             browser.close()
     off_machine = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
     assert not off_machine, f"requests left 127.0.0.1: {off_machine[:10]}"
+
+
+def _chromium(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+
+
+def test_a_plates_bank_of_16_fits_at_1400x900(tmp_path):
+    """Plates: the LR image, all 16 wide samples (numbered), the legend and the controls fit at 1400x900, and the
+    LR image is at least as wide as a sample."""
+    from annotation.banks import run_bank_jobs
+    from annotation.images import import_arrays
+    from annotation.projects import create_project, load_model, settings_for_engine
+    from conftest import serve_app
+    from db.engine import session_scope
+    from sr_engine import list_models
+    from sr_engine.degradation import make_lr
+    from sr_engine.plates import render_plates
+
+    if "plates-x4" not in list_models():
+        pytest.skip("the shipped model plates-x4 is not in data/checkpoints/")
+    engine = load_model("plates-x4")
+    lr = [make_lr(hr, engine.scale) for hr in render_plates(2, seed=7).images]  # training-split renders, 8x32
+    width, height = 1400, 900
+    with serve_app(tmp_path, "admin-pw", {"rita": ("rater", "rita-pw-1")}, n_images=1) as (base, ctx, _):
+        with session_scope(ctx.factory) as s:  # the only project with banks for this engine: the rater's first
+            pid = create_project(s, settings_for_engine(engine, "plates", bank_size=16, k_picks=3,
+                                                        raters_per_image=3, ensemble_size=2, steps=2)).id
+            import_arrays(s, pid, lr, ["plate-0.png", "plate-1.png"])
+        assert not run_bank_jobs(ctx.factory, engine, pid).failed
+        with sync_api.sync_playwright() as p:
+            browser = _chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                _login(page, base.rstrip("/"), "rita", "rita-pw-1")
+                page.locator("#sr-rate-project input").first.click()
+                page.get_by_role("option", name=re.compile(r"^plates")).first.click()
+                page.wait_for_selector("#sr-grid .sr-grid.sr-wide .sr-tile", timeout=60_000)
+                tiles = page.locator("#sr-grid .sr-tile")
+                assert tiles.count() == 16
+                page.screenshot(path=str(ARTIFACTS / "rate-plates-1400x900.png"))
+                bad = [b for sel in ("#sr-lr img", "#sr-grid .sr-tile", "#sr-legend", "#sr-submit", "#sr-skip-open",
+                                     "#sr-reading", "#sr-rate-project")
+                       for b in _fits(page, sel, width, height)]
+                assert not bad, bad
+                lr_w = page.locator("#sr-lr img").bounding_box()["width"]
+                tile_w = [tiles.nth(i).locator("img").bounding_box()["width"] for i in range(16)]
+                assert lr_w >= max(tile_w), (lr_w, tile_w)
+                assert [tiles.nth(i).locator(".sr-num").inner_text() for i in (0, 8, 9, 15)] == ["1", "9", "a", "g"]
+            finally:
+                browser.close()
+
+
+def test_admin_messages_appear_beside_the_button_that_caused_them(tmp_path):
+    """A refused upload (a wrong-size image), a refused project (no name) and a created one: each message is in the
+    status element of its own action (the button's ``sr-action`` container, just below the button), escaped, not a
+    toast; the next action empties the earlier message."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import serve_app, tiny_flow_engine
+
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(wide)
+    with serve_app(tmp_path / "data", "admin-pw", {}, engine=tiny_flow_engine(lr_shape=(4, 4)), project="ui") \
+            as (base, ctx, pid):
+        with sync_api.sync_playwright() as p:
+            browser = _chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                _login(page, base.rstrip("/"), "admin", "admin-pw")
+                page.get_by_role("tab", name="Admin").click()
+                page.wait_for_selector("#sr-bank-progress:has-text('banks complete')", timeout=30_000)
+
+                # ---- a refused upload: the message sits under "Import images", in its container ----
+                page.locator("#sr-admin-files input[type='file']").set_input_files(str(wide))
+                page.wait_for_function("() => document.querySelector('#sr-admin-files').innerText.includes('wide.png')",
+                                       timeout=60_000)
+                page.locator("#sr-upload-btn").click()
+                msg = page.locator("#sr-upload-msg .sr-msg.sr-error")
+                msg.wait_for(timeout=30_000)
+                assert "wide.png: 6x4 pixels, but model tiny-x4 takes LR images of 4x4" in msg.inner_text()
+                page.locator("#sr-upload-btn").scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "admin-refusal-beside-button.png"))
+                assert page.evaluate("() => document.querySelector('#sr-upload-msg').closest('.sr-action')"
+                                     " === document.querySelector('#sr-upload-btn').closest('.sr-action')")
+                button, box = page.locator("#sr-upload-btn").bounding_box(), msg.bounding_box()
+                group = page.locator("#sr-upload-btn").locator("xpath=ancestor::*[contains(@class,'sr-action')][1]")
+                outer = group.bounding_box()
+                below = box["y"] - (button["y"] + button["height"])
+                assert -1 <= below < 40, (button, box)  # directly below the button
+                assert outer["x"] - 1 <= box["x"] and box["x"] + box["width"] <= outer["x"] + outer["width"] + 1
+                assert page.get_by_text("6x4 pixels").count() == 1  # only beside the button: no toast
+
+                # ---- a refused project (no name): beside "Create project"; the upload's message is gone ----
+                page.locator("#sr-create-btn").click()
+                create = page.locator("#sr-create-msg .sr-msg.sr-error")
+                create.wait_for(timeout=60_000)
+                assert "project name" in create.inner_text()
+                assert page.locator("#sr-upload-msg .sr-msg").count() == 0
+                assert page.evaluate("() => document.querySelector('#sr-create-msg').closest('.sr-action')"
+                                     " === document.querySelector('#sr-create-btn').closest('.sr-action')")
+                page.screenshot(path=str(ARTIFACTS / "admin-create-refused.png"))
+
+                # ---- a name with markup: created, and the message shows it as text ----
+                page.locator("#sr-new-name input, #sr-new-name textarea").first.fill("<b>bold</b>")
+                page.locator("#sr-create-btn").click()
+                page.wait_for_selector("#sr-create-msg .sr-msg:has-text('bold')", timeout=60_000)
+                said = page.locator("#sr-create-msg").inner_text()
+                assert "Created project '<b>bold</b>'" in said, said
+                assert page.locator("#sr-create-msg b").count() == 0
+            finally:
+                browser.close()

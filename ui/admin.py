@@ -1,7 +1,13 @@
 """The Admin view: create a project (a shipped model or a local ``diffusers:/dir`` pipeline, N, k, M, m, steps,
 mode, scheduler, prompt, LR size limit, ...), upload LR images (PNG, JPEG, zip), generate banks in the background
-worker with a progress bar; accounts: list them (role, active, last sign-in), add one, deactivate or activate one, reset
-a password (the new one-time password is shown once). Admins only."""
+worker with a progress bar, remove an image or only its bank; accounts: list them (role, active, last sign-in), add
+one, deactivate or activate one, reset a password (the new one-time password is shown once). Admins only: every
+handler checks the role (a Gradio event is callable over HTTP).
+
+Every action's message, success or refusal, appears in the status element below or beside its button (in the same
+``sr-action`` container; :func:`ui.context.beside`), escaped, and every status is emptied when the next action
+starts. Over the API a refusal of the input is the returned message (class ``sr-error``); a caller without the admin
+role gets an error."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import pandas as pd
 
 from annotation.accounts import ROLES as ACCOUNT_ROLES
 from annotation.accounts import add_account, list_accounts, rater_by_name, reset_password, set_active
-from annotation.banks import progress
+from annotation.banks import progress, remove_bank
 from annotation.errors import AnnotationError
 from annotation.images import prepare_import, remove_image, store_import
 from annotation.projects import (SCHEDULERS, create_project, get_project, model_modes, model_spec, set_guidelines,
@@ -21,7 +27,7 @@ from annotation.projects import (SCHEDULERS, create_project, get_project, model_
 from annotation.uploads import read_upload
 from sr_engine import MODES as SR_MODES
 
-from .context import AppContext, chosen_id, refuse, whole_number
+from .context import AppContext, beside, chosen_id, refuse, whole_number
 from .render import message_html, progress_html
 
 MODES = list(SR_MODES)
@@ -44,6 +50,13 @@ class AdminView:
     create_outputs: list
     accounts: gr.Dataframe
     show_accounts: object  # (request) -> the accounts table
+    on_action: object  # (button, handler, inputs, outputs, api_name) -> the event: statuses cleared, then handler
+
+
+def action_status(elem_id: str) -> gr.HTML:
+    """The status element of an admin action: directly below (or beside) its button, in the same ``sr-action``
+    container; the handler (:func:`ui.context.beside`) writes its success or refusal there."""
+    return gr.HTML(elem_id=elem_id, elem_classes=["sr-status"])
 
 
 def build_admin(ctx: AppContext) -> AdminView:
@@ -55,23 +68,30 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         guide = gr.Textbox(label="guidelines for raters (shown above their grid; plain text)", lines=3, scale=4,
                            elem_id="sr-admin-guidelines")
-        with gr.Column(scale=1, min_width=180):
-            guide_btn = gr.Button("Save guidelines", size="sm")
-            guide_msg = gr.HTML()  # beside the button that caused it
+        with gr.Column(scale=1, min_width=180, elem_classes=["sr-action"]):
+            guide_btn = gr.Button("Save guidelines", size="sm", elem_id="sr-guidelines-btn")
+            guide_msg = action_status("sr-guidelines-msg")
     with gr.Row():
         files = gr.File(label="LR images (PNG, JPEG or a zip of them)", file_count="multiple",
-                        file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath")
-        with gr.Column():
-            upload_btn = gr.Button("Import images")
-            generate_btn = gr.Button("Generate missing banks", variant="primary")
-            admin_msg = gr.HTML()
+                        file_types=[".png", ".jpg", ".jpeg", ".zip"], type="filepath", scale=2,
+                        elem_id="sr-admin-files")
+        with gr.Column(elem_classes=["sr-action"]):
+            upload_btn = gr.Button("Import images", elem_id="sr-upload-btn")
+            upload_msg = action_status("sr-upload-msg")
+        with gr.Column(elem_classes=["sr-action"]):
+            generate_btn = gr.Button("Generate missing banks", variant="primary", elem_id="sr-generate-btn")
+            generate_msg = action_status("sr-generate-msg")
     with gr.Row():
-        remove_id = gr.Number(None, precision=0, label="image id to remove (with its bank and votes)", scale=1)
-        remove_btn = gr.Button("Remove image", size="sm", scale=0)
-        remove_msg = gr.HTML(elem_id="sr-remove-msg")
+        remove_id = gr.Number(None, precision=0, label="image id", scale=1, elem_id="sr-remove-id")
+        with gr.Column(scale=3, elem_classes=["sr-action"]):
+            with gr.Row():
+                remove_btn = gr.Button("Remove image (with its bank and votes)", size="sm", elem_id="sr-remove-btn")
+                remove_bank_btn = gr.Button("Remove bank only (no votes on it; generated again)", size="sm",
+                                            elem_id="sr-remove-bank-btn")
+            remove_msg = action_status("sr-remove-msg")
     gr.Markdown("### New project")
     with gr.Row():
-        name = gr.Textbox(label="name")
+        name = gr.Textbox(label="name", elem_id="sr-new-name")
         model = gr.Dropdown(ctx.engines.names(), label="model (its scale comes with it)",
                             value=(ctx.engines.names() or [None])[0], allow_custom_value=True,
                             info="a shipped model, or type diffusers:/path/to/pipeline (a local folder)")
@@ -82,7 +102,7 @@ def build_admin(ctx: AppContext) -> AdminView:
         n = gr.Number(64, precision=0, label="N samples per bank")
         k = gr.Number(3, precision=0, label="k picks")
         m_raters = gr.Number(5, precision=0, label="M raters per image (at most)")
-        min_raters_ = gr.Number(None, precision=0, label="min raters (adaptive; empty: M)")
+        min_raters_ = gr.Number(None, precision=0, label="min raters (adaptive; empty or 0: M)")
         threshold_ = gr.Number(0.95, label="resolve threshold (0..1]")
         m_ens = gr.Number(3, precision=0, label="m samples in the ensemble")
         steps = gr.Number(8, precision=0, label="steps")
@@ -91,24 +111,35 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
         max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
-    with gr.Row():
-        new_project = gr.Button("Create project", scale=1)
-        create_msg = gr.HTML(elem_id="sr-create-msg")  # beside the button that caused it
+    with gr.Row(elem_classes=["sr-action"]):
+        new_project = gr.Button("Create project", scale=1, elem_id="sr-create-btn")
+        create_msg = gr.HTML(elem_id="sr-create-msg", elem_classes=["sr-status"])  # beside its button
     gr.Markdown("### Accounts")
     accounts = gr.Dataframe(headers=ACCOUNT_COLUMNS, label="accounts", interactive=False, elem_id="sr-accounts")
     with gr.Row():
         acct_name = gr.Textbox(label="name")
         acct_role = gr.Dropdown(list(ACCOUNT_ROLES), value="rater", label="role")
         acct_pw = gr.Textbox(label="password (empty: a one-time password is made)", type="password")
-        add_btn = gr.Button("Add account")
+        with gr.Column(elem_classes=["sr-action"]):
+            add_btn = gr.Button("Add account", elem_id="sr-add-account-btn")
+            add_msg = action_status("sr-add-account-msg")
     with gr.Row():
         acct_target = gr.Textbox(label="account", placeholder="account name", elem_id="sr-account-target")
-        deactivate_btn = gr.Button("Deactivate", size="sm")
-        activate_btn = gr.Button("Activate", size="sm")
-        reset_btn = gr.Button("Reset password", size="sm")
-        list_btn = gr.Button("Refresh list", size="sm")
-    acct_msg = gr.HTML(elem_id="sr-account-message")
+        with gr.Column(scale=3, elem_classes=["sr-action"]):
+            with gr.Row():
+                deactivate_btn = gr.Button("Deactivate", size="sm")
+                activate_btn = gr.Button("Activate", size="sm")
+                reset_btn = gr.Button("Reset password", size="sm")
+                list_btn = gr.Button("Refresh list", size="sm")
+            acct_msg = action_status("sr-account-message")
     timer = gr.Timer(2.0, active=False)
+    statuses = [guide_msg, upload_msg, generate_msg, remove_msg, create_msg, add_msg, acct_msg]
+
+    def on_action(button: gr.Button, handler, inputs, outputs, api_name: str):
+        """Wire an action's button: the page first empties every action's status (in the browser: a message
+        belongs to the last action only), then the handler runs; ``api_name`` is its endpoint."""
+        return button.click(None, None, statuses, js=f"() => {[''] * len(statuses)!r}".replace("'", '"'),
+                            api_name=False, show_progress="hidden").then(handler, inputs, outputs, api_name=api_name)
 
     def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
                   min_r_, threshold, request: gr.Request):
@@ -120,13 +151,14 @@ def build_admin(ctx: AppContext) -> AdminView:
         except ValueError as err:  # a missing folder, not an SR pipeline, pickled weights: said plainly
             raise refuse(str(err)) from None
         prompt_ = str(prompt_ or "")
+        min_r_ = 0 if min_r_ in (None, "") else min_r_  # empty or 0 (what the page sends for empty): M
         settings = settings_for_engine(engine, str(name_ or "").strip(), bank_size=whole_number(n_, "N"),
                                        k_picks=whole_number(k_, "k"), raters_per_image=whole_number(mr_, "M"),
                                        ensemble_size=whole_number(me_, "m"), steps=whole_number(steps_, "steps"),
                                        mode=str(mode_), scheduler=str(scheduler_), seed=whole_number(seed_, "seed"),
                                        gold_rate=float(gold_ or 0.0),
                                        max_lr_side=whole_number(max_side_, "the size limit"),
-                                       min_raters=None if min_r_ in (None, "") else whole_number(min_r_, "min raters"),
+                                       min_raters=whole_number(min_r_, "min raters") or None,
                                        resolve_threshold=float(0.95 if threshold in (None, "") else threshold),
                                        engine_options={"prompt": prompt_} if prompt_.strip() else {})
         with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
@@ -140,6 +172,7 @@ def build_admin(ctx: AppContext) -> AdminView:
         return (gr.update(choices=list(modes), value=mode_ if mode_ in modes else modes[0]),
                 gr.update(choices=list(schedulers), value=scheduler_ if scheduler_ in schedulers else schedulers[0]))
 
+    @beside(2)
     def do_upload(project_id, paths, request: gr.Request):
         actor = ctx.actor(request, "admin")
         pid = chosen_id(project_id, "the project")
@@ -170,6 +203,7 @@ def build_admin(ctx: AppContext) -> AdminView:
         return message_html(f"Imported {added} image(s); {dup} duplicate(s), {skipped} non-image file(s) skipped. "
                             "Generate their banks next."), None
 
+    @beside(2)
     def do_remove(project_id, image_id, request: gr.Request):
         actor = ctx.actor(request, "admin")
         pid = chosen_id(project_id, "the project")
@@ -180,6 +214,18 @@ def build_admin(ctx: AppContext) -> AdminView:
                             f"{r.assignments} assignment(s), {r.submissions} of them submitted; the audit log "
                             "keeps the record."), None
 
+    @beside(2)
+    def do_remove_bank(project_id, image_id, request: gr.Request):
+        actor = ctx.actor(request, "admin")
+        pid = chosen_id(project_id, "the project")
+        iid = whole_number(image_id, "the image id")
+        with ctx.tx() as s:
+            r = remove_bank(s, pid, iid, actor_id=actor.id)
+        return message_html(f"Removed bank {r.bank_id} ({r.status}) of image {r.image_id} ({r.source}) with "
+                            f"{r.samples} sample(s) and {r.open_assignments} open task(s); the image stays, and "
+                            "Generate missing banks makes a new bank. The audit log keeps the record."), None
+
+    @beside(2)
     def do_generate(project_id, request: gr.Request):
         ctx.actor(request, "admin")
         pid = chosen_id(project_id, "the project")
@@ -215,6 +261,7 @@ def build_admin(ctx: AppContext) -> AdminView:
         with ctx.tx() as s:
             return get_project(s, pid).guidelines
 
+    @beside()
     def save_guidelines(project_id, text, request: gr.Request):
         actor = ctx.actor(request, "admin")
         pid = chosen_id(project_id, "the project")
@@ -223,6 +270,7 @@ def build_admin(ctx: AppContext) -> AdminView:
             name_ = p.name
         return message_html(f"Saved the guidelines of {name_}; raters see them with their next task.")
 
+    @beside(2)
     def do_add(name_, role_, pw_, request: gr.Request):
         actor = ctx.actor(request, "admin")
         with ctx.tx() as s:
@@ -256,32 +304,36 @@ def build_admin(ctx: AppContext) -> AdminView:
             return message_html(f"Deactivated {name}: its sessions have ended; its votes stay.")
         return message_html(f"Activated {name}.")
 
+    @beside()
     def deactivate(target, request: gr.Request):  # Gradio injects the request by annotation
         return account_action(target, "deactivate", request)
 
+    @beside()
     def activate(target, request: gr.Request):
         return account_action(target, "activate", request)
 
+    @beside()
     def reset(target, request: gr.Request):
         return account_action(target, "reset", request)
 
     create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side,
                      min_raters_, threshold_]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
-    upload_btn.click(do_upload, [project, files], [admin_msg, files], api_name="upload_images")
-    remove_btn.click(do_remove, [project, remove_id], [remove_msg, remove_id], api_name="remove_image")
-    generate_btn.click(do_generate, [project], [admin_msg, timer], api_name="generate_banks")
+    on_action(upload_btn, do_upload, [project, files], [upload_msg, files], "upload_images")
+    on_action(remove_btn, do_remove, [project, remove_id], [remove_msg, remove_id], "remove_image")
+    on_action(remove_bank_btn, do_remove_bank, [project, remove_id], [remove_msg, remove_id], "remove_bank")
+    on_action(generate_btn, do_generate, [project], [generate_msg, timer], "generate_banks")
     timer.tick(show_progress, [project], [bank_progress], api_name="bank_progress", show_progress="hidden")
     project.change(show_progress, [project], [bank_progress], api_name=False)
     project.change(show_guidelines, [project], [guide], api_name=False)
-    guide_btn.click(save_guidelines, [project, guide], [guide_msg], api_name="set_guidelines")
-    add_btn.click(do_add, [acct_name, acct_role, acct_pw], [acct_msg, acct_pw], api_name="add_rater").then(
+    on_action(guide_btn, save_guidelines, [project, guide], [guide_msg], "set_guidelines")
+    on_action(add_btn, do_add, [acct_name, acct_role, acct_pw], [add_msg, acct_pw], "add_rater").then(
         show_accounts, None, [accounts], api_name=False)
     list_btn.click(show_accounts, None, [accounts], api_name="list_accounts")
-    deactivate_btn.click(deactivate, [acct_target], [acct_msg], api_name="deactivate_account").then(
-        show_accounts, None, [accounts], api_name=False)
-    activate_btn.click(activate, [acct_target], [acct_msg], api_name="activate_account").then(
-        show_accounts, None, [accounts], api_name=False)
-    reset_btn.click(reset, [acct_target], [acct_msg], api_name="reset_password").then(
-        show_accounts, None, [accounts], api_name=False)
-    return AdminView(project, timer, new_project, [do_create, create_inputs, create_msg], accounts, show_accounts)
+    for button, handler, api_name in ((deactivate_btn, deactivate, "deactivate_account"),
+                                      (activate_btn, activate, "activate_account"),
+                                      (reset_btn, reset, "reset_password")):
+        on_action(button, handler, [acct_target], [acct_msg], api_name).then(show_accounts, None, [accounts],
+                                                                            api_name=False)
+    return AdminView(project, timer, new_project, [do_create, create_inputs, create_msg], accounts, show_accounts,
+                     on_action)

@@ -17,7 +17,7 @@ from annotation.projects import list_projects
 from .account import build_account, change_own_password
 from .admin import build_admin
 from .analyst import build_analyst
-from .context import AppContext
+from .context import AppContext, beside
 from .rate import build_rate, rater_menu
 from .render import esc
 
@@ -76,12 +76,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         do_create, create_inputs, admin_msg = admin.create_outputs
 
+        @beside(3)
         def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
                                max_lr_side, min_raters=None, threshold=0.95, request: gr.Request = None):
             msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
                                  max_lr_side, min_raters, threshold, request)
             return msg, projects_for(pid), projects_for(pid)
 
-        admin.new_project.click(create_and_refresh, create_inputs, [admin_msg, admin.project, analyst.project],
-                                api_name="create_project")
+        admin.on_action(admin.new_project, create_and_refresh, create_inputs,
+                        [admin_msg, admin.project, analyst.project], "create_project")
     return demo

@@ -11,10 +11,12 @@ refuses everything else on the server).
 
 from __future__ import annotations
 
+import functools
+import html
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,19 +37,49 @@ from db.engine import is_busy, session_scope
 from db.models import Role
 from sr_engine import SREngine, list_models
 
+from .render import message_html
 from .security import Guard
 
 logger = logging.getLogger(__name__)
 
 
-def refuse(message: str, *, level: int = logging.INFO) -> gr.Error:
+class Denied(gr.Error):
+    """A refusal of who asks (not signed in, a wrong role, a deactivated account), not of what they ask: always an
+    error to the caller, never a status message (:func:`beside`)."""
+
+
+def refuse(message: str, *, level: int = logging.INFO, denied: bool = False) -> gr.Error:
     """The error to raise when a request is refused (bad input, a missing permission): the message goes to the
     page and one line to the log, without a traceback; a refusal is not a bug. Real bugs still raise their own
     exceptions, which Gradio logs with the traceback. The toast shows HTML: the message is escaped and stripped of
-    memory addresses first (:func:`annotation.text.safe_message`)."""
+    memory addresses first (:func:`annotation.text.safe_message`). ``denied``: a refusal of the caller
+    (:class:`Denied`)."""
     message = safe_message(message)
     logger.log(level, "refused: %s", message)
-    return gr.Error(message, print_exception=False)
+    return (Denied if denied else gr.Error)(message, print_exception=False)
+
+
+def beside(outputs: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For a handler whose first output is the status element beside its button (the admin's actions): a refusal of
+    what it asks (:func:`refuse`, a service's :class:`~annotation.errors.AnnotationError` through
+    :meth:`AppContext.tx`) is returned into that element, escaped, with the class ``sr-error``, and the handler's
+    other ``outputs - 1`` outputs are left as they are; no toast. A refusal of who asks (:class:`Denied`) and real
+    bugs still raise. The wrapped handler keeps its signature, so Gradio still injects ``gr.Request``."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Denied:
+                raise
+            except gr.Error as err:  # its message is already safe HTML (refuse): shown once, not escaped twice
+                shown = message_html(html.unescape(str(err.message)), "error")
+                return shown if outputs == 1 else (shown, *[gr.skip()] * (outputs - 1))
+
+        return run
+
+    return wrap
 
 
 BUSY_MESSAGE = "The store is busy; try again in a moment."
@@ -138,20 +170,20 @@ class AppContext:
         (unless ``allow_must_change``: the page's start and the change itself)."""
         name = getattr(request, "username", None) if request is not None else None
         if not name:
-            raise refuse("Sign in first.")
+            raise refuse("Sign in first.", denied=True)
         with self.tx(write=False) as s:
             try:
                 r = rater_by_name(s, name)
             except AnnotationError:
-                raise refuse("Unknown account.", level=logging.WARNING) from None
+                raise refuse("Unknown account.", level=logging.WARNING, denied=True) from None
             role = Role(r.role).value
             if not r.active:
-                raise refuse("This account is deactivated.", level=logging.WARNING)
+                raise refuse("This account is deactivated.", level=logging.WARNING, denied=True)
             if r.must_change_password and not allow_must_change:
-                raise refuse(MUST_CHANGE, level=logging.WARNING)
+                raise refuse(MUST_CHANGE, level=logging.WARNING, denied=True)
             if roles and role not in roles:
                 raise refuse(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.",
-                             level=logging.WARNING)
+                             level=logging.WARNING, denied=True)
             return Actor(r.id, r.name, role, bool(r.must_change_password))
 
     # ---- transactions ----------------------------------------------------------------------------------------

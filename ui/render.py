@@ -19,7 +19,7 @@ from annotation.positions import PositionalReading
 
 TILE_PX = 112  # a bank sample's side on screen
 LR_PX = 224  # the LR image's side on screen
-WIDE_TILE = (288, 72)  # a plate-shaped sample on screen (w, h)
+WIDE_TILE = (200, 50)  # a plate-shaped sample on screen (w, h): 4 a row, so 16 fit beside the LR at 1400x900
 WIDE_LR_PX = 320  # a plate-shaped LR image's width: at least a candidate's, so the LR is never the smaller one
 
 
@@ -205,8 +205,8 @@ CSS = """
 .sr-tile:focus-visible { outline: 3px solid #1c7ed6; }
 .sr-tile img { width: 112px; height: 112px; max-width: 100%; object-fit: contain; }
 .sr-tile.sr-picked { border-color: #e8590c; }
-.sr-grid.sr-wide { grid-template-columns: repeat(auto-fill, minmax(294px, 1fr)); }
-.sr-grid.sr-wide .sr-tile img { width: 288px; height: 72px; }
+.sr-grid.sr-wide { grid-template-columns: repeat(4, minmax(0, 1fr)); }  /* plates: 16 in 4 rows */
+.sr-grid.sr-wide .sr-tile img { width: 200px; height: 50px; }
 .sr-heatmap.sr-wide { grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); }
 .sr-tile[data-rank]::after { content: attr(data-rank); position: absolute; top: 4px; left: 4px; width: 1.7em;
            height: 1.7em; line-height: 1.7em; border-radius: 50%; background: #e8590c; color: #fff;
@@ -226,6 +226,7 @@ CSS = """
                       cursor: pointer; font-size: 0.9em; font-weight: normal; }
 .sr-msg { padding: 10px 12px; border-radius: 6px; background: var(--background-fill-secondary); }
 .sr-msg.sr-done { font-size: 1.2em; } .sr-msg.sr-error { color: #c92a2a; }
+.sr-status .sr-msg { padding: 6px 10px; font-size: 0.9em; overflow-wrap: anywhere; }
 .sr-counter { font-size: 1.3em; font-weight: 600; }
 .sr-heatmap { display: grid; grid-template-columns: repeat(auto-fill, minmax(60px, 1fr)); gap: 4px; }
 .sr-heat-tile { position: relative; line-height: 0; border: 2px solid transparent; border-radius: 4px; }

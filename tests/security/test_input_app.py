@@ -62,9 +62,8 @@ def test_an_upload_error_shows_the_file_name_as_text(served, tmp_path):
     bad = tmp_path / "set.zip"  # Gradio cleans an uploaded file's own name; a zip member's name is the sender's
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("<img src=x onerror=alert(1)>.png", b"not an image")
-    with pytest.raises(AppError) as err:
-        client(url, "admin").predict(pid, [handle_file(str(bad))], api_name="/upload_images")
-    msg = str(err.value)
+    msg, _ = client(url, "admin").predict(pid, [handle_file(str(bad))], api_name="/upload_images")
+    assert "sr-error" in msg, msg  # the refusal is the message beside the button
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in msg and "<img" not in msg, msg
 
 
@@ -78,8 +77,8 @@ def test_a_wrong_size_upload_is_refused_and_an_image_can_be_removed(served, tmp_
     good = tmp_path / "good.png"
     Image.fromarray(tiny_lr_images(1, seed=99)[0]).save(good)
     admin = client(url, "admin")
-    with pytest.raises(AppError, match=r"wide\.png: 6x4 pixels, but model tiny-x4 takes LR images of 4x4"):
-        admin.predict(pid, [handle_file(str(good)), handle_file(str(wide))], api_name="/upload_images")
+    msg, _ = admin.predict(pid, [handle_file(str(good)), handle_file(str(wide))], api_name="/upload_images")
+    assert re.search(r"sr-error.*wide\.png: 6x4 pixels, but model tiny-x4 takes LR images of 4x4", msg), msg
     msg, _ = admin.predict(pid, [handle_file(str(good))], api_name="/upload_images")
     assert "Imported 1 image(s)" in msg
     with session_scope(ctx.factory) as s:
@@ -90,6 +89,31 @@ def test_a_wrong_size_upload_is_refused_and_an_image_can_be_removed(served, tmp_
     assert re.search(r"Removed image 1 \(img-0\.png\) with 1 bank\(s\)", msg), msg
     with session_scope(ctx.factory) as s:
         assert progress(s, pid).images == before - 1
+
+
+def test_only_an_admin_removes_a_bank_and_the_image_stays(served):
+    url, ctx, pid, _ = served
+    from annotation.audit import history
+    from annotation.banks import progress
+    from db.engine import session_scope
+
+    with session_scope(ctx.factory) as s:
+        before = progress(s, pid)
+    with pytest.raises(AppError, match="Not allowed"):
+        client(url, "rita").predict(pid, 2, api_name="/remove_bank")
+    with pytest.raises(AppError, match="Not allowed"):
+        client(url, "..").predict(pid, 2, api_name="/remove_bank")
+    with session_scope(ctx.factory) as s:
+        assert progress(s, pid) == before and not history(s, action="bank.removed")
+    msg, _ = client(url, "admin").predict(pid, 2, api_name="/remove_bank")
+    assert re.search(r"Removed bank \d+ \(complete\) of image 2 \(img-1\.png\) with 8 sample\(s\)", msg), msg
+    with session_scope(ctx.factory) as s:
+        after = progress(s, pid)
+        assert (after.images, after.complete) == (before.images, before.complete - 1)
+        (entry,) = history(s, action="bank.removed")
+        assert entry.details["image_id"] == 2 and entry.actor_id is not None
+    msg, _ = client(url, "admin").predict(pid, 2, api_name="/remove_bank")  # no bank left: said beside the button
+    assert "sr-error" in msg and "has no bank" in msg, msg
 
 
 def test_uploads_past_the_limit_are_refused(served, tmp_path):
