@@ -123,6 +123,11 @@ def test_admin_creates_a_project_uploads_and_generates_banks(served, tmp_path):
     pid = int(re.search(r"id (\d+)", msg).group(1))
     msg, _, _ = c.predict("uploaded", *settings, api_name="/create_project")  # refused: beside the button
     assert "sr-error" in msg and "already exists" in msg, msg
+    msg, _, _ = c.predict("pooled", *settings, 0, 0.95, 3, api_name="/create_project")  # min raters, threshold, pool
+    with ctx.tx(write=False) as s:
+        from annotation.projects import get_project
+
+        assert get_project(s, "pooled").pool_factor == 3, msg
     msg, _ = c.predict(pid, [handle_file(str(p)) for p in paths], api_name="/upload_images")
     assert "Imported 2 image(s)" in msg
     c.predict(pid, api_name="/generate_banks")

@@ -111,6 +111,7 @@ def build_admin(ctx: AppContext) -> AdminView:
     with gr.Row():
         prompt = gr.Textbox(label="prompt (only for pipelines that take one, e.g. the SD x4 upscaler)", scale=3)
         max_side = gr.Number(128, precision=0, label="LR size limit (pixels a side)")
+        pool = gr.Number(1, precision=0, label="pool factor (draw N x this, show the N that span it; 1: no pool)")
     with gr.Row(elem_classes=["sr-action"]):
         new_project = gr.Button("Create project", scale=1, elem_id="sr-create-btn")
         create_msg = gr.HTML(elem_id="sr-create-msg", elem_classes=["sr-status"])  # beside its button
@@ -142,7 +143,7 @@ def build_admin(ctx: AppContext) -> AdminView:
                             api_name=False, show_progress="hidden").then(handler, inputs, outputs, api_name=api_name)
 
     def do_create(name_, model_, mode_, scheduler_, n_, k_, mr_, me_, steps_, seed_, gold_, prompt_, max_side_,
-                  min_r_, threshold, request: gr.Request):
+                  min_r_, threshold, pool_, request: gr.Request):
         actor = ctx.actor(request, "admin")
         if not str(model_ or "").strip():
             raise refuse("Choose a model.")
@@ -160,6 +161,7 @@ def build_admin(ctx: AppContext) -> AdminView:
                                        max_lr_side=whole_number(max_side_, "the size limit"),
                                        min_raters=whole_number(min_r_, "min raters") or None,
                                        resolve_threshold=float(0.95 if threshold in (None, "") else threshold),
+                                       pool_factor=whole_number(1 if pool_ in (None, "", 0) else pool_, "pool factor"),
                                        engine_options={"prompt": prompt_} if prompt_.strip() else {})
         with ctx.tx() as s:  # the engine's modes, schedulers, options and size limit are checked here
             p = create_project(s, settings, actor_id=actor.id, engine=engine)
@@ -317,7 +319,7 @@ def build_admin(ctx: AppContext) -> AdminView:
         return account_action(target, "reset", request)
 
     create_inputs = [name, model, mode, scheduler, n, k, m_raters, m_ens, steps, seed, gold_rate, prompt, max_side,
-                     min_raters_, threshold_]
+                     min_raters_, threshold_, pool]
     model.change(model_changed, [model, mode, scheduler], [mode, scheduler], api_name=False)
     on_action(upload_btn, do_upload, [project, files], [upload_msg, files], "upload_images")
     on_action(remove_btn, do_remove, [project, remove_id], [remove_msg, remove_id], "remove_image")
