@@ -81,7 +81,7 @@ class PlateStudyConfig:
     max_raters: int = 7  # ... and at most (the fixed overlap compared against)
     threshold: float = 0.95  # the resolve threshold (the product's default)
     seed: int = 0
-    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # the calibration grid
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)  # the calibration grid
     follows: tuple[str, ...] = ("off", "fit")
 
 
@@ -442,6 +442,8 @@ def _summary(rows, config, cfg, ev, rel_post, rel_maj, rc_post, rc_maj) -> dict:
                        "aurc_majority": rc_maj.aurc},
             "targets": {"ece_posterior<=0.05": float(np.nanmean(col["ece_posterior"])) <= 0.05,
                         "resolved_accuracy>=0.97": float(np.nanmean(col["resolved_accuracy"])) >= 0.97,
+                        "resolved_share>=0.60": float(np.nanmean(col["resolved_share"])) >= 0.60,
+                        "vote_saving>=0.30": float(np.nanmean(col["vote_saving"])) >= 0.30,
                         "adaptive_accuracy_loss<=0.01":
                             float(np.mean(col["acc_posterior"]) - np.mean(col["acc_adaptive"])) <= 0.01}}
 
