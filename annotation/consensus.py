@@ -9,10 +9,11 @@ when that probability reaches the project's ``resolve_threshold``.
 
 The model is :func:`sr_engine.consensus.fit_consensus` (Dawid-Skene by EM, gold anchors, the bank's reading
 shares as a tempered prior, a follow-what-is-shown term, a temperature), with the settings fitted on calibration
-projects made from MNIST training rows (:func:`sr_engine.calibration.load_calibration`). Which labels: digits
-when the banks were read by the digit classifier (or the model is an ``mnist-`` one), plate strings per position
-(:func:`sr_engine.consensus.fit_plate_consensus`, its one-coin default; not calibrated: no calibration set of
-plates exists yet) when read by the plate reader, and otherwise the distinct readings typed (no evidence).
+projects made from training data (:func:`sr_engine.calibration.load_calibration`). Which labels: digits when the
+banks were read by the digit classifier (or the model is an ``mnist-`` one; settings from MNIST training rows),
+plate strings per position (:func:`sr_engine.consensus.fit_plate_consensus`; settings from training plates,
+``data/consensus/plates-x4.json``, or its one-coin default when that file is missing) when read by the plate reader
+(or the model is a ``plates-`` one), and otherwise the distinct readings typed (no evidence).
 Readings outside the digits count in one ``<other>`` bucket: a rater's typo is a vote for "not a digit", never an
 error.
 
@@ -47,7 +48,6 @@ from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, P
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
     DIGITS,
-    PLATE_CONFIG,
     ConsensusConfig,
     Rating,
     evidence_log_prior,
@@ -113,11 +113,10 @@ def project_kind(project: Project, readers: set[str | None]) -> Kind:
 
 
 def consensus_config(kind: Kind) -> ConsensusConfig:
-    """Digits: the calibrated settings; plates: the per-position default; free text: no evidence, no follow."""
-    if kind == "digits":
-        return load_calibration()
-    if kind == "plates":
-        return PLATE_CONFIG
+    """Digits and plates: their calibrated settings (each kind's own file; the uncalibrated default when it is
+    missing); free text: no evidence, no follow."""
+    if kind in ("digits", "plates"):
+        return load_calibration(kind=kind)
     return ConsensusConfig(beta=0.0, follow="off", unknown="other")
 
 

@@ -12,6 +12,8 @@ options.
     python -m sr_engine benchmark --quick
     python -m sr_engine benchmark study calibrate      # the simulated-rater study: fit on training rows ...
     python -m sr_engine benchmark study evaluate       # ... and report on evaluation rows (results/study/)
+    python -m sr_engine benchmark study plates-calibrate   # the same for plates: training plates ...
+    python -m sr_engine benchmark study plates-evaluate    # ... and evaluation plates (results/study-plates/)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from . import train as train_lib
 from .bench import __doc__ as BENCH_DOC
 from .bench.study import StudyConfig
 from .bench.study import run as run_study
+from .bench.study_plates import PlateStudyConfig
+from .bench.study_plates import run as run_plate_study
 from .bench.baselines import train_baselines
 from .bench.config import BenchConfig, plates_baselines, quick_config
 from .bench.run import run_benchmark
@@ -248,17 +252,24 @@ def benchmark_main(argv: list[str] | None = None) -> None:
         print(run_timing(a.model, a.threads, a.repeats, a.out))
         return
     if part == "study":  # the simulated-rater study of the calibrated consensus (sr_engine.bench.study)
-        p.add_argument("stage", choices=("banks", "calibrate", "evaluate"),
+        p.add_argument("stage", choices=("banks", "calibrate", "evaluate", "plates-banks", "plates-calibrate",
+                                         "plates-evaluate"),
                        help="banks: make and cache the banks' readings; calibrate: fit on training rows; "
-                            "evaluate: report on evaluation rows")
-        p.add_argument("--out", default="results/study")
+                            "evaluate: report on evaluation rows; plates-*: the same on plates "
+                            "(sr_engine.bench.study_plates)")
+        p.add_argument("--out", default=None, help="default results/study, plates: results/study-plates")
         p.add_argument("--panels", type=int, default=None, help="simulated panels per stage")
         p.add_argument("--threads", type=int, default=1)
         a = p.parse_args(argv)
         configure_logging(a.log_level)
         torch.set_num_threads(a.threads)
+        if a.stage.startswith("plates-"):
+            pcfg = PlateStudyConfig() if a.panels is None else PlateStudyConfig(panels=a.panels)
+            out = run_plate_study(a.stage[len("plates-"):], a.out or "results/study-plates", pcfg)
+            print(json.dumps(out.get("summary", out.get("chosen", out)), indent=1, default=str))
+            return
         cfg = StudyConfig() if a.panels is None else StudyConfig(panels=a.panels)
-        out = run_study(a.stage, a.out, cfg)
+        out = run_study(a.stage, a.out or "results/study", cfg)
         print(json.dumps(out.get("summary", out.get("chosen", out)), indent=1, default=str))
         return
     p.add_argument("--quick", action="store_true", help="the CI setting: tiny baselines, tiny subsets")

@@ -8,7 +8,8 @@ human does when every shown sample is the wrong digit. The kinds of the mixed pa
 - careless: the same at a lower accuracy (0.7);
 - biased: like careful, but an error lands on one favourite label ``toward`` with probability ``strength``;
 - spammer: a uniformly random label, whatever the image;
-- permuted: types ``(k + shift) % K`` for ``k`` (systematically wrong; only gold items reveal it).
+- permuted: types ``(k + shift) % K`` for ``k`` (systematically wrong; only gold items reveal it);
+- confuser (plates): like careful, but reads one character ``src`` as another ``dst`` (8 as B) at a ``rate``.
 
     rng = np.random.default_rng(0)
     panel = mixed_panel(10)
@@ -17,7 +18,7 @@ human does when every shown sample is the wrong digit. The kinds of the mixed pa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,18 @@ def permuted(K: int, shift: int = 1, accuracy: float = 0.95, name: str = "permut
     return SimRater(name, np.roll(conf, shift, axis=1))
 
 
+def confuser(K: int, src: int, dst: int, rate: float = 0.5, accuracy: float = 0.95, name: str = "biased",
+             follow: float = 0.0) -> SimRater:
+    """Careful at ``accuracy``, except that a true ``src`` is typed as ``dst`` with probability ``rate`` (the rest of
+    that row right, or spread evenly in the careful proportions)."""
+    if src == dst or not 0 <= rate < 1:
+        raise ValueError(f"need src != dst and 0 <= rate < 1, got {src}, {dst}, {rate}")
+    conf = careful(K, accuracy).confusion
+    conf[src] *= 1.0 - rate
+    conf[src, dst] += rate
+    return SimRater(name, conf, follow)
+
+
 def mixed_panel(K: int = 10, toward: int = 0, follow: float = 0.0) -> list[SimRater]:
     """The mixed panel of seven: 3 careful, 2 careless, 1 biased toward ``toward``, 1 spammer."""
     return ([careful(K, name=f"careful-{i}", follow=follow) for i in range(3)]
@@ -99,17 +112,27 @@ def simulate_ratings(truth: np.ndarray, panel: Sequence[SimRater], rng: np.rando
 
 
 def simulate_strings(truth: Sequence[str], panel: Sequence[SimRater], rng: np.random.Generator, *,
-                     alphabet: str, coverage: float = 1.0) -> list[Rating]:
+                     alphabet: str, coverage: float = 1.0,
+                     shown: Sequence[Mapping[str, float]] | None = None) -> list[Rating]:
     """Plates: each rater reads every character of a true string through its confusion matrix over ``alphabet``
-    (errors independent per position: the assumption of the per-position consensus)."""
+    (errors independent per position: the assumption of the per-position consensus), or, with probability
+    ``r.follow``, types a whole string drawn from ``shown[i]`` (the bank's reading counts or shares of plate i;
+    needed when a rater follows)."""
     K = len(alphabet)
     out = []
     for r in panel:
         if r.confusion.shape != (K, K):
             raise ValueError(f"rater {r.name}: confusion {r.confusion.shape} does not fit {K} characters")
+        if r.follow > 0 and shown is None:
+            raise ValueError(f"rater {r.name} follows what is shown: pass shown")
         cdf = np.cumsum(r.confusion, axis=1)
         for i, text in enumerate(truth):
             if rng.random() >= coverage:
+                continue
+            if r.follow > 0 and rng.random() < r.follow and sum(shown[i].values()) > 0:
+                texts = sorted(shown[i])
+                w = np.array([shown[i][t] for t in texts], dtype=np.float64)
+                out.append(Rating(image=i, rater=r.name, reading=texts[int(rng.choice(len(texts), p=w / w.sum()))]))
                 continue
             chars = []
             for c in text:
