@@ -95,6 +95,10 @@ def create_app(db_url: str | None = None, data_dir: str | Path | None = None, *,
     max_upload_bytes = int(max_upload_mb * (1 << 20))
     ctx = AppContext(factory, engines, worker, data / "private", session_idle_s=60.0 * session_idle_minutes,
                      max_upload_bytes=max_upload_bytes)
+    # Gradio's queue summarises its event log with pandas after every event (its monitoring page, which this app
+    # does not use): over a long-running server's thousands of events that is milliseconds per click; once per
+    # 1,000 events instead
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
     blocks = build_app(ctx).queue(default_concurrency_limit=8, status_update_rate=10)
     launch = dict(auth=ctx.authenticate, auth_message="Sign in with the account your admin gave you.",
                   share=False, css=CSS, js=KEYS_JS, app_kwargs={"middleware": [ctx.guard.middleware()]},

@@ -32,6 +32,7 @@ compute the full fit) brings every image up to date. An exclusion takes effect a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import session_scope
@@ -356,6 +357,28 @@ def image_posterior(state: dict, readings: dict[int, str], evidence: dict[str, i
     return labels, apply_temperature(p[None], config.temperature)[0]
 
 
+_STATES: dict[tuple[int, int], tuple[str, dict]] = {}  # (id of the engine, project id) -> (stored JSON, parsed)
+_STATES_LOCK = threading.Lock()
+
+
+def _consensus_state(session: Session, project: Project) -> dict | None:
+    """The project's last fit (``projects.consensus_state``), parsed once per distinct stored text: a submission
+    reads the text (cheap) and reuses the parsed dict while it is unchanged (tens of KB of JSON otherwise parsed
+    in every submit, inside the write lock)."""
+    raw = session.scalar(select(cast(Project.consensus_state, Text)).where(Project.id == project.id))
+    if raw is None or raw == "null":
+        return None
+    key = (id(session.get_bind()), int(project.id))
+    with _STATES_LOCK:
+        hit = _STATES.get(key)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    state = json.loads(raw)
+    with _STATES_LOCK:
+        _STATES[key] = (raw, state)
+    return state
+
+
 def update_image(session: Session, project: Project, image_id: int) -> ImageResolution | None:
     """After a submission (in its transaction): refit the project if its state is stale (or it is not a
     categorical project), else recompute this image's consensus from the stored rater model. Returns the image's
@@ -364,7 +387,7 @@ def update_image(session: Session, project: Project, image_id: int) -> ImageReso
     With a refit scheduler in ``session.info[DEFER_REFIT]`` (the app's :class:`BackgroundRefit`), a stale state
     asks it for a refit instead, and the image is updated from the state it has (plates and a project's first
     submissions, which have none, wait for that refit)."""
-    state = project.consensus_state
+    state = _consensus_state(session, project)
     if _stale(state, _submissions(session, project.id)):
         later = session.info.get(DEFER_REFIT)
         if later is None:
