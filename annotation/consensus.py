@@ -27,7 +27,8 @@ submit that finds the state stale; the app hands that refit to :class:`Backgroun
 the store's write lock for an EM (the image itself is still updated in the submit, from the state there is). A
 rater the last fit has not seen gets the prior's accuracy (the pseudo-counts' diagonal share). So a resolved flag
 may lag a refit behind what a full fit would say; :func:`refresh_resolution` (the analyst's view and the exports
-compute the full fit) brings every image up to date. An exclusion takes effect at the next refit.
+compute the full fit) brings every image up to date. An exclusion takes effect at the next refit (the app asks
+for one when an analyst changes an exclusion).
 """
 
 from __future__ import annotations
