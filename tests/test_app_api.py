@@ -174,10 +174,12 @@ def test_analyst_excludes_and_includes_a_rater(served):
     a = client(url, "ana")
     with pytest.raises(AppError):
         a.predict(pid, "nobody-by-that-name", "x", api_name="/exclude_rater")
+    refits = ctx.refit.refits
     overview, raters = a.predict(pid, "rita", "failed gold items", api_name="/exclude_rater")
     with session_scope(ctx.factory) as s:
         rita = rater_by_name(s, "rita").id
         assert rita in excluded_rater_ids(s, pid)
+    assert ctx.refit.idle(60) and ctx.refit.refits > refits  # the resolved flags follow the exclusion at once
     a.predict(pid, "rita", "", api_name="/include_rater")
     with session_scope(ctx.factory) as s:
         assert rita not in excluded_rater_ids(s, pid)

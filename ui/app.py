@@ -78,9 +78,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
         @beside(3)
         def create_and_refresh(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
-                               max_lr_side, min_raters=None, threshold=0.95, request: gr.Request = None):
+                               max_lr_side, min_raters=None, threshold=0.95, pool=1, request: gr.Request = None):
             msg, pid = do_create(name, model, mode, scheduler, n, k, raters, ens, steps, seed, gold, prompt,
-                                 max_lr_side, min_raters, threshold, request)
+                                 max_lr_side, min_raters, threshold, pool, request)
             return msg, projects_for(pid), projects_for(pid)
 
         admin.on_action(admin.new_project, create_and_refresh, create_inputs,
