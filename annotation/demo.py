@@ -186,18 +186,36 @@ class AmbiguousPlate:
     distinct_readings: int  # distinct strings the reader reads across the probe bank
     modal_share: float  # share of the probe bank read as the most common string
     second_share: float = 0.0  # share read as the second most common string (0: one reading only)
+    position_second_share: float = 0.0  # the largest share of a second character at one position (see below)
 
     @property
     def ambiguous(self) -> bool:
-        """At least two readings each hold a fair share (``FAIR_SHARE``) of the probe bank."""
-        return self.second_share >= FAIR_SHARE
+        """Two readings each hold a fair share (``FAIR_SHARE``) of the probe bank, as whole strings or at one
+        position ("8" or "B" in the third place, whatever the other places read)."""
+        return max(self.second_share, self.position_second_share) >= FAIR_SHARE
+
+
+def position_second_share(texts: list[str]) -> float:
+    """The largest share of the probe bank that reads a second character at one position: per position of the
+    readings of the most common length, the count of its second most common character over all readings."""
+    if not texts:
+        return 0.0
+    length = Counter(len(t) for t in texts).most_common(1)[0][0]
+    same = [t for t in texts if len(t) == length]
+    best = 0
+    for j in range(length):
+        common = Counter(t[j] for t in same).most_common(2)
+        if len(common) > 1:
+            best = max(best, common[1][1])
+    return best / len(texts)
 
 
 def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 32, count: int = 8, probe_n: int = 8,
                      probe_steps: int = 4, seed: int = 0) -> list[AmbiguousPlate]:
     """The ``count`` evaluation plates (of the first ``candidates``) on which the plate reader disagrees most
-    across a small probe bank: first those where two readings each hold a fair share (``FAIR_SHARE``), then most
-    distinct readings, then the lowest share of the most common one, then the lower index; the last item returned
+    across a small probe bank: first those where two readings each hold a fair share (``FAIR_SHARE``; as strings
+    or at one position), then the largest second character's share at one position, then most distinct readings,
+    then the lowest share of the most common one, then the lower index; the last item returned
     is the least ambiguous candidate (a gold item). Evaluation items only; nothing is tuned on them (the rule and
     its sizes are fixed here)."""
     if candidates <= count:
@@ -209,8 +227,10 @@ def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 32, count: i
         texts, _ = read_plates(reader, bank.images)
         common = Counter(texts).most_common(2)
         scored.append(AmbiguousPlate(i, ev.texts[i], len(Counter(texts)), common[0][1] / len(texts),
-                                     common[1][1] / len(texts) if len(common) > 1 else 0.0))
-    scored.sort(key=lambda p: (not p.ambiguous, -p.distinct_readings, p.modal_share, p.index))
+                                     common[1][1] / len(texts) if len(common) > 1 else 0.0,
+                                     position_second_share(list(texts))))
+    scored.sort(key=lambda p: (not p.ambiguous, -p.position_second_share, -p.distinct_readings, p.modal_share,
+                               p.index))
     return scored[:count] + scored[-1:]  # the last one: the least ambiguous, used as a gold item
 
 

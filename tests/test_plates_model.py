@@ -71,6 +71,17 @@ def test_reader_reads_hr_evaluation_plates():
     assert char_accuracy(texts, ev.texts[:40]) > 0.9  # held-out fonts and strings
 
 
+def test_a_plate_is_split_at_one_position_even_when_every_string_differs():
+    from annotation.demo import AmbiguousPlate, position_second_share
+
+    texts = ["AB8CD1", "AXBCD2", "AB8CD3", "AXBCD4", "AB8C", "ABBCD5", "AB8CD6", "AB8CD7"]  # third place: 8 or B
+    assert position_second_share(texts) == pytest.approx(3 / 8)  # B at the third place in 3 of the 8 readings
+    assert position_second_share(["AB8CD1"] * 4) == 0.0 and position_second_share([]) == 0.0
+    plate = AmbiguousPlate(0, "AB8CD1", distinct_readings=8, modal_share=2 / 8, second_share=1 / 8,
+                           position_second_share=position_second_share(texts))
+    assert plate.ambiguous  # no string holds a fair share twice, one position does
+
+
 @pytest.mark.skipif(not READER.is_file(), reason="the plate reader is not installed")
 def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
     from annotation.demo import ambiguous_plates
@@ -79,7 +90,8 @@ def test_demo_picks_plates_where_the_reader_disagrees(plates_engine):
     chosen = ambiguous_plates(plates_engine, load_reader(READER), candidates=5, count=2, probe_n=3, probe_steps=1)
     assert len(chosen) == 3
     amb, gold = chosen[:2], chosen[2]
-    key = lambda p: (-p.distinct_readings, p.modal_share, p.index)  # noqa: E731
+    key = lambda p: (not p.ambiguous, -p.position_second_share, -p.distinct_readings, p.modal_share,  # noqa: E731
+                     p.index)
     assert key(amb[0]) <= key(amb[1]) <= key(gold)
     assert all(0 <= p.index < 5 and p.text == eval_plates().texts[p.index] for p in chosen)
 
