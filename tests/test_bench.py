@@ -210,3 +210,10 @@ def test_plates_baselines_loaders_name_their_files(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="--plates"):
         load_pixel_ddpm(tmp_path, 4, "plates")
+
+
+def test_mode_timing_times_a_shipped_bank_in_both_modes():
+    from sr_engine.bench.projection_timing import mode_timing
+
+    flow, strict = mode_timing("mnist-x4", n=2, steps=1, repeats=1)
+    assert 0 < flow < 60 and 0 < strict < 60

@@ -1,7 +1,8 @@
 """Time the slab projection against the old strict projection on one thread, for a 64-sample bank.
 
 Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``); with ``--bank mnist-x4`` it times
-instead a shipped model's whole strict step on one bank, old against new (:func:`bank_step_timing`). Otherwise it
+instead a shipped model's whole strict step on one bank, old against new (:func:`bank_step_timing`); with
+``--modes mnist-x4`` a whole bank in strict mode against flow mode (:func:`mode_timing`). Otherwise it
 prints, per setting, the median seconds
 of :func:`sr_engine.projection.project_slab` (Euclidean and with :func:`background_weights`), of the whole
 :func:`strict_project` (projection, rounding, verification) and of ``Degradation.project(method="auto")``, with
@@ -86,9 +87,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bank", default=None, metavar="MODEL",
                     help="instead: a shipped model's strict step on one bank, old against new (see bank_step_timing)")
-    ap.add_argument("--steps", type=int, default=8, help="--bank: DDPM steps of the bank")
+    ap.add_argument("--steps", type=int, default=8, help="--bank / --modes: DDPM steps of the bank")
+    ap.add_argument("--modes", default=None, metavar="MODEL",
+                    help="instead: a shipped model's whole bank in strict mode against flow mode (see mode_timing)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.modes:
+        flow, strict = mode_timing(args.modes, args.n, args.steps, args.repeats, args.seed)
+        print(f"{args.modes}: {args.n}-sample bank, {args.steps} steps, one thread, median of {args.repeats} "
+              f"alternating runs: flow mode {flow:.3f} s, strict mode {strict:.3f} s, the exact projection adds "
+              f"{1e3 * (strict - flow):+.0f} ms per bank ({100 * (strict / flow - 1):+.1f}%)")
+        return
     if args.bank:
         old, new = bank_step_timing(args.bank, args.n, args.steps, args.repeats, args.seed)
         print(f"{args.bank}: {args.n}-sample bank, {args.steps} steps, one thread, median of {args.repeats} "
@@ -136,6 +145,27 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
             fn()
             out.append(time.perf_counter() - t)
     return statistics.median(t_old), statistics.median(t_new)
+
+
+def mode_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> tuple[float, float]:
+    """Seconds of one whole ``n``-sample bank of a shipped model (a training digit or training plate) in flow mode
+    and in strict mode, timed alternately after a warm-up of each (median of ``repeats`` each): what the exact
+    projection (with its verification) adds to a bank."""
+    eng = load_engine(model)
+    if eng.domain == "plates":
+        hr = render_plates(1, seed=seed, split="train").images
+    else:
+        hr = load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
+    lr = make_lr(hr, eng.scale)[0]
+    times: dict[str, list[float]] = {"flow": [], "strict": []}
+    for mode in times:
+        eng.sample_bank(lr, n=n, steps=steps, seed=seed, mode=mode)  # warm-up
+    for r in range(repeats):
+        for mode, out in times.items():
+            t = time.perf_counter()
+            eng.sample_bank(lr, n=n, steps=steps, seed=seed + 1 + r, mode=mode)
+            out.append(time.perf_counter() - t)
+    return statistics.median(times["flow"]), statistics.median(times["strict"])
 
 
 def _report(name: str, deg: Degradation, x0: torch.Tensor, hr: torch.Tensor, dark_ink: bool, repeats: int) -> None:
