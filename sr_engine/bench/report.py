@@ -19,6 +19,16 @@ from .raters import AmbiguityRow
 from .results import BenchResult, BenchRow, PlateAmbiguityRow, PlateBenchRow
 
 
+def _shown(path: Path) -> str:
+    """A path as the report prints it: relative to the repository when it lies inside it (the report is committed
+    and must not name this machine's folders), else as given."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def metrics_markdown(rows: list[BenchRow], scale: int, timing_n: int) -> str:
     head = ("| method | NFE | samples / image | PSNR single | SSIM single | PSNR bank mean | SSIM bank mean | "
             f"LR-PSNR mean | worst | >= {CONSISTENT_DB:g} dB | exact | cons. MSE x1e-5 | diversity | haze (grey) | "
@@ -160,7 +170,7 @@ def write_outputs(cfg: BenchConfig, result: BenchResult, seconds: float, pending
              f"the step sweep; DDIM for every sampler; torch {torch.__version__}, {cfg.threads} thread(s), "
              f"{platform.machine()}" + (f", scales in {cfg.jobs} parallel processes" if cfg.jobs > 1 else "")
              + f"; run took {seconds:.0f} s" + (" so far" if pending else "")
-             + f". Baselines from `{b.export_path()}`:", "",
+             + f". Baselines from `{_shown(b.export_path())}`:", "",
              baselines_markdown(b.export_path(), scales, result.plates is not None), ""]
     for scale in scales:
         lines += [f"## x{scale}", "", metrics_markdown(result.rows, scale, cfg.timing_n), ""]
