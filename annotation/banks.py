@@ -52,10 +52,9 @@ from sr_engine import SREngine
 from sr_engine.evidence import BankEvidence, BankReader, read_bank, reader_for
 from sr_engine.spanning import spanning_subset, subset_bank
 
-from .accounts import check_text, require_role
 from .audit import record
 from .errors import Conflict, InvalidInput, NotFound
-from .images import encode_png, get_image, lr_array
+from .images import encode_png, lr_array, removal_target
 from .text import escape_for_message
 from .projects import get_project
 
@@ -455,13 +454,7 @@ def remove_bank(session: Session, project_id: int, image_id: int, *, actor_id: i
     nothing submitted yet) and expired ones go with it; a rater holding one is told the task is gone when they
     submit. Audited: the entry names the bank's seed, model, checkpoint, status and what was deleted. ``actor_id``,
     when given, must be an admin's."""
-    if actor_id is not None:
-        require_role(session, actor_id, "admin")
-    project = get_project(session, project_id)
-    image = get_image(session, image_id)
-    if image.project_id != project.id:
-        raise NotFound(f"image {image_id} is not in project {escape_for_message(project.name)}")
-    reason = check_text(reason, "reason", 2000, allow_newlines=True) if reason else ""
+    project, image, reason = removal_target(session, project_id, image_id, actor_id, reason)
     bank = session.scalar(select(Bank).where(Bank.image_id == image.id).with_for_update())
     if bank is None:
         raise NotFound(f"image {image.id} ({escape_for_message(image.source)}) has no bank")

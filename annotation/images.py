@@ -343,19 +343,26 @@ class RemovedImage:
     submissions: int  # of which submitted: their picks and readings stay in the audit log only
 
 
-def remove_image(session: Session, project_id: int, image_id: int, *, actor_id: int | None = None,
-                 reason: str = "") -> RemovedImage:
-    """Remove an image from its project, with its bank, samples, ensembles, assignments and votes, so that what
-    is left can reach 100% (an image the model cannot take, a broken or wrongly imported file). Audited: the
-    entry names the file, its SHA-256 and what was deleted; the submitted picks and readings stay in the audit
-    log's earlier entries. ``actor_id``, when given, must be an admin's. The same file may be imported again."""
+def removal_target(session: Session, project_id: int, image_id: int, actor_id: int | None,
+                   reason: str) -> tuple[Project, LRImage, str]:
+    """What a removal (of an image, or of its bank) checks first: the actor is an admin (when given), the image is
+    in the project; returns (project, image, the reason checked as text)."""
     if actor_id is not None:
         require_role(session, actor_id, "admin")
     project = get_project(session, project_id)
     image = get_image(session, image_id)
     if image.project_id != project.id:
         raise NotFound(f"image {image_id} is not in project {escape_for_message(project.name)}")
-    reason = check_text(reason, "reason", 2000, allow_newlines=True) if reason else ""
+    return project, image, check_text(reason, "reason", 2000, allow_newlines=True) if reason else ""
+
+
+def remove_image(session: Session, project_id: int, image_id: int, *, actor_id: int | None = None,
+                 reason: str = "") -> RemovedImage:
+    """Remove an image from its project, with its bank, samples, ensembles, assignments and votes, so that what
+    is left can reach 100% (an image the model cannot take, a broken or wrongly imported file). Audited: the
+    entry names the file, its SHA-256 and what was deleted; the submitted picks and readings stay in the audit
+    log's earlier entries. ``actor_id``, when given, must be an admin's. The same file may be imported again."""
+    project, image, reason = removal_target(session, project_id, image_id, actor_id, reason)
     banks = int(session.scalar(select(func.count(Bank.id)).where(Bank.image_id == image.id)) or 0)
     counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(
         Assignment.status == AssignmentStatus.submitted)).where(Assignment.image_id == image.id)).one()

@@ -311,6 +311,13 @@ def choose_min_raters(projects: list[Project], configs: dict[int, ConsensusConfi
         per_m.append({"beta": config.beta, "follow": config.follow, "temperature": config.temperature,
                       **adaptive_run(projects, config, cfg, m)})
         logger.info("adaptive overlap on the calibration rows: %s", per_m[-1])
+    return best_min_raters(per_m, cfg)
+
+
+def best_min_raters(per_m: list[dict], cfg) -> dict:
+    """The minimum raters that saves the most votes among those losing at most MAX_LOSS accuracy against the fixed
+    maximum (else the last tried), from one adaptive run per candidate minimum (``min_raters``, ``accuracy``,
+    ``accuracy_fixed``, ``vote_saving``); what the calibration file stores. ``cfg``: the study's settings."""
     ok = [g for g in per_m if g["accuracy_fixed"] - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
     best = max(ok, key=lambda g: (g["vote_saving"], g["min_raters"]))
     return {"min_raters": best["min_raters"], "max_raters": cfg.max_raters, "threshold": cfg.threshold,

@@ -50,7 +50,7 @@ from ..evidence import read_bank, reader_for
 from ..plates import ALPHABET, EVAL_FONTS, TRAIN_FONTS, Plates, eval_plates, is_eval_string, render_plates
 from ..raters_sim import SimRater, careful, careless, confuser, simulate_strings, spammer
 from ..reliability import apply_temperature, expected_calibration_error, reliability_diagram, risk_coverage
-from .study import MAX_LOSS
+from .study import best_min_raters
 
 logger = logging.getLogger(__name__)
 
@@ -340,10 +340,7 @@ def choose_min_raters(projects: list[PlateProject], config: ConsensusConfig, cfg
         per_m.append({"min_raters": m, "accuracy": float(np.concatenate(right).mean()), "accuracy_fixed": acc_fixed,
                       "vote_saving": 1 - spent / total})
         logger.info("adaptive overlap on the calibration plates: %s", per_m[-1])
-    ok = [g for g in per_m if acc_fixed - g["accuracy"] <= MAX_LOSS] or per_m[-1:]
-    best = max(ok, key=lambda g: (g["vote_saving"], g["min_raters"]))
-    return {"min_raters": best["min_raters"], "max_raters": cfg.max_raters, "threshold": cfg.threshold,
-            "max_loss": MAX_LOSS, "per_min_raters": per_m}
+    return best_min_raters(per_m, cfg)
 
 
 # ---- evaluate (evaluation plates) ----------------------------------------------------------------------------
