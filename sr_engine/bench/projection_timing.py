@@ -117,10 +117,7 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
     the background weights and :func:`strict_project` (projection, rounding, verification). The kernel DDPM's
     latents, which both share, are drawn once and not timed."""
     eng = load_engine(model)
-    if eng.domain == "plates":
-        hr = render_plates(1, seed=seed, split="train").images
-    else:
-        hr = load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
+    hr = _training_hr(eng, seed)
     lr = make_lr(hr, eng.scale)[0]
     deg = get_degradation(hr.shape[-2:], eng.scale, eng.kernel)
     gens = [torch.Generator().manual_seed(int(s)) for s in sample_seeds(seed, n)]
@@ -147,16 +144,19 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
     return statistics.median(t_old), statistics.median(t_new)
 
 
+def _training_hr(eng, seed: int) -> np.ndarray:
+    """One training HR image for ``eng``'s domain (a training plate, or MNIST training row ``seed``), batched."""
+    if eng.domain == "plates":
+        return render_plates(1, seed=seed, split="train").images
+    return load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
+
+
 def mode_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> tuple[float, float]:
     """Seconds of one whole ``n``-sample bank of a shipped model (a training digit or training plate) in flow mode
     and in strict mode, timed alternately after a warm-up of each (median of ``repeats`` each): what the exact
     projection (with its verification) adds to a bank."""
     eng = load_engine(model)
-    if eng.domain == "plates":
-        hr = render_plates(1, seed=seed, split="train").images
-    else:
-        hr = load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
-    lr = make_lr(hr, eng.scale)[0]
+    lr = make_lr(_training_hr(eng, seed), eng.scale)[0]
     times: dict[str, list[float]] = {"flow": [], "strict": []}
     for mode in times:
         eng.sample_bank(lr, n=n, steps=steps, seed=seed, mode=mode)  # warm-up
