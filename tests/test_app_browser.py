@@ -275,6 +275,24 @@ def _chromium(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
 
+def _choose_file(page, elem: str, path: Path, tries: int = 3) -> None:
+    """Choose ``path`` in the file component ``elem`` and wait until it lists the file. A choice whose upload request
+    never left the page is made again (as a user would pick the file again); the browser's console and the upload
+    responses are in the error if it never shows."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}"))
+    page.on("response", lambda r: seen.append(f"{r.status} {r.url}") if "/upload" in r.url else None)
+    shows = f"() => document.querySelector({elem!r}).innerText.includes({path.name!r})"
+    for _ in range(tries):
+        page.locator(f"{elem} input[type='file']").set_input_files(str(path))
+        try:
+            page.wait_for_function(shows, timeout=30_000)
+            return
+        except sync_api.TimeoutError:
+            continue
+    raise AssertionError(f"{path.name} never appeared in {elem} after {tries} choices: {seen[-20:]}")
+
+
 def test_a_plates_bank_of_16_fits_at_1400x900(tmp_path):
     """Plates: the LR image, all 16 wide samples (numbered), the legend and the controls fit at 1400x900, and the
     LR image is at least as wide as a sample."""
@@ -343,9 +361,7 @@ def test_admin_messages_appear_beside_the_button_that_caused_them(tmp_path):
                 page.wait_for_selector("#sr-bank-progress:has-text('banks complete')", timeout=30_000)
 
                 # ---- a refused upload: the message sits under "Import images", in its container ----
-                page.locator("#sr-admin-files input[type='file']").set_input_files(str(wide))
-                page.wait_for_function("() => document.querySelector('#sr-admin-files').innerText.includes('wide.png')",
-                                       timeout=60_000)
+                _choose_file(page, "#sr-admin-files", wide)
                 page.locator("#sr-upload-btn").click()
                 msg = page.locator("#sr-upload-msg .sr-msg.sr-error")
                 msg.wait_for(timeout=30_000)
