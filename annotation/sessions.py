@@ -135,6 +135,15 @@ class SessionTable(MutableMapping[str, str]):
             got = self._states.get(name)
             return got[0] if got else None
 
+    def fresh_state(self, name: str) -> tuple[bool, AccountState | None]:
+        """(True, the account's state) when it was read from the store less than ``state_ttl_s`` ago (None: no
+        such account), else (False, None): the caller reads the store itself."""
+        with self._lock:
+            got = self._states.get(name)
+            if got is None or self._clock() - got[1] >= self.state_ttl_s:
+                return False, None
+            return True, got[0]
+
     # ---- lookups (Gradio's user resolution) ---------------------------------------------------------------------
     def check(self, token: str | None) -> tuple[str | None, str]:
         """(account name, "ok") for a valid token, else (None, why): "unknown", "idle", "inactive", "epoch"

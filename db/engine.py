@@ -41,6 +41,7 @@ DB_URL_ENV = "SR_DB_URL"  # the one setting: any SQLAlchemy URL
 BUSY_TIMEOUT_MS = 30_000  # scripts and background jobs: wait for the write lock this long
 READ_ONLY = "sr_read_only"  # connection execution option: begin a deferred (read-only) transaction
 BUSY_TIMEOUT = "sr_busy_timeout_ms"  # connection execution option: this transaction's busy timeout
+SQLITE_POOL = 40  # connections kept open per SQLite file engine (the app runs up to 40 request threads)
 
 
 def default_url() -> str:
@@ -100,8 +101,10 @@ def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: 
                                    connect_args={"check_same_thread": False})
         else:
             Path(u.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False,
-                                                                 "timeout": busy_timeout_ms / 1000})
+            # a pool as deep as the app's request threads: a burst of requests reuses open connections instead
+            # of opening (and setting up) overflow connections that are closed again after one transaction
+            engine = create_engine(url, echo=echo, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL,
+                                   connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
         _sqlite_setup(engine, busy_timeout_ms, wal=not memory)
         return engine
     engine = create_engine(url, echo=echo, pool_pre_ping=True)

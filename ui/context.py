@@ -25,16 +25,14 @@ from typing import Any
 import gradio as gr
 from sqlalchemy.orm import Session, sessionmaker
 
-from annotation.accounts import rater_by_name
 from annotation.consensus import DEFER_REFIT, BackgroundRefit
 from annotation.downloads import DEFAULT_TTL_S, PrivateDownloads
 from annotation.errors import AnnotationError
 from annotation.projects import load_model, model_spec
-from annotation.sessions import DEFAULT_IDLE_S, SessionTable, SignInThrottle
+from annotation.sessions import DEFAULT_IDLE_S, SessionTable, SignInThrottle, account_state
 from annotation.text import safe_message
 from annotation.uploads import MAX_UPLOAD_BYTES
 from db.engine import is_busy, session_scope
-from db.models import Role
 from sr_engine import SREngine, list_models
 
 from .render import message_html
@@ -171,20 +169,22 @@ class AppContext:
         name = getattr(request, "username", None) if request is not None else None
         if not name:
             raise refuse("Sign in first.", denied=True)
-        with self.tx(write=False) as s:
-            try:
-                r = rater_by_name(s, name)
-            except AnnotationError:
-                raise refuse("Unknown account.", level=logging.WARNING, denied=True) from None
-            role = Role(r.role).value
-            if not r.active:
-                raise refuse("This account is deactivated.", level=logging.WARNING, denied=True)
-            if r.must_change_password and not allow_must_change:
-                raise refuse(MUST_CHANGE, level=logging.WARNING, denied=True)
-            if roles and role not in roles:
-                raise refuse(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {role}.",
-                             level=logging.WARNING, denied=True)
-            return Actor(r.id, r.name, role, bool(r.must_change_password))
+        # the account as the sign-in check read it for this very request (the middleware reads it from the store
+        # at most STATE_TTL_S before; a change made in this process is seen at once), else from the store
+        fresh, state = self.sessions.fresh_state(name)
+        if not fresh:
+            with self.tx(write=False) as s:
+                state = account_state(s, name)
+        if state is None:
+            raise refuse("Unknown account.", level=logging.WARNING, denied=True)
+        if not state.active:
+            raise refuse("This account is deactivated.", level=logging.WARNING, denied=True)
+        if state.must_change_password and not allow_must_change:
+            raise refuse(MUST_CHANGE, level=logging.WARNING, denied=True)
+        if roles and state.role not in roles:
+            raise refuse(f"Not allowed: this needs the {' or '.join(roles)} role; you are a {state.role}.",
+                         level=logging.WARNING, denied=True)
+        return Actor(state.id, state.name, state.role, state.must_change_password)
 
     # ---- transactions ----------------------------------------------------------------------------------------
     @contextmanager

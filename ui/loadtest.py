@@ -7,9 +7,12 @@ Set-up (not timed): a throwaway data directory with a project for ``--model`` (`
 rows, banks of ``--n`` samples at 1 step, 5 raters per image) and one rater account per client; then the app is
 started as its own process (``--app-root``: the checkout whose ``app.py`` serves, default this one). Each client
 is a thread with its own HTTP connection: it signs in (``POST /login``), asks for its first task, waits until every
-client has one, then submits ``--tasks`` times (``POST /gradio_api/queue/join`` for the rate view's ``submit``
-event, then its result from ``GET /gradio_api/queue/data``), each submission answering with the next task. The
-time of a submission is from the join to the ``process_completed`` message. A bounded thread pool (``--raters``
+client has one, then submits ``--tasks`` times, each submission answering with the next task, sending each event
+as the page does: an event outside Gradio's queue (the rate view's ``submit``) is one
+``POST /gradio_api/run/<name>``, a queued one (``next_task``) is ``POST /gradio_api/queue/join`` and its result
+from ``GET /gradio_api/queue/data``. After each submission the client also sends what the page chains to a
+successful one (the side panels, untimed). The time of a submission is from its request to its result (the
+response, or the ``process_completed`` message of a queued event). A bounded thread pool (``--raters``
 threads) does the rest.
 
 Prints p50, p95 and the maximum submission latency, then the votes: answered "Saved." by the app, stored
@@ -106,7 +109,7 @@ def _setup(data: Path, a: argparse.Namespace) -> tuple[str, int]:
 class Tab:
     """One browser tab: a cookie jar, a Gradio session hash, and the two events a rater uses."""
 
-    def __init__(self, base: str, name: str, fn: dict[str, int]):
+    def __init__(self, base: str, name: str, fn: dict[str, tuple[int, bool]]):
         import httpx
 
         self.http = httpx.Client(base_url=base, timeout=120)
@@ -119,9 +122,18 @@ class Tab:
             raise RuntimeError(f"{self.name}: sign-in failed ({r.status_code})")
 
     def call(self, event: str, data: list) -> list:
-        """Join the queue for ``event`` and read its result from the session's event stream."""
-        r = self.http.post("gradio_api/queue/join", json={"data": data, "event_data": None, "fn_index": self.fn[event],
-                                                          "trigger_id": None, "session_hash": self.session_hash})
+        """Send ``event`` as the page does: an event outside Gradio's queue (``queue=False``) is one
+        ``POST /gradio_api/run/<api name>``; a queued one joins the queue and reads its result from the session's
+        event stream."""
+        fn_index, queued = self.fn[event]
+        body = {"data": data, "event_data": None, "fn_index": fn_index, "trigger_id": None,
+                "session_hash": self.session_hash}
+        if not queued:
+            r = self.http.post(f"gradio_api/run/{'predict' if event.startswith('after-') else event}", json=body)
+            if r.status_code != 200:
+                raise RuntimeError(f"{self.name}: {event} failed ({r.status_code}): {r.text[:300]}")
+            return r.json()["data"]
+        r = self.http.post("gradio_api/queue/join", json=body)
         r.raise_for_status()
         event_id = r.json()["event_id"]
         with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session_hash}) as s:
@@ -141,20 +153,26 @@ class Tab:
         self.http.close()
 
 
-def _fn_indices(base: str) -> dict[str, int]:
+def _fn_indices(base: str) -> dict[str, tuple[int, bool]]:
     tab = Tab(base, "load-000", {})
     try:
         tab.sign_in()  # the page's config is for signed-in users
         config = tab.http.get("config").json()
     finally:
         tab.close()
-    out = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name") in ("next_task", "submit")}
-    if set(out) != {"next_task", "submit"}:
+    deps = config["dependencies"]
+    out = {d["api_name"]: (d["id"], d.get("queue") is not False) for d in deps
+           if d.get("api_name") in ("next_task", "submit")}
+    if "submit" in out:  # what the page sends when a submission succeeds (its side panels: "my work")
+        out.update({f"after-submit-{d['id']}": (d["id"], d.get("queue") is not False) for d in deps
+                    if d.get("trigger_after") == out["submit"][0]})
+    if not {"next_task", "submit"} <= set(out):
         raise RuntimeError(f"the app has no next_task/submit events: {sorted(out)}")
     return out
 
 
-def _rater(base: str, name: str, pid: int, tasks: int, fn: dict[str, int], ready: threading.Barrier) -> ClientResult:
+def _rater(base: str, name: str, pid: int, tasks: int, fn: dict[str, tuple[int, bool]],
+           ready: threading.Barrier) -> ClientResult:
     res = ClientResult(name)
     tab = Tab(base, name, fn)
     out = None
@@ -176,6 +194,9 @@ def _rater(base: str, name: str, pid: int, tasks: int, fn: dict[str, int], ready
             out = tab.call("submit", [f"{sids[1]},{sids[0]}", "7", None])
             res.latencies.append(time.perf_counter() - t)
             res.saved += "Saved." in str(out[5])
+            for event in fn:  # then, as the page does, the events chained after a successful submission (untimed)
+                if event.startswith("after-submit-"):
+                    tab.call(event, [pid])
     except Exception as err:  # noqa: BLE001 - reported with the figures
         res.errors.append(str(err))
     finally:

@@ -294,9 +294,11 @@ def progress_of(ctx: AppContext, rater_id: int, project_id: int) -> RaterProgres
 
 
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
-              served: tuple[Task | None, RaterProgress] | None = None) -> tuple:
+              served: tuple[Task | None, RaterProgress] | None = None, buttons_live: bool = False) -> tuple:
     """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
-    ``served``: what :func:`serve_next` returned in the handler's own transaction (one write per submission)."""
+    ``served``: what :func:`serve_next` returned in the handler's own transaction (one write per submission).
+    ``buttons_live``: Submit and Skip are enabled on the page already (a task was on screen, not a revision), so a
+    next task leaves them as they are (their labels; a property update costs Gradio a new component per call)."""
     if served is None:
         with ctx.tx() as s:
             served = serve_next(s, rater_id, project_id)
@@ -316,8 +318,10 @@ def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
                        f"Pick the {task.k} samples you find most plausible, best first "
                        f"(task {task.assignment_id}).")
     # Submit is live whenever a task is on screen: the page checks "exactly k" (and the server checks again)
+    if buttons_live:
+        return lr_view, grid, "", counter_html(0, task.k), progress, msg, "", "Submit", "Skip", state
     return (lr_view, grid, "", counter_html(0, task.k), progress, msg,
-            gr.update(value=""), gr.update(interactive=True), gr.update(interactive=True), state)
+            "", gr.update(interactive=True), gr.update(interactive=True), state)
 
 
 def build_rate(ctx: AppContext) -> RateView:
@@ -372,7 +376,8 @@ def build_rate(ctx: AppContext) -> RateView:
                 note = "Saved." if not res.replayed else "Already saved."
             nxt = next_task(s, actor.id, task.project_id)
         # the progress count only reads: after the commit, so the write lock is held for the writes alone
-        return show_task(ctx, actor.id, task.project_id, note, (nxt, progress_of(ctx, actor.id, task.project_id)))
+        return show_task(ctx, actor.id, task.project_id, note, (nxt, progress_of(ctx, actor.id, task.project_id)),
+                         buttons_live=not task.revising)
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
@@ -419,15 +424,21 @@ def build_rate(ctx: AppContext) -> RateView:
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
             served = serve_next(s, actor.id, task.project_id)
-        return show_task(ctx, actor.id, task.project_id, "Skipped.", served)
+        return show_task(ctx, actor.id, task.project_id, "Skipped.", served, buttons_live=not task.revising)
 
     panels = [guidelines, work_list, work_pick]
     project.change(load_task, [project], outputs, api_name="next_task").then(
         side_panels, [project], panels, api_name=False, show_progress="hidden")
-    submit_btn.click(do_submit, [picks, reading, state], outputs, api_name="submit").success(
-        side_panels, [project], panels, api_name=False, show_progress="hidden")
-    skip_btn.click(do_skip, [reason, state], outputs, api_name="skip").success(
-        side_panels, [project], panels, api_name=False, show_progress="hidden")
+    # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task, no event
+    # stream): under a burst of raters the queue's own bookkeeping per event cost more than the submission.
+    # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task, no event
+    # stream) and its per-component pre- and postprocessing (a worker-thread hop per input and output; these take
+    # and give plain strings): under a burst of raters that bookkeeping cost more than the submission itself.
+    fast = {"queue": False, "preprocess": False, "postprocess": False}
+    submit_btn.click(do_submit, [picks, reading, state], outputs, api_name="submit", **fast).success(
+        side_panels, [project], panels, api_name=False, show_progress="hidden", queue=False)
+    skip_btn.click(do_skip, [reason, state], outputs, api_name="skip", **fast).success(
+        side_panels, [project], panels, api_name=False, show_progress="hidden", queue=False)
     skip_open.click(None, js="() => { if (window.sr) window.sr.openSkip(); }")
     revise_btn.click(do_revise, [project], outputs, api_name="revise_last")
     work_btn.click(do_revise_one, [work_pick], outputs, api_name="revise")
