@@ -24,6 +24,7 @@ waits for a held row lock at most that long before :func:`is_busy` says "busy, t
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import weakref
@@ -54,7 +55,57 @@ def default_url() -> str:
 
 
 # SQLite engines -> (the process's write lock for that database, the engine's busy timeout in ms)
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, int]] = weakref.WeakKeyDictionary()
+
+
+class FairLock:
+    """A reentrant lock granted in arrival order: a waiter gets it before anyone who asked later, so under a
+    burst of writers each waits for those ahead of it only (``threading.RLock`` wakes an arbitrary waiter, and
+    one unlucky request could wait out its busy timeout while later ones pass)."""
+
+    def __init__(self):
+        self._mutex = threading.Lock()
+        self._owner: object = None  # a thread id, or a waiter's gate while the lock is handed over to it
+        self._depth = 0
+        self._gates: collections.deque[threading.Lock] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._gates:
+                self._owner, self._depth = me, 1
+                return True
+            if not blocking or timeout == 0:
+                return False
+            gate = threading.Lock()
+            gate.acquire()
+            self._gates.append(gate)
+        gate.acquire(timeout=timeout if timeout is not None and timeout >= 0 else -1)
+        with self._mutex:
+            if self._owner is gate:  # handed over (perhaps just as the wait timed out: it is ours all the same)
+                self._owner, self._depth = me, 1
+                return True
+            self._gates.remove(gate)  # timed out and never handed over: leave the line
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("cannot release a lock this thread does not hold")
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._gates:
+                gate = self._gates.popleft()
+                self._owner = gate
+                gate.release()
+            else:
+                self._owner = None
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[FairLock, int]] = weakref.WeakKeyDictionary()
 
 
 class StoreBusy(RuntimeError):
@@ -62,7 +113,7 @@ class StoreBusy(RuntimeError):
 
 
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
-    _WRITE_LOCKS[engine] = (threading.RLock(), int(busy_timeout_ms))
+    _WRITE_LOCKS[engine] = (FairLock(), int(busy_timeout_ms))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
