@@ -41,6 +41,7 @@ DB_URL_ENV = "SR_DB_URL"  # the one setting: any SQLAlchemy URL
 BUSY_TIMEOUT_MS = 30_000  # scripts and background jobs: wait for the write lock this long
 READ_ONLY = "sr_read_only"  # connection execution option: begin a deferred (read-only) transaction
 BUSY_TIMEOUT = "sr_busy_timeout_ms"  # connection execution option: this transaction's busy timeout
+_SET_TIMEOUT = "sr_busy_timeout_set"  # connection info: the busy timeout the SQLite connection has now
 
 
 def default_url() -> str:
@@ -71,6 +72,7 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        _record.info[_SET_TIMEOUT] = int(busy_timeout_ms)
         if wal:
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
@@ -79,8 +81,12 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
         opts = conn.get_execution_options()
-        # set on every transaction: a pooled connection must not keep another scope's timeout
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(opts.get(BUSY_TIMEOUT, busy_timeout_ms))}")
+        # every transaction gets its own timeout (a pooled connection must not keep another scope's); the
+        # connection remembers the one it has, so the PRAGMA runs only when it changes
+        ms = int(opts.get(BUSY_TIMEOUT, busy_timeout_ms))
+        if conn.info.get(_SET_TIMEOUT) != ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {ms}")
+            conn.info[_SET_TIMEOUT] = ms
         conn.exec_driver_sql("BEGIN" if opts.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
