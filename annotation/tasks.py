@@ -140,6 +140,9 @@ _OWNED = (select(_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.ba
                  _A.c.served_at, _A.c.revisions, _R.c.active, _R.c.name, *_SETTINGS[1:])
           .select_from(_A.join(_R, _R.c.id == bindparam("rater_id")).join(_P, _P.c.id == _A.c.project_id))
           .where(_A.c.id == bindparam("aid")).with_for_update(of=_A))
+_NEW_LEASE = insert(_A).values({c: bindparam(c, type_=_A.c[c].type) for c in (
+    "project_id", "rater_id", "image_id", "bank_id", "is_gold", "sample_order", "status", "slot", "served_at",
+    "lease_expires_at")})
 _SUBMITTED = (update(_A).where(_A.c.id == bindparam("aid"))
               .values(status=SUBMITTED, submitted_at=bindparam("at"), seconds_on_task=bindparam("seconds")))
 
@@ -218,9 +221,9 @@ def _serve(session: Session, project, rater_id: int, image_id: int, bank_id: int
         with session.begin_nested():
             if own is None:
                 order = sample_order(project.seed, rater_id, image_id, n)
-                aid = session.execute(insert(_A).values(
-                    project_id=project.id, rater_id=rater_id, image_id=image_id, bank_id=bank_id, is_gold=gold,
-                    sample_order=order, **lease_values)).inserted_primary_key[0]
+                aid = session.execute(_NEW_LEASE, {
+                    "project_id": project.id, "rater_id": rater_id, "image_id": image_id, "bank_id": bank_id,
+                    "is_gold": gold, "sample_order": order, **lease_values}).inserted_primary_key[0]
             else:  # the rater's own expired lease of this image is served again
                 if not session.execute(update(_A).where(_A.c.id == own, _A.c.status == EXPIRED)
                                        .values(**lease_values)).rowcount:
