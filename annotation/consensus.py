@@ -208,10 +208,10 @@ def _lock_project(session: Session, project_id: int) -> Project:
 
 
 def _write_resolution(session: Session, project: Project, pc: ProjectConsensus, submissions: int) -> None:
-    for img in sorted(pc.images.values(), key=lambda i: i.image_id):
-        session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
-            consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
-            .execution_options(synchronize_session=False))
+    rows = [{"image_id": img.image_id, "reading": img.reading, "probability": img.probability,
+             "resolved": img.resolved} for img in sorted(pc.images.values(), key=lambda i: i.image_id)]
+    if rows:  # one executemany, in image id order (the refit's write holds the write lock: keep it short)
+        session.execute(_WRITE_IMAGE, rows)
     state = dict(pc.state or {"kind": pc.kind})
     state["n_submissions"] = submissions
     project.consensus_state = state
@@ -370,11 +370,12 @@ _STATE_AND_SUBMISSIONS = select(
     cast(_P.c.consensus_state, Text),
     select(func.count(_A.c.id)).where(_A.c.project_id == bindparam("project_id"), _A.c.status == SUBMITTED)
     .scalar_subquery()).where(_P.c.id == bindparam("project_id"))
-# one image's counted readings: submitted, of raters not excluded from the project (as load_votes)
+# one image's counted readings: submitted, of raters not excluded from the project (as load_votes). An image's
+# assignments are all of its project: no project filter, which would steer SQLite to the (project, status) index
+# (every submission of the project) instead of the image's own rows
 _IMAGE_READINGS = (select(_A.c.rater_id, Reading.__table__.c.text)
                    .join(Reading.__table__, Reading.__table__.c.assignment_id == _A.c.id)
-                   .where(_A.c.image_id == bindparam("image_id"), _A.c.project_id == bindparam("project_id"),
-                          _A.c.status == SUBMITTED,
+                   .where(_A.c.image_id == bindparam("image_id"), _A.c.status == SUBMITTED,
                           _A.c.rater_id.not_in(select(_X.c.rater_id).where(_X.c.project_id == bindparam("project_id"))))
                    .order_by(_A.c.rater_id))
 # the image's gold label and its complete bank's evidence
