@@ -141,10 +141,10 @@ _PROGRESS = _progress_query()  # one statement, prebuilt: the app asks after eve
 def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterProgress:
     """"12 of 50": what this rater has done in the project, and that plus the images still open to them (a
     complete bank, not done by them, and a free slot unless it is a gold item)."""
-    row = None
-    if isinstance(project_id, int) and not isinstance(project_id, bool):
-        session.flush()  # a Core read does not autoflush
-        row = session.execute(_PROGRESS, {"rater_id": rater_id, "project_id": project_id}).first()
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        project_id = get_project(session, project_id).id  # a name, or NotFound
+    session.flush()  # a Core read does not autoflush
+    row = session.execute(_PROGRESS, {"rater_id": rater_id, "project_id": project_id}).first()
     if row is None:
         get_project(session, project_id)  # raises NotFound
         raise NotFound(f"unknown project id {project_id!r}")
