@@ -42,11 +42,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import Text, and_, bindparam, cast, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from db.engine import session_scope
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project
+from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project, RaterExclusion, Reading
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
     DIGITS,
@@ -206,10 +208,10 @@ def _lock_project(session: Session, project_id: int) -> Project:
 
 
 def _write_resolution(session: Session, project: Project, pc: ProjectConsensus, submissions: int) -> None:
-    for img in sorted(pc.images.values(), key=lambda i: i.image_id):
-        session.execute(update(LRImage).where(LRImage.id == img.image_id).values(
-            consensus_reading=img.reading, consensus_probability=img.probability, resolved=img.resolved)
-            .execution_options(synchronize_session=False))
+    rows = [{"image_id": img.image_id, "reading": img.reading, "probability": img.probability,
+             "resolved": img.resolved} for img in sorted(pc.images.values(), key=lambda i: i.image_id)]
+    if rows:  # one executemany, in image id order (the refit's write holds the write lock: keep it short)
+        session.execute(_WRITE_IMAGE, rows)
     state = dict(pc.state or {"kind": pc.kind})
     state["n_submissions"] = submissions
     project.consensus_state = state
@@ -248,7 +250,7 @@ def refit_project(factory: sessionmaker[Session], project_id: int) -> ProjectCon
         _write_resolution(s, project, pc, sum(now.values()))
         if pc.state is not None and "confusion" in pc.state:
             for image_id in sorted(i for i, n in now.items() if seen.get(i) != n):
-                _update_one(s, project, project.consensus_state, image_id)
+                _update_one(s, project.id, float(project.resolve_threshold), project.consensus_state, image_id)
     return pc
 
 
@@ -360,16 +362,38 @@ def image_posterior(state: dict, readings: dict[int, str], evidence: dict[str, i
 
 _STATES: dict[tuple[int, int], tuple[str, dict]] = {}  # (id of the engine, project id) -> (stored JSON, parsed)
 _STATES_LOCK = threading.Lock()
+_A, _I, _B, _X = Assignment.__table__, LRImage.__table__, Bank.__table__, RaterExclusion.__table__
+_P = Project.__table__
+SUBMITTED = AssignmentStatus.submitted
+# a submission's look at the consensus: the last fit's stored text and the project's submissions (one statement)
+_STATE_AND_SUBMISSIONS = select(
+    cast(_P.c.consensus_state, Text),
+    select(func.count(_A.c.id)).where(_A.c.project_id == bindparam("project_id"), _A.c.status == SUBMITTED)
+    .scalar_subquery()).where(_P.c.id == bindparam("project_id"))
+# one image's counted readings: submitted, of raters not excluded from the project (as load_votes). An image's
+# assignments are all of its project: no project filter, which would steer SQLite to the (project, status) index
+# (every submission of the project) instead of the image's own rows
+_IMAGE_READINGS = (select(_A.c.rater_id, Reading.__table__.c.text)
+                   .join(Reading.__table__, Reading.__table__.c.assignment_id == _A.c.id)
+                   .where(_A.c.image_id == bindparam("image_id"), _A.c.status == SUBMITTED,
+                          _A.c.rater_id.not_in(select(_X.c.rater_id).where(_X.c.project_id == bindparam("project_id"))))
+                   .order_by(_A.c.rater_id))
+# the image's gold label and its complete bank's evidence
+_IMAGE_EVIDENCE = (select(_I.c.label, _I.c.is_gold, _B.c.reader, _B.c.evidence)
+                   .select_from(_I.outerjoin(_B, and_(_B.c.image_id == _I.c.id, _B.c.status == BankStatus.complete)))
+                   .where(_I.c.id == bindparam("image_id")))
+_WRITE_IMAGE = (update(_I).where(_I.c.id == bindparam("image_id"))
+                .values(consensus_reading=bindparam("reading"), consensus_probability=bindparam("probability"),
+                        resolved=bindparam("resolved")))
 
 
-def _consensus_state(session: Session, project: Project) -> dict | None:
+def _parsed_state(session: Session, project_id: int, raw: str | None) -> dict | None:
     """The project's last fit (``projects.consensus_state``), parsed once per distinct stored text: a submission
     reads the text (cheap) and reuses the parsed dict while it is unchanged (tens of KB of JSON otherwise parsed
     in every submit, inside the write lock)."""
-    raw = session.scalar(select(cast(Project.consensus_state, Text)).where(Project.id == project.id))
     if raw is None or raw == "null":
         return None
-    key = (id(session.get_bind()), int(project.id))
+    key = (id(session.get_bind()), int(project_id))
     with _STATES_LOCK:
         hit = _STATES.get(key)
     if hit is not None and hit[0] == raw:
@@ -388,33 +412,47 @@ def update_image(session: Session, project: Project, image_id: int) -> ImageReso
     With a refit scheduler in ``session.info[DEFER_REFIT]`` (the app's :class:`BackgroundRefit`), a stale state
     asks it for a refit instead, and the image is updated from the state it has (plates and a project's first
     submissions, which have none, wait for that refit)."""
-    state = _consensus_state(session, project)
-    if _stale(state, _submissions(session, project.id)):
+    session.flush()  # the Core statements below do not autoflush
+    return update_image_of(session, project.id, float(project.resolve_threshold), image_id)
+
+
+def update_image_of(session: Session, project_id: int, threshold: float, image_id: int) -> ImageResolution | None:
+    """:func:`update_image` for a project given by its id and ``resolve_threshold`` (a submission has both)."""
+    raw, submissions = session.execute(_STATE_AND_SUBMISSIONS, {"project_id": project_id}).one()
+    state = _parsed_state(session, project_id, raw)
+    if _stale(state, int(submissions or 0)):
         later = session.info.get(DEFER_REFIT)
         if later is None:
-            return refresh_resolution(session, project.id).images.get(image_id)
-        later(project.id)
+            return refresh_resolution(session, project_id).images.get(image_id)
+        later(project_id)
         if not _per_image(state):
             return None
-    return _update_one(session, project, state, image_id)
+    return _update_one(session, project_id, threshold, state, image_id)
 
 
-def _update_one(session: Session, project: Project, state: dict, image_id: int) -> ImageResolution:
+def _update_one(session: Session, project_id: int, threshold: float, state: dict,
+                image_id: int) -> ImageResolution:
     kind: Kind = state["kind"]
-    votes = load_votes(session, project.id, image_id=image_id)
-    readings = {v.rater: t for v in votes if (t := _clean(kind, v.reading)) and set(t) != {"?"}}
-    reader, counts = bank_evidence_one(session, image_id)
-    image = session.get(LRImage, image_id)
-    gold = _clean(kind, image.label) if image.is_gold else None
+    rows = session.execute(_IMAGE_READINGS, {"image_id": image_id, "project_id": project_id}).all()
+    readings = {r: t for r, text in rows if (t := _clean(kind, text)) and set(t) != {"?"}}
+    label, is_gold, reader, evidence = session.execute(_IMAGE_EVIDENCE, {"image_id": image_id}).one()
+    counts = dict(evidence) if evidence else None
+    gold = _clean(kind, label) if is_gold else None
     labels, post = image_posterior(state, readings, counts if kind == "digits" else None, gold)
     k = int(np.argmax(post))
     has = bool(readings) or gold is not None or (kind == "digits" and bool(counts))
     prob = float(post[k]) if has else None
     res = ImageResolution(image_id, labels[k] if has else None, prob,
-                          has and prob >= float(project.resolve_threshold), len(readings),
+                          has and prob >= float(threshold), len(readings),
                           _posterior_dict(labels, post) if has else {}, reader, counts)
-    image.consensus_reading, image.consensus_probability, image.resolved = res.reading, res.probability, res.resolved
-    session.flush()
+    session.execute(_WRITE_IMAGE, {"image_id": image_id, "reading": res.reading, "probability": res.probability,
+                                   "resolved": res.resolved})
+    if session.identity_map:  # an image the session holds sees its new consensus
+        image = session.identity_map.get(identity_key(LRImage, image_id))
+        if image is not None:
+            for key, value in (("consensus_reading", res.reading), ("consensus_probability", res.probability),
+                               ("resolved", res.resolved)):
+                set_committed_value(image, key, value)
     return res
 
 

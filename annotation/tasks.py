@@ -27,18 +27,21 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
-from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Reading, Sample,
-                       utcnow)
+from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Rater, Reading,
+                       Sample, utcnow)
 
 from .accounts import check_text, get_rater
-from .audit import record
-from .consensus import update_image
+from .audit import append, record
+from .consensus import update_image, update_image_of
 from .errors import Conflict, InvalidInput, LeaseExpired, NotFound, PermissionDenied
 from .projects import MAX_READING, get_project, normalize_reading
 
@@ -94,58 +97,118 @@ def _active_rater(session: Session, rater_id: int):
     return rater
 
 
+def _is_id(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _sync(session: Session, cls: type, pk: int, **values) -> None:
+    """Bring a loaded ORM object (if the session holds one) up to date with a Core UPDATE's values."""
+    if session.identity_map:
+        obj = session.identity_map.get(identity_key(cls, pk))
+        if obj is not None:
+            for key, value in values.items():
+                set_committed_value(obj, key, value)
+
+
+# The hot path (a submission, the next task, the progress count) runs these prebuilt Core statements: building and
+# compiling an ORM statement per call costs more than running it, and full ORM rows (PNG columns, flushes) are not
+# needed. Writes that the session may hold objects for are mirrored into them (_sync).
+_A, _R, _P = Assignment.__table__, Rater.__table__, Project.__table__
+_I, _B, _S = LRImage.__table__, Bank.__table__, Sample.__table__
+_PICK, _READING = Pick.__table__, Reading.__table__
+_SETTINGS = (_P.c.id, _P.c.k_picks, _P.c.raters_per_image, _P.c.min_raters, _P.c.resolve_threshold, _P.c.lease_s,
+             _P.c.seed, _P.c.gold_rate, _P.c.model_name, _P.c.revision_window_s)
+_RATER_PROJECT = (select(_R.c.active, _R.c.name, *_SETTINGS)
+                  .select_from(_R.join(_P, _P.c.id == bindparam("project_id"))).where(_R.c.id == bindparam("rater_id")))
+_TASK_COLUMNS = (_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.bank_id, _A.c.sample_order,
+                 _A.c.served_at, _A.c.lease_expires_at)
+# the rater's own live leases and every expired one still holding its slot (one look at the project's leases)
+_LEASES = (select(*_TASK_COLUMNS).where(
+    _A.c.project_id == bindparam("project_id"), _A.c.status == SERVED,
+    or_(_A.c.rater_id == bindparam("rater_id"), _A.c.lease_expires_at <= bindparam("now"))).order_by(_A.c.id))
+_EXPIRE = (update(_A).where(_A.c.id == bindparam("aid"), _A.c.status == SERVED)
+           .values(status=EXPIRED, slot=None))
+_GOLD_COUNTS = select(func.count(_A.c.id), func.count(_A.c.id).filter(_A.c.is_gold.is_(True))).where(
+    _A.c.rater_id == bindparam("rater_id"), _A.c.project_id == bindparam("project_id"), _A.c.status != EXPIRED)
+_HELD_SLOTS = select(_A.c.slot).where(_A.c.image_id == bindparam("image_id"), _A.c.slot.is_not(None))
+_TASK_IMAGES = (select(_I.c.png.label("lr_png"), _S.c.id, _S.c.index.label("sample_index"), _S.c.png)
+                .select_from(_I.outerjoin(_S, _S.c.bank_id == bindparam("bank_id")))
+                .where(_I.c.id == bindparam("image_id")))
+_OWN_SAMPLES = select(_S.c.id).where(_S.c.bank_id == bindparam("bank_id"),
+                                     _S.c.id.in_(bindparam("ids", expanding=True)))
+_OWNED = (select(_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.bank_id, _A.c.status, _A.c.is_gold,
+                 _A.c.served_at, _A.c.revisions, _R.c.active, _R.c.name, *_SETTINGS[1:])
+          .select_from(_A.join(_R, _R.c.id == bindparam("rater_id")).join(_P, _P.c.id == _A.c.project_id))
+          .where(_A.c.id == bindparam("aid")).with_for_update(of=_A))
+_NEW_LEASE = insert(_A).values({c: bindparam(c, type_=_A.c[c].type) for c in (
+    "project_id", "rater_id", "image_id", "bank_id", "is_gold", "sample_order", "status", "slot", "served_at",
+    "lease_expires_at")})
+_SUBMITTED = (update(_A).where(_A.c.id == bindparam("aid"))
+              .values(status=SUBMITTED, submitted_at=bindparam("at"), seconds_on_task=bindparam("seconds")))
+
+
+def _candidates_query(gold: bool):
+    submitted = (select(func.count(_A.c.id)).where(_A.c.image_id == _I.c.id, _A.c.status == SUBMITTED)
+                 .scalar_subquery())
+    held = select(func.count(_A.c.id)).where(_A.c.image_id == _I.c.id, _A.c.slot.is_not(None)).scalar_subquery()
+    done = select(_A.c.id).where(_A.c.image_id == _I.c.id, _A.c.rater_id == bindparam("rater_id"),
+                                 _A.c.status != EXPIRED).exists()
+    # the rater's own row for the image: an expired lease (any other kind is excluded by ``done``), reused
+    own = select(_A.c.id).where(_A.c.image_id == _I.c.id, _A.c.rater_id == bindparam("rater_id")).scalar_subquery()
+    q = (select(_I.c.id, _B.c.id, _B.c.n, own).join(_B, _B.c.image_id == _I.c.id)
+         .where(_I.c.project_id == bindparam("project_id"), _B.c.status == BankStatus.complete, ~done,
+                _I.c.is_gold.is_(gold))
+         .order_by(_I.c.resolved, submitted, held, _I.c.id).limit(25))
+    if not gold:
+        q = q.where(held < bindparam("m"), ~(_I.c.resolved & (submitted >= bindparam("min_raters"))))
+    return q
+
+
+_CANDIDATES = {gold: _candidates_query(gold) for gold in (False, True)}
+
+
 def sample_order(project_seed: int, rater_id: int, image_id: int, n: int) -> list[int]:
     """The per-rater shuffled order of a bank's sample indices."""
     rng = np.random.default_rng([int(project_seed), int(rater_id), int(image_id)])
     return [int(i) for i in rng.permutation(n)]
 
 
-def _task(session: Session, a: Assignment, k: int) -> Task:
-    image = session.get(LRImage, a.image_id)
-    by_index = {s.index: s for s in session.scalars(select(Sample).where(Sample.bank_id == a.bank_id))}
+def _task(session: Session, a, k: int) -> Task:
+    """The task of an assignment (an ORM row or the hot path's plain record of the same fields)."""
+    rows = session.execute(_TASK_IMAGES, {"bank_id": a.bank_id, "image_id": a.image_id}).all()
+    by_index = {r.sample_index: r for r in rows if r.id is not None}
     samples = [TaskSample(by_index[i].id, i, by_index[i].png) for i in a.sample_order]
-    return Task(a.id, a.project_id, a.image_id, a.bank_id, k, image.png, samples, a.served_at, a.lease_expires_at)
+    return Task(a.id, a.project_id, a.image_id, a.bank_id, k, rows[0].lr_png, samples, a.served_at,
+                a.lease_expires_at)
 
 
-def _expire_leases(session: Session, project_id: int, now: datetime) -> None:
-    """Free the slots of leases that ran out (each expiry is audited)."""
-    gone = session.execute(select(Assignment.id, Assignment.rater_id).where(
-        Assignment.project_id == project_id, Assignment.status == SERVED, Assignment.lease_expires_at <= now)).all()
+def _expire(session: Session, project_id: int, gone, now: datetime) -> None:
+    """Free the slots of leases that ran out (each expiry is audited): ``gone`` the (id, rater id) of each."""
     for aid, rid in gone:
-        n = session.execute(update(Assignment).where(Assignment.id == aid, Assignment.status == SERVED)
-                            .values(status=EXPIRED, slot=None).execution_options(synchronize_session=False)).rowcount
+        n = session.execute(_EXPIRE, {"aid": aid}).rowcount
         if n:
-            record(session, "assignment.expired", "assignment", aid, actor_id=rid, project_id=project_id, at=now)
+            _sync(session, Assignment, aid, status=EXPIRED, slot=None)
+            append(session, "assignment.expired", "assignment", aid, actor_id=rid, project_id=project_id, at=now)
 
 
 def _free_slot(session: Session, image_id: int, m: int) -> int | None:
-    held = set(session.scalars(select(Assignment.slot).where(Assignment.image_id == image_id,
-                                                             Assignment.slot.is_not(None))))
+    held = set(session.scalars(_HELD_SLOTS, {"image_id": image_id}))
     free = [s for s in range(1, m + 1) if s not in held]
     # a random free slot: concurrent raters (PostgreSQL) rarely race for the same one; the unique constraint
     # settles the races that remain
     return random.choice(free) if free else None
 
 
-def _candidates(session: Session, project: Project, rater_id: int, gold: bool) -> list[tuple[int, int]]:
-    """(image id, bank id) the rater may be served, fewest submissions first."""
-    submitted = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
-                                                         Assignment.status == SUBMITTED).scalar_subquery())
-    held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
-                                                    Assignment.slot.is_not(None)).scalar_subquery())
-    done = (select(Assignment.id).where(Assignment.image_id == LRImage.id, Assignment.rater_id == rater_id,
-                                        Assignment.status != EXPIRED).exists())
-    q = (select(LRImage.id, Bank.id).join(Bank, Bank.image_id == LRImage.id)
-         .where(LRImage.project_id == project.id, Bank.status == BankStatus.complete, ~done,
-                LRImage.is_gold.is_(gold))
-         .order_by(LRImage.resolved, submitted, held, LRImage.id).limit(25))
-    if not gold:
-        q = q.where(held < project.raters_per_image, ~(LRImage.resolved & (submitted >= min_raters(project))))
-    return [tuple(r) for r in session.execute(q).all()]
+def _candidates(session: Session, project, rater_id: int, gold: bool) -> list[tuple[int, int, int, int | None]]:
+    """(image id, bank id, bank size, the rater's expired assignment id or None) the rater may be served, fewest
+    submissions first."""
+    return [tuple(r) for r in session.execute(_CANDIDATES[gold], {
+        "rater_id": rater_id, "project_id": project.id, "m": project.raters_per_image,
+        "min_raters": min_raters(project)}).all()]
 
 
-def _serve(session: Session, project: Project, rater_id: int, image_id: int, bank_id: int, gold: bool,
-           now: datetime) -> Assignment | None:
+def _serve(session: Session, project, rater_id: int, image_id: int, bank_id: int, n: int, own: int | None,
+           gold: bool, now: datetime) -> SimpleNamespace | None:
     """Take a slot (regular images) and write the lease; None if someone else got the last slot first."""
     slot = None
     if not gold:
@@ -153,24 +216,43 @@ def _serve(session: Session, project: Project, rater_id: int, image_id: int, ban
         if slot is None:
             return None
     lease = now + timedelta(seconds=project.lease_s)
+    lease_values = {"status": SERVED, "slot": slot, "served_at": now, "lease_expires_at": lease}
     try:
         with session.begin_nested():
-            a = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
-                                                        Assignment.image_id == image_id))
-            if a is None:
-                n = session.scalar(select(Bank.n).where(Bank.id == bank_id))
-                a = Assignment(project_id=project.id, rater_id=rater_id, image_id=image_id, bank_id=bank_id,
-                               is_gold=gold, sample_order=sample_order(project.seed, rater_id, image_id, n))
-                session.add(a)
-            elif a.status != EXPIRED:
-                return None
-            a.status, a.slot, a.served_at, a.lease_expires_at = SERVED, slot, now, lease
-            session.flush()
+            if own is None:
+                order = sample_order(project.seed, rater_id, image_id, n)
+                aid = session.execute(_NEW_LEASE, {
+                    "project_id": project.id, "rater_id": rater_id, "image_id": image_id, "bank_id": bank_id,
+                    "is_gold": gold, "sample_order": order, **lease_values}).inserted_primary_key[0]
+            else:  # the rater's own expired lease of this image is served again
+                if not session.execute(update(_A).where(_A.c.id == own, _A.c.status == EXPIRED)
+                                       .values(**lease_values)).rowcount:
+                    return None
+                aid = own
+                order = session.scalar(select(_A.c.sample_order).where(_A.c.id == own))
+                _sync(session, Assignment, own, **lease_values)
     except IntegrityError:  # the slot (or this rater's row) was taken by a concurrent transaction
         return None
-    record(session, "assignment.served", "assignment", a.id, actor_id=rater_id, project_id=project.id, at=now,
+    append(session, "assignment.served", "assignment", aid, actor_id=rater_id, project_id=project.id, at=now,
            image_id=image_id, slot=slot, gold=gold, lease_expires_at=lease.isoformat())
-    return a
+    return SimpleNamespace(id=aid, project_id=project.id, image_id=image_id, bank_id=bank_id, sample_order=order,
+                           served_at=now, lease_expires_at=lease)
+
+
+def _rater_and_project(session: Session, rater_id: int, project_id: int):
+    """The active rater's project settings (one statement); the services' errors for an unknown or deactivated
+    rater or an unknown project."""
+    session.flush()  # the Core reads below do not autoflush
+    row = None
+    if _is_id(rater_id) and _is_id(project_id):
+        row = session.execute(_RATER_PROJECT, {"rater_id": rater_id, "project_id": project_id}).first()
+    if row is None:  # unknown rater or project, or a project named: the lookups with their errors
+        _active_rater(session, rater_id)
+        p = get_project(session, project_id)
+        return SimpleNamespace(**{c.name: getattr(p, c.name) for c in _SETTINGS})
+    if not row.active:
+        raise PermissionDenied(f"rater {row.name!r} is deactivated")
+    return row
 
 
 # ---- the services ----------------------------------------------------------------------------------------------
@@ -179,35 +261,29 @@ def next_task(session: Session, rater_id: int, project_id: int, *, now: datetime
     submissions first, while it has fewer than ``raters_per_image`` holders; gold items at the project's rate.
     None when there is nothing left for this rater."""
     now = now or utcnow()
-    _active_rater(session, rater_id)
-    project = get_project(session, project_id)
-    live = session.scalar(select(Assignment).where(Assignment.rater_id == rater_id,
-                                                   Assignment.project_id == project.id, Assignment.status == SERVED,
-                                                   Assignment.lease_expires_at > now).order_by(Assignment.id))
+    project = _rater_and_project(session, rater_id, project_id)
+    leases = session.execute(_LEASES, {"project_id": project.id, "rater_id": rater_id, "now": now}).all()
+    live = next((a for a in leases if a.rater_id == rater_id and a.lease_expires_at > now), None)
     if live is not None:
         return _task(session, live, project.k_picks)
-    _expire_leases(session, project.id, now)
+    _expire(session, project.id, [(a.id, a.rater_id) for a in leases if a.lease_expires_at <= now], now)
     kinds = [False]
     if project.gold_rate > 0:
-        counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(
-            Assignment.is_gold.is_(True))).where(Assignment.rater_id == rater_id,
-                                                  Assignment.project_id == project.id,
-                                                  Assignment.status != EXPIRED)).one()
-        total, gold_done = int(counts[0]), int(counts[1])
-        kinds = [True, False] if gold_done < project.gold_rate * (total + 1) else [False]
+        total, gold_done = session.execute(_GOLD_COUNTS, {"rater_id": rater_id, "project_id": project.id}).one()
+        kinds = [True, False] if int(gold_done) < project.gold_rate * (int(total) + 1) else [False]
     for gold in kinds:
         for _attempt in range(20):  # concurrent raters may take the candidates first: look again
             candidates = _candidates(session, project, rater_id, gold)
             if not candidates:
                 break
-            for image_id, bank_id in candidates:
-                a = _serve(session, project, rater_id, image_id, bank_id, gold, now)
+            for image_id, bank_id, n, own in candidates:
+                a = _serve(session, project, rater_id, image_id, bank_id, n, own, gold, now)
                 if a is not None:
                     return _task(session, a, project.k_picks)
     return None
 
 
-def _check_picks(session: Session, a: Assignment, k: int, picks: Sequence[int]) -> list[int]:
+def _check_picks(session: Session, a, k: int, picks: Sequence[int]) -> list[int]:
     if isinstance(picks, (str, bytes)) or not isinstance(picks, Sequence):
         raise InvalidInput(f"picks must be a list of {k} sample ids, got {type(picks).__name__}")
     picks = list(picks)
@@ -218,7 +294,7 @@ def _check_picks(session: Session, a: Assignment, k: int, picks: Sequence[int]) 
         raise InvalidInput(f"pick exactly {k} samples, got {len(picks)}")
     if len(set(picks)) != k:
         raise InvalidInput("the picks must be distinct samples")
-    own = set(session.scalars(select(Sample.id).where(Sample.bank_id == a.bank_id)))
+    own = set(session.scalars(_OWN_SAMPLES, {"bank_id": a.bank_id, "ids": picks}))
     foreign = [p for p in picks if p not in own]
     if foreign:
         raise InvalidInput(f"sample id(s) {foreign} are not in this task's bank")
@@ -258,6 +334,22 @@ def _owned(session: Session, rater_id: int, assignment_id: int, lock: bool = Tru
     return a
 
 
+def _owned_row(session: Session, rater_id: int, assignment_id: int):
+    """:func:`_owned` in one statement (the row locked, with its project's settings), same errors."""
+    session.flush()  # the Core reads below do not autoflush
+    row = None
+    if _is_id(rater_id) and _is_id(assignment_id):
+        row = session.execute(_OWNED, {"rater_id": rater_id, "aid": assignment_id}).first()
+    if row is None:
+        _owned(session, rater_id, assignment_id)  # raises the lookup's error
+        raise NotFound(f"unknown assignment id {assignment_id!r}")
+    if not row.active:
+        raise PermissionDenied(f"rater {row.name!r} is deactivated")
+    if row.rater_id != rater_id:
+        raise PermissionDenied("this assignment belongs to another rater")
+    return row
+
+
 def _stored(session: Session, a: Assignment) -> tuple[list[int], str | None]:
     picks = list(session.scalars(select(Pick.sample_id).where(Pick.assignment_id == a.id).order_by(Pick.rank)))
     reading = session.scalar(select(Reading.text).where(Reading.assignment_id == a.id))
@@ -278,12 +370,11 @@ def _checked_votes(session: Session, rater_id: int, assignment_id: int, picks: S
     return a, project, _check_picks(session, a, project.k_picks, picks), _check_reading(reading, project)
 
 
-def _write_votes(session: Session, a: Assignment, picks: list[int], reading: str | None) -> None:
-    session.add_all([Pick(assignment_id=a.id, bank_id=a.bank_id, sample_id=s, rank=r + 1)
-                     for r, s in enumerate(picks)])
+def _write_votes(session: Session, a, picks: list[int], reading: str | None) -> None:
+    session.execute(insert(_PICK), [{"assignment_id": a.id, "bank_id": a.bank_id, "sample_id": s, "rank": r + 1}
+                                    for r, s in enumerate(picks)])
     if reading is not None:
-        session.add(Reading(assignment_id=a.id, text=reading))
-    session.flush()
+        session.execute(insert(_READING), [{"assignment_id": a.id, "text": reading}])
 
 
 def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int], reading: str | None = None,
@@ -291,32 +382,33 @@ def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
     """Store the rater's top-k picks (sample ids, best first) and reading, atomically with the status change.
     Replaying an identical submission is a no-op that returns the stored one."""
     now = now or utcnow()
-    a, project, picks, reading = _checked_votes(session, rater_id, assignment_id, picks, reading)
+    a = _owned_row(session, rater_id, assignment_id)  # its project's settings ride along
+    picks, reading = _check_picks(session, a, a.k_picks, picks), _check_reading(reading, a)
     if a.status == SUBMITTED:
         if _stored(session, a) == (picks, reading):
-            return _result(session, a, replayed=True)
+            return _result(session, _owned(session, rater_id, assignment_id), replayed=True)
         raise Conflict("this assignment is already submitted with other picks; revise it instead")
     if a.status == SKIPPED:
         raise Conflict("this assignment was skipped")
     if a.status == EXPIRED:  # the lease ran out and its slot was freed: take any free slot again
-        slot = None if a.is_gold else _free_slot(session, a.image_id, project.raters_per_image)
+        slot = None if a.is_gold else _free_slot(session, a.image_id, a.raters_per_image)
         if slot is None and not a.is_gold:
             raise LeaseExpired("the lease ran out and this image already has all its raters")
         try:
             with session.begin_nested():
-                a.slot = slot
-                session.flush()
+                session.execute(update(_A).where(_A.c.id == a.id).values(slot=slot))
         except IntegrityError as err:
             raise LeaseExpired("the lease ran out and the last slot was just taken") from err
+        _sync(session, Assignment, a.id, slot=slot)
     _write_votes(session, a, picks, reading)
-    a.status = SUBMITTED
-    a.submitted_at = now
-    a.seconds_on_task = max(0.0, (now - a.served_at).total_seconds())
-    session.flush()
-    update_image(session, project, a.image_id)  # the resolved flag adaptive serving reads (see the docstring)
-    record(session, "assignment.submitted", "assignment", a.id, actor_id=rater_id, project_id=a.project_id,
-           at=now, image_id=a.image_id, picks=picks, reading=reading, seconds_on_task=a.seconds_on_task)
-    return _result(session, a, replayed=False)
+    seconds = max(0.0, (now - a.served_at).total_seconds())
+    session.execute(_SUBMITTED, {"aid": a.id, "at": now, "seconds": seconds})
+    _sync(session, Assignment, a.id, status=SUBMITTED, submitted_at=now, seconds_on_task=seconds)
+    # the resolved flag adaptive serving reads (see the docstring)
+    update_image_of(session, a.project_id, a.resolve_threshold, a.image_id)
+    append(session, "assignment.submitted", "assignment", a.id, actor_id=rater_id, project_id=a.project_id,
+           at=now, image_id=a.image_id, picks=picks, reading=reading, seconds_on_task=seconds)
+    return SubmitResult(a.id, SUBMITTED.value, picks, reading, now, seconds, False, a.revisions)
 
 
 def revise(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int], reading: str | None = None,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Rater, Reading, Sample, utcnow
+from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Rater, Reading, Sample,
+                       utcnow)
 from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 
 from .accounts import ANALYST_ROLES, require_role
@@ -23,10 +24,10 @@ from .analysis import load_votes, project_agreement
 from .banks import BankProgress, complete_bank, progress
 from .consensus import ImageResolution, project_consensus
 from .ensembles import EnsembleResult, latest_ensembles
+from .errors import NotFound
 from .exclusions import excluded_rater_ids
 from .images import get_image
 from .projects import get_project, list_projects
-from .tasks import min_raters
 from .uncertainty import UncertaintyView, image_uncertainty
 
 
@@ -114,27 +115,41 @@ class ProjectOverview:
     raters: list[RaterSummary] = field(default_factory=list)
 
 
+def _progress_query():
+    a, i, b, p = Assignment.__table__, LRImage.__table__, Bank.__table__, Project.__table__
+    finished = a.c.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped])
+    rater = bindparam("rater_id")
+    done = (select(func.count(a.c.id)).where(a.c.rater_id == rater, a.c.project_id == p.c.id, finished)
+            .scalar_subquery())
+    mine = select(a.c.id).where(a.c.image_id == i.c.id, a.c.rater_id == rater, finished).exists()
+    held = (select(func.count(a.c.id)).where(a.c.image_id == i.c.id, a.c.rater_id != rater, a.c.slot.is_not(None))
+            .scalar_subquery())
+    submitted = (select(func.count(a.c.id)).where(a.c.image_id == i.c.id, a.c.status == AssignmentStatus.submitted)
+                 .scalar_subquery())
+    # adaptive overlap (annotation.tasks.min_raters: NULL is the maximum)
+    stopped = i.c.resolved & (submitted >= func.coalesce(p.c.min_raters, p.c.raters_per_image))
+    open_ = (select(func.count(i.c.id)).select_from(i.join(b, b.c.image_id == i.c.id))
+             .where(i.c.project_id == p.c.id, b.c.status == BankStatus.complete, ~mine,
+                    i.c.is_gold.is_(True) | ((held < p.c.raters_per_image) & ~stopped))
+             .correlate(p).scalar_subquery())
+    return select(done, open_).select_from(p).where(p.c.id == bindparam("project_id"))
+
+
+_PROGRESS = _progress_query()  # one statement, prebuilt: the app asks after every submission
+
+
 def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterProgress:
     """"12 of 50": what this rater has done in the project, and that plus the images still open to them (a
     complete bank, not done by them, and a free slot unless it is a gold item)."""
-    project = get_project(session, project_id)
-    done = session.scalar(select(func.count(Assignment.id)).where(
-        Assignment.rater_id == rater_id, Assignment.project_id == project_id,
-        Assignment.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped]))) or 0
-    mine = (select(Assignment.id).where(Assignment.image_id == LRImage.id, Assignment.rater_id == rater_id,
-                                        Assignment.status.in_([AssignmentStatus.submitted,
-                                                               AssignmentStatus.skipped])).exists())
-    held = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
-                                                    Assignment.rater_id != rater_id,
-                                                    Assignment.slot.is_not(None)).scalar_subquery())
-    submitted = (select(func.count(Assignment.id)).where(Assignment.image_id == LRImage.id,
-                                                         Assignment.status == AssignmentStatus.submitted)
-                 .scalar_subquery())
-    stopped = LRImage.resolved & (submitted >= min_raters(project))  # adaptive overlap (annotation.tasks)
-    open_ = session.scalar(select(func.count(LRImage.id)).join(Bank, Bank.image_id == LRImage.id).where(
-        LRImage.project_id == project_id, Bank.status == BankStatus.complete, ~mine,
-        LRImage.is_gold.is_(True) | ((held < project.raters_per_image) & ~stopped))) or 0
-    return RaterProgress(int(done), int(done) + int(open_))
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        project_id = get_project(session, project_id).id  # a name, or NotFound
+    session.flush()  # a Core read does not autoflush
+    row = session.execute(_PROGRESS, {"rater_id": rater_id, "project_id": project_id}).first()
+    if row is None:
+        get_project(session, project_id)  # raises NotFound
+        raise NotFound(f"unknown project id {project_id!r}")
+    done, open_ = int(row[0] or 0), int(row[1] or 0)
+    return RaterProgress(done, done + open_)
 
 
 @dataclass(frozen=True)

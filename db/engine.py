@@ -43,6 +43,7 @@ BUSY_TIMEOUT_MS = 30_000  # scripts and background jobs: wait for the write lock
 READ_ONLY = "sr_read_only"  # connection execution option: begin a deferred (read-only) transaction
 BUSY_TIMEOUT = "sr_busy_timeout_ms"  # connection execution option: this transaction's busy timeout
 SQLITE_POOL = 40  # connections kept open per SQLite file engine (the app runs up to 40 request threads)
+_SET_TIMEOUT = "sr_busy_timeout_set"  # connection info: the busy timeout the SQLite connection has now
 
 
 def default_url() -> str:
@@ -52,9 +53,6 @@ def default_url() -> str:
         return env
     path = Path(__file__).resolve().parents[1] / "data" / "annotation.sqlite"
     return f"sqlite:///{path}"
-
-
-# SQLite engines -> (the process's write lock for that database, the engine's busy timeout in ms)
 
 
 class FairLock:
@@ -105,6 +103,7 @@ class FairLock:
                 self._owner = None
 
 
+# SQLite engines -> (the process's write lock for that database, the engine's busy timeout in ms)
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, tuple[FairLock, int]] = weakref.WeakKeyDictionary()
 
 
@@ -123,6 +122,7 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        _record.info[_SET_TIMEOUT] = int(busy_timeout_ms)
         if wal:
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
@@ -131,8 +131,12 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
         opts = conn.get_execution_options()
-        # set on every transaction: a pooled connection must not keep another scope's timeout
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(opts.get(BUSY_TIMEOUT, busy_timeout_ms))}")
+        # every transaction gets its own timeout (a pooled connection must not keep another scope's); the
+        # connection remembers the one it has, so the PRAGMA runs only when it changes
+        ms = int(opts.get(BUSY_TIMEOUT, busy_timeout_ms))
+        if conn.info.get(_SET_TIMEOUT) != ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {ms}")
+            conn.info[_SET_TIMEOUT] = ms
         conn.exec_driver_sql("BEGIN" if opts.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
