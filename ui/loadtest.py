@@ -224,6 +224,15 @@ def _count_votes(url: str, pid: int, k: int = 2) -> tuple[int, int]:
     return int(stored or 0), len(twice) + len(overfull)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_once(a: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="sr-load-") as tmp:
         data = Path(tmp)
@@ -238,12 +247,16 @@ def run_once(a: argparse.Namespace) -> dict:
         try:
             _wait_for(base + "login_check", proc)
             fn = _fn_indices(base)
-            ready = threading.Barrier(a.raters)
+            # the timed phase: from the moment every client holds a task to the last answer
+            marks: list[tuple[float, float | None]] = []
+            ready = threading.Barrier(a.raters, action=lambda: marks.append((time.perf_counter(),
+                                                                             _cpu_seconds(proc.pid))))
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=a.raters) as pool:
                 results = list(pool.map(lambda i: _rater(base, f"load-{i:03d}", pid, a.tasks, fn, ready),
                                         range(a.raters)))
             wall = time.perf_counter() - t0
+            marks.append((time.perf_counter(), _cpu_seconds(proc.pid)))
         finally:
             proc.terminate()
             try:
@@ -256,7 +269,10 @@ def run_once(a: argparse.Namespace) -> dict:
     saved = sum(r.saved for r in results)
     errors = [e for r in results for e in r.errors]
     q = (lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] if lat else float("nan"))  # noqa: E731
-    return dict(submits=len(lat), p50=q(0.5), p95=q(0.95), max=lat[-1] if lat else float("nan"),
+    phase = marks[-1][0] - marks[0][0] if len(marks) == 2 else float("nan")
+    cpu = marks[-1][1] - marks[0][1] if len(marks) == 2 and None not in (marks[0][1], marks[-1][1]) else None
+    return dict(submits=len(lat), p50=q(0.5), p95=q(0.95), max=lat[-1] if lat else float("nan"), phase=phase,
+                app_cpu_per_submit=cpu / len(lat) if cpu is not None and lat else None,
                 mean=statistics.fmean(lat) if lat else float("nan"), wall=wall, saved=saved, stored=stored,
                 lost=max(0, saved - stored), doubled=doubled, errors=errors)
 
@@ -278,7 +294,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         r = run_once(a)
         out.append(r)
         print(f"run {i + 1}: {a.raters} raters x {a.tasks} submissions over HTTP: p50 {r['p50']:.2f} s, "
-              f"p95 {r['p95']:.2f} s, max {r['max']:.2f} s ({r['submits']} submissions in {r['wall']:.1f} s); "
+              f"p95 {r['p95']:.2f} s, max {r['max']:.2f} s ({r['submits']} submissions in {r['phase']:.1f} s"
+              + (f", app CPU {1000 * r['app_cpu_per_submit']:.0f} ms each" if r["app_cpu_per_submit"] else "")
+              + f"; {r['wall']:.1f} s with sign-ins and first tasks); "
               f"votes: {r['saved']} saved, {r['stored']} stored, {r['lost']} lost, {r['doubled']} doubled"
               + (f"; {len(r['errors'])} error(s), first: {r['errors'][0]}" if r["errors"] else ""), flush=True)
     return out

@@ -287,10 +287,17 @@ def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None,
     return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
 
 
-def progress_of(ctx: AppContext, rater_id: int, project_id: int) -> RaterProgress:
-    """The rater's progress in a read-only transaction (it never waits for, or holds, the write lock)."""
+def progress_and_work(ctx: AppContext, rater_id: int, project_id: int) -> tuple[RaterProgress, list]:
+    """The rater's progress and "my work" in one read-only transaction (it never waits for the write lock)."""
     with ctx.tx(write=False) as s:
-        return rater_progress(s, rater_id, project_id)
+        return rater_progress(s, rater_id, project_id), my_work(s, rater_id, project_id)
+
+
+def work_panel(work) -> tuple[str, dict]:
+    """"My work": the rater's submissions, and the menu of those still inside their revision window."""
+    choices = [(f"task {w.assignment_id} ({w.submitted_at:%H:%M:%S} UTC)", w.assignment_id)
+               for w in work if w.revisable]
+    return my_work_html(work), gr.update(choices=choices, value=None)
 
 
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
@@ -375,9 +382,10 @@ def build_rate(ctx: AppContext) -> RateView:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
             nxt = next_task(s, actor.id, task.project_id)
-        # the progress count only reads: after the commit, so the write lock is held for the writes alone
-        return show_task(ctx, actor.id, task.project_id, note, (nxt, progress_of(ctx, actor.id, task.project_id)),
-                         buttons_live=not task.revising)
+        # the progress count and "my work" only read: after the commit, so the write lock is held for the writes
+        prog, work = progress_and_work(ctx, actor.id, task.project_id)
+        return (*show_task(ctx, actor.id, task.project_id, note, (nxt, prog), buttons_live=not task.revising),
+                *work_panel(work))
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
@@ -410,12 +418,10 @@ def build_rate(ctx: AppContext) -> RateView:
         if project_id in (None, ""):
             return "", "", gr.update(choices=[], value=None)
         pid = chosen_id(project_id, "a project")
-        with ctx.tx() as s:
+        with ctx.tx(write=False) as s:
             text = get_project(s, pid).guidelines
             work = my_work(s, actor.id, pid)
-        choices = [(f"task {w.assignment_id} ({w.submitted_at:%H:%M:%S} UTC)", w.assignment_id)
-                   for w in work if w.revisable]
-        return guidelines_html(text), my_work_html(work), gr.update(choices=choices, value=None)
+        return guidelines_html(text), *work_panel(work)
 
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
@@ -423,22 +429,21 @@ def build_rate(ctx: AppContext) -> RateView:
             raise refuse("No task on screen: choose a project.")
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
-            served = serve_next(s, actor.id, task.project_id)
-        return show_task(ctx, actor.id, task.project_id, "Skipped.", served, buttons_live=not task.revising)
+            nxt = next_task(s, actor.id, task.project_id)
+        prog, work = progress_and_work(ctx, actor.id, task.project_id)
+        return (*show_task(ctx, actor.id, task.project_id, "Skipped.", (nxt, prog), buttons_live=not task.revising),
+                *work_panel(work))
 
     panels = [guidelines, work_list, work_pick]
     project.change(load_task, [project], outputs, api_name="next_task").then(
         side_panels, [project], panels, api_name=False, show_progress="hidden")
-    # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task, no event
-    # stream): under a burst of raters the queue's own bookkeeping per event cost more than the submission.
-    # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task, no event
-    # stream) and its per-component pre- and postprocessing (a worker-thread hop per input and output; these take
-    # and give plain strings): under a burst of raters that bookkeeping cost more than the submission itself.
+    # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task and the
+    # refreshed "my work", no event stream) and its per-component pre- and postprocessing (a worker-thread hop per
+    # input and output; these take and give plain strings): under a burst of raters that bookkeeping cost more
+    # than the submission itself.
     fast = {"queue": False, "preprocess": False, "postprocess": False}
-    submit_btn.click(do_submit, [picks, reading, state], outputs, api_name="submit", **fast).success(
-        side_panels, [project], panels, api_name=False, show_progress="hidden", queue=False)
-    skip_btn.click(do_skip, [reason, state], outputs, api_name="skip", **fast).success(
-        side_panels, [project], panels, api_name=False, show_progress="hidden", queue=False)
+    submit_btn.click(do_submit, [picks, reading, state], outputs + panels[1:], api_name="submit", **fast)
+    skip_btn.click(do_skip, [reason, state], outputs + panels[1:], api_name="skip", **fast)
     skip_open.click(None, js="() => { if (window.sr) window.sr.openSkip(); }")
     revise_btn.click(do_revise, [project], outputs, api_name="revise_last")
     work_btn.click(do_revise_one, [work_pick], outputs, api_name="revise")
