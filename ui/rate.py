@@ -368,6 +368,13 @@ def build_rate(ctx: AppContext) -> RateView:
         actor = ctx.actor(request, "rater")
         return show_task(ctx, actor.id, chosen_id(project_id, "a project"))
 
+    def answer(rater_id: int, task: RaterTask, note: str, nxt: Task | None) -> tuple:
+        """What Submit and Skip answer, after their write transaction: the next task, then "my work". The progress
+        count and "my work" only read, so they come after the commit (the write lock is held for the writes)."""
+        prog, work = progress_and_work(ctx, rater_id, task.project_id)
+        return (*show_task(ctx, rater_id, task.project_id, note, (nxt, prog), buttons_live=not task.revising),
+                *work_panel(work))
+
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
         if task is None:
@@ -382,10 +389,7 @@ def build_rate(ctx: AppContext) -> RateView:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
             nxt = next_task(s, actor.id, task.project_id)
-        # the progress count and "my work" only read: after the commit, so the write lock is held for the writes
-        prog, work = progress_and_work(ctx, actor.id, task.project_id)
-        return (*show_task(ctx, actor.id, task.project_id, note, (nxt, prog), buttons_live=not task.revising),
-                *work_panel(work))
+        return answer(actor.id, task, note, nxt)
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
@@ -430,9 +434,7 @@ def build_rate(ctx: AppContext) -> RateView:
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
             nxt = next_task(s, actor.id, task.project_id)
-        prog, work = progress_and_work(ctx, actor.id, task.project_id)
-        return (*show_task(ctx, actor.id, task.project_id, "Skipped.", (nxt, prog), buttons_live=not task.revising),
-                *work_panel(work))
+        return answer(actor.id, task, "Skipped.", nxt)
 
     panels = [guidelines, work_list, work_pick]
     project.change(load_task, [project], outputs, api_name="next_task").then(
