@@ -5,7 +5,9 @@ A :class:`SessionTable` maps the random token of a sign-in cookie to its account
 its epoch is unchanged (a deactivation or a new password bumps it) and the session has been used within the idle
 timeout; an invalid token is forgotten on the spot. The account's current state is read from the store by the
 caller (the app's middleware, off the event loop) at most every ``state_ttl_s`` seconds per account, and at once
-after this process changes an account (:meth:`SessionTable.forget_state`).
+after this process changes an account (:meth:`SessionTable.forget_state`); one read covers every signed-in account
+that is due (:meth:`SessionTable.stale_names`, :func:`account_states`), so a burst of requests costs one query a
+``state_ttl_s``, not one per account.
 
 The table is a ``MutableMapping[str, str]`` (token -> name) so that Gradio's own login, logout and user lookup
 use it unchanged; lookups (:meth:`SessionTable.get`) never touch the database.
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,12 +51,27 @@ class AccountState:
     must_change_password: bool
 
 
+_STATE_COLUMNS = (Rater.id, Rater.name, Rater.role, Rater.active, Rater.session_epoch, Rater.must_change_password)
+
+
+def _state_of(row) -> AccountState:  # noqa: ANN001 - a row of _STATE_COLUMNS
+    rid, name, role, active, epoch, must_change = row
+    return AccountState(rid, name, Role(role).value, bool(active), int(epoch or 0), bool(must_change))
+
+
 def account_state(session: Session, name: str) -> AccountState | None:
-    r = session.scalar(select(Rater).where(Rater.name == name))
-    if r is None:
-        return None
-    return AccountState(r.id, r.name, Role(r.role).value, bool(r.active), int(r.session_epoch or 0),
-                        bool(r.must_change_password))
+    row = session.execute(select(*_STATE_COLUMNS).where(Rater.name == name)).first()
+    return None if row is None else _state_of(row)
+
+
+def account_states(session: Session, names: Iterable[str]) -> dict[str, AccountState | None]:
+    """:func:`account_state` of many accounts in one query (None for a name with no account)."""
+    wanted = sorted(set(names))
+    found: dict[str, AccountState | None] = dict.fromkeys(wanted)
+    for i in range(0, len(wanted), 500):  # well under any backend's limit on bound parameters
+        for row in session.execute(select(*_STATE_COLUMNS).where(Rater.name.in_(wanted[i:i + 500]))):
+            found[row[1]] = _state_of(row)
+    return found
 
 
 @dataclass
@@ -80,6 +97,7 @@ class SessionTable(MutableMapping[str, str]):
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._states: dict[str, tuple[AccountState | None, float]] = {}
+        self._changed: dict[str, float] = {}  # name -> when this process last changed the account
         self._expected: dict[str, tuple[int, float]] = {}  # name -> (epoch, when) of a passed password check
 
     # ---- sign-in ----------------------------------------------------------------------------------------------
@@ -121,14 +139,36 @@ class SessionTable(MutableMapping[str, str]):
             got = self._states.get(name)
             return got is None or self._clock() - got[1] >= self.state_ttl_s
 
+    def stale_names(self) -> set[str]:
+        """The accounts with a session in this table whose state is due to be read again (one read serves all)."""
+        with self._lock:
+            now = self._clock()
+            return {e.name for e in self._entries.values()
+                    if (got := self._states.get(e.name)) is None or now - got[1] >= self.state_ttl_s}
+
     def set_state(self, name: str, state: AccountState | None) -> None:
         with self._lock:
             self._states[name] = (state, self._clock())
+
+    def set_states(self, states: dict[str, AccountState | None], read_at: float | None = None) -> None:
+        """Store states read together; ``read_at`` (this table's clock, before the read began) is when they count
+        from, so a state is never taken as fresher than its read. A state this process set since (a sign-in, a
+        change it made) is newer and kept."""
+        with self._lock:
+            when = self._clock() if read_at is None else read_at
+            for name, state in states.items():
+                got = self._states.get(name)
+                if (got is None or got[1] <= when) and self._changed.get(name, -float("inf")) < when:
+                    self._states[name] = (state, when)
+
+    def now(self) -> float:
+        return self._clock()
 
     def forget_state(self, name: str) -> None:
         """This process changed the account: the next request reads its state again."""
         with self._lock:
             self._states.pop(name, None)
+            self._changed[name] = self._clock()  # a read that began before this change must not put it back
 
     def state(self, name: str) -> AccountState | None:
         with self._lock:

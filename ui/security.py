@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from annotation.accounts import ANALYST_ROLES, authenticate, dummy_hash, record_sign_in
 from annotation.downloads import PrivateDownloads
-from annotation.sessions import AccountState, SessionTable, SignInThrottle, account_state
+from annotation.sessions import AccountState, SessionTable, SignInThrottle, account_state, account_states
 from db.engine import session_scope
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Guard:
         self.downloads = downloads
         self.hashes = SessionHashOwners(sessions.idle_s)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._refreshing: anyio.Lock | None = None  # made in the event loop, at the first request
         dummy_hash()  # made now, so that the first unknown name does not cost a second scrypt
 
     # ---- wiring ---------------------------------------------------------------------------------------------
@@ -150,9 +151,27 @@ class Guard:
         with session_scope(self.factory, write=False) as s:  # a read: never waits for the write lock
             return account_state(s, name)
 
+    def load_states(self, names: set[str]) -> dict[str, AccountState | None]:
+        with session_scope(self.factory, write=False) as s:
+            return account_states(s, names)
+
     async def refresh(self, name: str) -> None:
-        if self.sessions.state_is_stale(name):
-            self.sessions.set_state(name, await anyio.to_thread.run_sync(self.load_state, name))
+        """Read ``name``'s state if it is due, with every other signed-in account that is due, in one query; a
+        request that finds a read under way waits for it instead of starting its own (single flight)."""
+        if not self.sessions.state_is_stale(name):
+            return
+        if self._refreshing is None:
+            self._refreshing = anyio.Lock()
+        async with self._refreshing:
+            if not self.sessions.state_is_stale(name):  # the read this request waited for covered it
+                return
+            names = self.sessions.stale_names() | {name}
+            for _ in range(2):  # a second read only if this process changed the account while the first ran
+                read_at = self.sessions.now()
+                self.sessions.set_states(await anyio.to_thread.run_sync(self.load_states, names), read_at)
+                if not self.sessions.state_is_stale(name):
+                    return
+                names = {name}
 
     def _check_password(self, name: str, password: str) -> AccountState | None:
         with session_scope(self.factory, write=False) as s:  # scrypt runs outside the write lock

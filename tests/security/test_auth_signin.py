@@ -109,6 +109,38 @@ def test_a_session_needs_a_passed_check_and_ends_by_epoch_and_idle():
     assert "t2" not in table and "t3" not in table and table.get("t4") == "rob"
 
 
+def test_one_read_serves_every_due_account_and_never_undoes_a_change_made_meanwhile(tmp_path):
+    """The middleware reads the state of every signed-in account that is due in one query; a state read before
+    this process changed the account (deactivated it, say) is not stored over the change."""
+    from annotation.sessions import account_states
+
+    _, factory = make_store(f"sqlite:///{tmp_path / 'a.sqlite'}")
+    with session_scope(factory) as s:
+        for name in ("rita", "rob", "ruth"):
+            create_rater(s, name, "rater", "pw-" + name)
+    now = [0.0]
+    table = SessionTable(60.0, state_ttl_s=1.0, clock=lambda: now[0])
+    with session_scope(factory, write=False) as s:
+        states = account_states(s, ["rita", "rob", "nobody"])
+    assert states["nobody"] is None and states["rita"].name == "rita" and states["rob"].active
+    for i, name in enumerate(("rita", "rob")):
+        table.expect(states[name])
+        table[f"t{i}"] = name
+    now[0] = 2.0
+    assert table.stale_names() == {"rita", "rob"}  # both due: one read covers them
+    read_at = table.now()
+    table.forget_state("rob")  # this process changed rob while the read ran
+    now[0] = 2.1
+    table.set_states(states, read_at)
+    assert table.stale_names() == {"rob"}  # rita's state counts from the read; rob's older one was not stored
+    assert table.get("t0") == "rita"
+    with session_scope(factory) as s:
+        set_active(s, rater_by_name(s, "rob").id, False)
+    with session_scope(factory, write=False) as s:
+        table.set_states(account_states(s, table.stale_names()), table.now())
+    assert table.get("t1") is None  # deactivated: the session ends
+
+
 def test_the_app_answers_429_while_throttled(tmp_path):
     pytest.importorskip("gradio_client")
     from auth_app import PASSWORDS, running_app
