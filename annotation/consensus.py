@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from db.engine import session_scope
+from db.engine import session_scope, writers_active
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project, RaterExclusion, Reading
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
@@ -69,6 +70,7 @@ from .projects import get_project
 logger = logging.getLogger(__name__)
 
 Kind = Literal["digits", "plates", "text"]
+YIELD_POLL_S = 0.05  # how often a refit that yields to requests looks again
 DEFER_REFIT = "annotation.consensus.defer_refit"  # Session.info key: a callable(project_id) that refits later
 POSTERIOR_MIN = 1e-3  # posterior entries below this are left out of the stored / exported posterior
 
@@ -259,11 +261,22 @@ class BackgroundRefit:
     project; one daemon thread runs :func:`refit_project` for each project asked for, once per burst of requests
     (requests that arrive while a refit runs ask for one more after it). Put :meth:`schedule` into a write
     session's ``info[DEFER_REFIT]`` and :func:`update_image` uses it instead of refitting inside that
-    transaction. A refit that fails is logged and retried at the next request for it."""
+    transaction. A refit that fails is logged and retried at the next request for it.
 
-    def __init__(self, factory: sessionmaker[Session]):
+    ``min_interval_s``: a project's next refit starts at least this long after its last one ended, so a stream of
+    submissions refits the project every ``min_interval_s`` instead of back to back (each submission updates its
+    own image from the last fit meanwhile). ``yield_s``: a refit that is due waits while requests hold or wait for
+    the store's write lock (:func:`db.engine.writers_active`), up to this long, so a burst of submissions is not
+    slowed by it. ``schedule(..., now=True)`` (an analyst's exclusion) waits for neither."""
+
+    def __init__(self, factory: sessionmaker[Session], min_interval_s: float = 0.0, yield_s: float = 0.0):
         self.factory = factory
+        self.min_interval_s = float(min_interval_s)
+        self.yield_s = float(yield_s)
         self._pending: set[int] = set()
+        self._urgent: set[int] = set()
+        self._last_end: dict[int, float] = {}  # project -> when its last refit ended (time.monotonic)
+        self._asked: dict[int, float] = {}  # pending project -> when it was first asked for
         self._wake = threading.Condition()
         self._closed = False
         self.refits = 0  # refits done (for tests and the logs)
@@ -271,10 +284,20 @@ class BackgroundRefit:
         self._thread = threading.Thread(target=self._run, name="consensus-refit", daemon=True)
         self._thread.start()
 
-    def schedule(self, project_id: int) -> None:
+    def schedule(self, project_id: int, *, now: bool = False) -> None:
         with self._wake:
+            if int(project_id) not in self._pending:
+                self._asked[int(project_id)] = time.monotonic()
             self._pending.add(int(project_id))
+            if now:
+                self._urgent.add(int(project_id))
             self._wake.notify()
+
+    @property
+    def running(self) -> bool:
+        """Whether a refit has started and not ended."""
+        with self._wake:
+            return self._busy
 
     def idle(self, timeout: float = 30.0) -> bool:
         """Wait until no refit is pending or running (tests, shutdown); False if ``timeout`` passed first."""
@@ -293,15 +316,34 @@ class BackgroundRefit:
             self._wake.notify_all()
         self._thread.join(timeout=10)
 
+    def _next(self) -> int | None:
+        """The project to refit now (under ``_wake``); waits until one is due; None once closed."""
+        while not self._closed:
+            if not self._pending:
+                self._wake.wait()
+                continue
+            t = time.monotonic()
+            due = {p: t if p in self._urgent else self._last_end.get(p, -math.inf) + self.min_interval_s
+                   for p in self._pending}
+            project_id = min(due, key=lambda p: (due[p], p))
+            if due[project_id] > t:
+                self._wake.wait(due[project_id] - t)
+            elif (project_id not in self._urgent and writers_active(self.factory)
+                  and t < max(due[project_id], self._asked.get(project_id, t)) + self.yield_s):
+                self._wake.wait(YIELD_POLL_S)  # requests are writing: look again shortly
+            else:
+                return project_id
+        return None
+
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._pending and not self._closed:
-                    self._wake.wait()
-                if self._closed:
+                project_id = self._next()
+                if project_id is None:
                     return
-                project_id = min(self._pending)
                 self._pending.discard(project_id)
+                self._urgent.discard(project_id)
+                self._asked.pop(project_id, None)
                 self._busy = True
             try:
                 refit_project(self.factory, project_id)
@@ -310,6 +352,7 @@ class BackgroundRefit:
                 logger.exception("background consensus refit of project %d failed", project_id)
             finally:
                 with self._wake:
+                    self._last_end[project_id] = time.monotonic()
                     self._busy = False
                     self._wake.notify_all()
 

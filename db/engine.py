@@ -88,6 +88,11 @@ class FairLock:
             self._gates.remove(gate)  # timed out and never handed over: leave the line
             return False
 
+    def busy(self) -> bool:
+        """Whether a thread holds the lock or waits for it (a hint: it may change at once)."""
+        with self._mutex:
+            return self._owner is not None or bool(self._gates)
+
     def release(self) -> None:
         with self._mutex:
             if self._owner != threading.get_ident():
@@ -140,6 +145,13 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN" if opts.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+def writers_active(factory: sessionmaker[Session]) -> bool:
+    """Whether a write scope of this process holds or waits for the store's write lock (SQLite files; always False
+    for other backends): background work can wait for a quiet moment instead of competing with requests."""
+    held = _WRITE_LOCKS.get(factory.kw.get("bind"))
+    return held is not None and held[0].busy()
+
+
 def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """An engine for ``url`` (default :func:`default_url`).
 
@@ -158,7 +170,10 @@ def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: 
             Path(u.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
             # a pool as deep as the app's request threads: a burst of requests reuses open connections instead
             # of opening (and setting up) overflow connections that are closed again after one transaction
+            # LIFO: a transaction gets the connection used last, whose page cache is warm (SQLite empties a
+            # connection's cache when another connection has written since its last transaction)
             engine = create_engine(url, echo=echo, pool_size=SQLITE_POOL, max_overflow=SQLITE_POOL,
+                                   pool_use_lifo=True,
                                    connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
         _sqlite_setup(engine, busy_timeout_ms, wal=not memory)
         return engine

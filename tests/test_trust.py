@@ -275,6 +275,79 @@ def test_a_deferred_refit_is_asked_for_instead_of_run_and_the_background_one_mat
         assert got[i][1] == pytest.approx(want[i][1], abs=1e-9)
 
 
+def test_background_refits_of_a_project_keep_their_interval_unless_asked_now(factory, digit_engine):
+    """Under a stream of submissions a project is refitted at most every ``min_interval_s``; an analyst's request
+    (``now=True``) does not wait."""
+    import time
+
+    from annotation.consensus import BackgroundRefit
+
+    pid = seeded_project(factory, digit_engine, n_images=2, raters_per_image=2)
+    _vote_all(factory, pid, _raters(factory, 2))
+    refit = BackgroundRefit(factory, min_interval_s=1.5)
+    try:
+        refit.schedule(pid)  # the first refit of a project runs at once
+        assert refit.idle(60) and refit.refits == 1
+        t0 = time.monotonic()
+        refit.schedule(pid)
+        time.sleep(0.3)
+        assert refit.refits == 1  # still inside the interval: waiting
+        assert refit.idle(60) and refit.refits == 2
+        assert time.monotonic() - t0 >= 1.2  # 1.5 s after the first ended (minus its own run time at most)
+        t1 = time.monotonic()
+        refit.schedule(pid, now=True)
+        assert refit.idle(60) and refit.refits == 3
+        assert time.monotonic() - t1 < 1.2  # did not wait out the interval
+    finally:
+        refit.close()
+
+
+def test_a_due_refit_waits_while_requests_write_but_not_longer_than_its_limit(tmp_path, digit_engine):
+    """With ``yield_s``, a refit waits while a write scope holds the store's write lock (a burst of submissions),
+    and runs once the lock is free, or after ``yield_s`` at the latest."""
+    import threading
+    import time
+
+    from annotation.consensus import BackgroundRefit
+
+    _, factory = make_store(f"sqlite:///{tmp_path / 'y.sqlite'}")
+    pid = seeded_project(factory, digit_engine, n_images=2, raters_per_image=2)
+    _vote_all(factory, pid, _raters(factory, 2))
+    release = threading.Event()
+    held = threading.Event()
+
+    def writer():
+        with session_scope(factory):
+            held.set()
+            release.wait(30)
+
+    refit = BackgroundRefit(factory, yield_s=20.0)
+    t = threading.Thread(target=writer)
+    try:
+        t.start()
+        assert held.wait(30)
+        refit.schedule(pid)
+        time.sleep(0.5)
+        assert not refit.running and refit.refits == 0  # a request holds the write lock: the refit waits
+        release.set()
+        assert refit.idle(60) and refit.refits == 1  # the lock is free: it ran
+        release.clear()
+        held.clear()
+        t = threading.Thread(target=writer)
+        t.start()
+        assert held.wait(30)
+        refit.yield_s = 0.3
+        refit.schedule(pid)
+        time.sleep(1.0)
+        assert refit.running and refit.refits == 1  # past its limit it started, and waits for the lock as any writer
+        release.set()
+        assert refit.idle(60) and refit.refits == 2
+    finally:
+        release.set()
+        t.join(30)
+        refit.close()
+
+
 def test_with_a_state_a_deferred_submit_still_updates_its_image(factory, digit_engine):
     """Once a fit exists, a submission updates its own image from it in the same transaction (the resolved flag
     serving reads)."""

@@ -117,7 +117,7 @@ def build_analyst(ctx: AppContext) -> AnalystView:
                 exclude_rater(s, actor.id, pid, rater.id, str(reason or ""))
             else:
                 include_rater(s, actor.id, pid, rater.id)
-        ctx.refit.schedule(pid)  # the resolved flags adaptive serving reads follow the exclusion at once
+        ctx.refit.schedule(pid, now=True)  # the resolved flags adaptive serving reads follow the exclusion at once
         return show_project(pid, request)[:2]
 
     def render_image(d) -> tuple:

@@ -81,6 +81,10 @@ def beside(outputs: int = 1) -> Callable[[Callable[..., Any]], Callable[..., Any
 
 
 BUSY_MESSAGE = "The store is busy; try again in a moment."
+# a project's consensus refits under a stream of submissions: at most one per this many seconds (each submission
+# updates its own image from the last fit meanwhile; an analyst's exclusion refits at once)
+REFIT_INTERVAL_S = 5.0
+REFIT_YIELD_S = 10.0  # ... and waits up to this long for a moment when no request is writing
 
 
 def _int_or_refuse(value: object, refusal: str) -> int:
@@ -154,7 +158,8 @@ class AppContext:
         self.downloads.sweep()  # a previous run's files are unreachable now: remove them
         self.sessions = SessionTable(session_idle_s)
         self.guard = Guard(factory, self.sessions, SignInThrottle(), self.downloads)
-        self.refit = BackgroundRefit(factory)  # consensus refits off the request path (annotation.consensus)
+        # consensus refits off the request path (annotation.consensus), each project at most every few seconds
+        self.refit = BackgroundRefit(factory, min_interval_s=REFIT_INTERVAL_S, yield_s=REFIT_YIELD_S)
 
     # ---- identity ------------------------------------------------------------------------------------------
     async def authenticate(self, username: str, password: str) -> bool:
