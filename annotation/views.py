@@ -187,22 +187,34 @@ class MyWork:
     revisable: bool
 
 
+def _my_work_query():
+    a, pk, r, p = Assignment.__table__, Pick.__table__, Reading.__table__, Project.__table__
+    picks = select(func.count(pk.c.id)).where(pk.c.assignment_id == a.c.id).scalar_subquery()
+    return (select(a.c.id, a.c.submitted_at, picks, r.c.text, a.c.revisions, p.c.revision_window_s)
+            .select_from(a.join(p, p.c.id == a.c.project_id).outerjoin(r, r.c.assignment_id == a.c.id))
+            .where(a.c.rater_id == bindparam("rater_id"), a.c.project_id == bindparam("project_id"),
+                   a.c.status == AssignmentStatus.submitted)
+            .order_by(a.c.submitted_at.desc(), a.c.id.desc()).limit(bindparam("limit")))
+
+
+_MY_WORK = _my_work_query()  # one statement, prebuilt: the app shows "my work" after every submission
+
+
 def my_work(session: Session, rater_id: int, project_id: int, *, limit: int = 50,
             now: datetime | None = None) -> list[MyWork]:
     """The rater's own submissions in a project, newest first (at most ``limit``), each with whether it may
     still be revised (``annotation.tasks.revise`` within the project's ``revision_window_s``)."""
     now = now or utcnow()
-    project = get_project(session, project_id)
-    window = timedelta(seconds=project.revision_window_s)
-    picks = (select(func.count(Pick.id)).where(Pick.assignment_id == Assignment.id).scalar_subquery())
-    rows = session.execute(
-        select(Assignment.id, Assignment.submitted_at, picks, Reading.text, Assignment.revisions)
-        .outerjoin(Reading, Reading.assignment_id == Assignment.id)
-        .where(Assignment.rater_id == rater_id, Assignment.project_id == project.id,
-               Assignment.status == AssignmentStatus.submitted)
-        .order_by(Assignment.submitted_at.desc(), Assignment.id.desc()).limit(limit)).all()
-    return [MyWork(aid, at, int(n or 0), text, int(rev or 0), at + window, at + window >= now)
-            for aid, at, n, text, rev in rows]
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        project_id = get_project(session, project_id).id  # a name, or NotFound
+    session.flush()  # a Core read does not autoflush
+    rows = session.execute(_MY_WORK, {"rater_id": rater_id, "project_id": project_id, "limit": int(limit)}).all()
+    if not rows:
+        get_project(session, project_id)  # NotFound for an unknown project; else the rater has none yet
+        return []
+    return [MyWork(aid, at, int(n or 0), text, int(rev or 0), at + timedelta(seconds=w),
+                   at + timedelta(seconds=w) >= now)
+            for aid, at, n, text, rev, w in rows]
 
 
 def project_images(session: Session, actor_id: int, project_id: int) -> list[ImageRow]:

@@ -248,6 +248,11 @@ def test_rate_then_analyse_in_chromium(app_server):
             page.wait_for_selector(f"#sr-my-work .sr-my-work:has-text('task {first}')")
             assert f"task {third}" in page.locator("#sr-my-work").inner_text()
             page.screenshot(path=str(ARTIFACTS / "rate-my-work.png"), full_page=True)
+            # a row's Revise button puts that submission back on screen with its picks
+            page.locator(f"#sr-my-work .sr-revise-one[data-aid='{second}']").click()
+            page.wait_for_selector(f"#sr-message:has-text('Revising task {second}')", timeout=30_000)
+            assert _assignment_on_screen(page) == second
+            page.wait_for_selector("#sr-counter:has-text('3 of 3 picked')")
 
             # ---- the analyst: overview, heat-map, ensemble ----
             _login(page, base, *creds["analyst"])

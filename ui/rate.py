@@ -104,6 +104,11 @@ SR_JS = r"""
     closeSkip();
     const b = q('#sr-skip'); if (b) b.click();
   };
+  const reviseOne = (aid) => {  // a Revise button in "my work": the task's id into the hidden box, then press
+    const box = q('#sr-work-pick textarea, #sr-work-pick input'); if (!box) return;
+    box.value = aid; box.dispatchEvent(new Event('input', { bubbles: true }));
+    const b = q('#sr-work-revise'); if (b) b.click();
+  };
   const onRender = () => {  // a grid was (re)drawn: a new task, a revision, or the same task after a reload
     const g = grid(); if (!g) return;
     if (g.dataset.srSeen === g.dataset.render) return;
@@ -141,6 +146,8 @@ SR_JS = r"""
     if (reason) { ev.preventDefault(); skip(reason.dataset.reason); return; }
     if (ev.target.closest && ev.target.closest('#sr-skip-open')) { ev.preventDefault(); openSkip(); return; }
     if (ev.target.closest && ev.target.closest('#sr-skip-panel .sr-skip-cancel')) { closeSkip(); focusGrid(); }
+    const one = ev.target.closest && ev.target.closest('#sr-work-list .sr-revise-one');
+    if (one) { ev.preventDefault(); reviseOne(one.dataset.aid); }
   }, true);
   document.addEventListener('keydown', (ev) => {
     const t = ev.target;
@@ -210,13 +217,17 @@ def guidelines_html(text: str | None) -> str:
 
 
 def my_work_html(work) -> str:
-    """The rater's own submissions, newest first: when, picks, reading, and until when each may be revised."""
+    """The rater's own submissions, newest first: when, picks, reading, and until when each may be revised (with a
+    Revise button while it may: the page puts the task's id into the hidden "revise one" box and presses it)."""
     if not work:
         return "<div class='sr-legend'>No submissions yet in this project.</div>"
     rows = "".join(
         f"<tr><td>task {w.assignment_id}</td><td>{w.submitted_at:%H:%M:%S}</td><td>{w.n_picks}</td>"
         f"<td>{esc(w.reading or '–')}</td><td>{f'until {w.revisable_until:%H:%M:%S}' if w.revisable else 'final'}"
-        f"{f' ({w.revisions} revision(s))' if w.revisions else ''}</td></tr>" for w in work)
+        f"{f' ({w.revisions} revision(s))' if w.revisions else ''}"
+        + (f" <button type='button' class='sr-revise-one' data-aid='{int(w.assignment_id)}'"
+           f" aria-label='Revise task {int(w.assignment_id)}'>Revise</button>" if w.revisable else "")
+        + "</td></tr>" for w in work)
     return ("<table class='sr-my-work'><tr><th>task</th><th>submitted (UTC)</th><th>picks</th><th>reading</th>"
             f"<th>revisable</th></tr>{rows}</table>")
 
@@ -287,17 +298,10 @@ def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None,
     return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
 
 
-def progress_and_work(ctx: AppContext, rater_id: int, project_id: int) -> tuple[RaterProgress, list]:
-    """The rater's progress and "my work" in one read-only transaction (it never waits for the write lock)."""
-    with ctx.tx(write=False) as s:
-        return rater_progress(s, rater_id, project_id), my_work(s, rater_id, project_id)
-
-
-def work_panel(work) -> tuple[str, dict]:
-    """"My work": the rater's submissions, and the menu of those still inside their revision window."""
-    choices = [(f"task {w.assignment_id} ({w.submitted_at:%H:%M:%S} UTC)", w.assignment_id)
-               for w in work if w.revisable]
-    return my_work_html(work), gr.update(choices=choices, value=None)
+def work_panel(work) -> str:
+    """"My work": the rater's submissions, each still inside its revision window with its Revise button. Plain HTML
+    (no component update): it comes with every submission's answer."""
+    return my_work_html(work)
 
 
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
@@ -346,11 +350,10 @@ def build_rate(ctx: AppContext) -> RateView:
                 skip_open = gr.Button("Skip…", elem_id="sr-skip-open")  # opens the reasons (the page's S key)
             revise_btn = gr.Button("Revise my last submission", size="sm", elem_id="sr-revise")
             with gr.Accordion("My work", open=False, elem_id="sr-my-work"):
-                work_list = gr.HTML()
-                with gr.Row():
-                    work_pick = gr.Dropdown(label="revise one (inside its window)", choices=[], scale=2,
-                                            elem_id="sr-work-pick")
-                    work_btn = gr.Button("Revise", size="sm", scale=1)
+                work_list = gr.HTML(elem_id="sr-work-list")
+                # what a row's Revise button fills in and presses (hidden; also the HTTP API's /revise)
+                work_pick = gr.Textbox(visible="hidden", elem_id="sr-work-pick", label="revise task")
+                work_btn = gr.Button("Revise", visible="hidden", elem_id="sr-work-revise")
             # what the page fills in and presses once a reason is chosen (hidden; also the HTTP API's /skip)
             reason = gr.Textbox(visible="hidden", elem_id="sr-skip-reason", label="skip reason")
             skip_btn = gr.Button("Skip", visible="hidden", interactive=False, elem_id="sr-skip")
@@ -368,12 +371,11 @@ def build_rate(ctx: AppContext) -> RateView:
         actor = ctx.actor(request, "rater")
         return show_task(ctx, actor.id, chosen_id(project_id, "a project"))
 
-    def answer(rater_id: int, task: RaterTask, note: str, nxt: Task | None) -> tuple:
-        """What Submit and Skip answer, after their write transaction: the next task, then "my work". The progress
-        count and "my work" only read, so they come after the commit (the write lock is held for the writes)."""
-        prog, work = progress_and_work(ctx, rater_id, task.project_id)
+    def answer(rater_id: int, task: RaterTask, note: str, nxt: Task | None, prog: RaterProgress,
+               work: list) -> tuple:
+        """What Submit and Skip answer: the next task, the rater's progress, then "my work"."""
         return (*show_task(ctx, rater_id, task.project_id, note, (nxt, prog), buttons_live=not task.revising),
-                *work_panel(work))
+                work_panel(work))
 
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
@@ -389,7 +391,9 @@ def build_rate(ctx: AppContext) -> RateView:
                 res = submit(s, actor.id, task.assignment_id, picks_, reading_)
                 note = "Saved." if not res.replayed else "Already saved."
             nxt = next_task(s, actor.id, task.project_id)
-        return answer(actor.id, task, note, nxt)
+            # the progress and "my work" in the same transaction: two short reads cost less than a second one
+            prog, work = rater_progress(s, actor.id, task.project_id), my_work(s, actor.id, task.project_id)
+        return answer(actor.id, task, note, nxt, prog, work)
 
     def revise_screen(rater_id: int, assignment_id: int) -> tuple:
         with ctx.tx() as s:
@@ -420,12 +424,12 @@ def build_rate(ctx: AppContext) -> RateView:
         """The project's guidelines above the grid, and the rater's own submissions ("my work")."""
         actor = ctx.actor(request, "rater")
         if project_id in (None, ""):
-            return "", "", gr.update(choices=[], value=None)
+            return "", ""
         pid = chosen_id(project_id, "a project")
         with ctx.tx(write=False) as s:
             text = get_project(s, pid).guidelines
             work = my_work(s, actor.id, pid)
-        return guidelines_html(text), *work_panel(work)
+        return guidelines_html(text), work_panel(work)
 
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
@@ -434,9 +438,10 @@ def build_rate(ctx: AppContext) -> RateView:
         with ctx.tx() as s:
             skip(s, actor.id, task.assignment_id, (reason_text or "").strip() or "no reason given")
             nxt = next_task(s, actor.id, task.project_id)
-        return answer(actor.id, task, "Skipped.", nxt)
+            prog, work = rater_progress(s, actor.id, task.project_id), my_work(s, actor.id, task.project_id)
+        return answer(actor.id, task, "Skipped.", nxt, prog, work)
 
-    panels = [guidelines, work_list, work_pick]
+    panels = [guidelines, work_list]
     project.change(load_task, [project], outputs, api_name="next_task").then(
         side_panels, [project], panels, api_name=False, show_progress="hidden")
     # Submit and Skip skip Gradio's queue (queue=False: one plain POST that answers with the next task and the

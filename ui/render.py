@@ -257,6 +257,7 @@ CSS = """
 .sr-progress-caption { font-size: 0.9em; margin-top: 4px; }
 .sr-guidelines { font-size: 0.9em; } .sr-guidelines > div { max-height: 6.5em; overflow: auto; padding: 2px 8px; }
 .sr-guidelines summary { cursor: pointer; font-weight: 600; }
-.sr-my-work { font-size: 0.85em; } .sr-my-work td, .sr-my-work th { padding: 1px 6px; }
+.sr-my-work { font-size: 0.85em; width: 100%; } .sr-my-work td, .sr-my-work th { padding: 1px 6px; }
+.sr-revise-one { font-size: 0.9em; padding: 0 6px; border: 1px solid #999; border-radius: 4px; cursor: pointer; }
 #sr-download .filename .stem { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; }  /* full names */
 """

@@ -1,6 +1,6 @@
 """The app's database work per submission, one at a time: what the rate view's Submit does through the services
-(in one write transaction ``submit``, with its consensus update, and ``next_task``; then, read-only, the rater's
-progress and "my work"), without HTTP or Gradio.
+(in one write transaction: ``submit``, with its consensus update, ``next_task``, then the rater's progress and
+"my work"; the second part includes the commit), without HTTP or Gradio.
 
     python -m ui.submit_cost [--raters 50] [--tasks 2] [--model mnist-x4] [--n 16] [--images 40]
 
@@ -56,14 +56,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             for r in raters:
                 task = on_screen[r]
                 t0 = time.perf_counter()
-                with ctx.tx() as s:
+                with ctx.tx() as s:  # one write transaction, as the rate view's Submit
                     submit(s, r, task.assignment_id, list(task.sample_ids[:2]), "7")
                     nxt = next_task(s, r, pid)
-                t1 = time.perf_counter()
-                with ctx.tx(write=False) as s:  # as ui.rate.progress_and_work (this script also runs on older code)
+                    t1 = time.perf_counter()
                     prog = rater_progress(s, r, pid)
                     my_work(s, r, pid)
-                t2 = time.perf_counter()
+                t2 = time.perf_counter()  # "progress + my work" includes the commit
                 parts["submit + next task"].append(t1 - t0)
                 parts["progress + my work"].append(t2 - t1)
                 parts["total"].append(t2 - t0)
