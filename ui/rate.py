@@ -298,12 +298,6 @@ def serve_next(s: Session, rater_id: int, project_id: int) -> tuple[Task | None,
     return next_task(s, rater_id, project_id), rater_progress(s, rater_id, project_id)
 
 
-def work_panel(work) -> str:
-    """"My work": the rater's submissions, each still inside its revision window with its Revise button. Plain HTML
-    (no component update): it comes with every submission's answer."""
-    return my_work_html(work)
-
-
 def show_task(ctx: AppContext, rater_id: int, project_id: int, note: str = "",
               served: tuple[Task | None, RaterProgress] | None = None, buttons_live: bool = False) -> tuple:
     """The outputs of every rate handler: serve this rater's next task (or the live one) and draw it.
@@ -375,7 +369,7 @@ def build_rate(ctx: AppContext) -> RateView:
                work: list) -> tuple:
         """What Submit and Skip answer: the next task, the rater's progress, then "my work"."""
         return (*show_task(ctx, rater_id, task.project_id, note, (nxt, prog), buttons_live=not task.revising),
-                work_panel(work))
+                my_work_html(work))
 
     def do_submit(text, reading_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
@@ -429,7 +423,7 @@ def build_rate(ctx: AppContext) -> RateView:
         with ctx.tx(write=False) as s:
             text = get_project(s, pid).guidelines
             work = my_work(s, actor.id, pid)
-        return guidelines_html(text), work_panel(work)
+        return guidelines_html(text), my_work_html(work)
 
     def do_skip(reason_text, task: RaterTask | None, request: gr.Request):
         actor = ctx.actor(request, "rater")
