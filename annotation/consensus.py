@@ -266,13 +266,17 @@ class BackgroundRefit:
     ``min_interval_s``: a project's next refit starts at least this long after its last one ended, so a stream of
     submissions refits the project every ``min_interval_s`` instead of back to back (each submission updates its
     own image from the last fit meanwhile). ``yield_s``: a refit that is due waits while requests hold or wait for
-    the store's write lock (:func:`db.engine.writers_active`), up to this long, so a burst of submissions is not
-    slowed by it. ``schedule(..., now=True)`` (an analyst's exclusion) waits for neither."""
+    the store's write lock (:func:`db.engine.writers_active`), or released it less than ``quiet_s`` ago, up to
+    ``yield_s``, so a burst of submissions is not slowed by it (the lock is free for moments inside a burst, between
+    one request's commit and the next one's arrival: ``quiet_s`` keeps a refit from starting in such a gap).
+    ``schedule(..., now=True)`` (an analyst's exclusion) waits for neither."""
 
-    def __init__(self, factory: sessionmaker[Session], min_interval_s: float = 0.0, yield_s: float = 0.0):
+    def __init__(self, factory: sessionmaker[Session], min_interval_s: float = 0.0, yield_s: float = 0.0,
+                 quiet_s: float = 0.0):
         self.factory = factory
         self.min_interval_s = float(min_interval_s)
         self.yield_s = float(yield_s)
+        self.quiet_s = float(quiet_s)
         self._pending: set[int] = set()
         self._urgent: set[int] = set()
         self._last_end: dict[int, float] = {}  # project -> when its last refit ended (time.monotonic)
@@ -328,7 +332,7 @@ class BackgroundRefit:
             project_id = min(due, key=lambda p: (due[p], p))
             if due[project_id] > t:
                 self._wake.wait(due[project_id] - t)
-            elif (project_id not in self._urgent and writers_active(self.factory)
+            elif (project_id not in self._urgent and writers_active(self.factory, self.quiet_s)
                   and t < max(due[project_id], self._asked.get(project_id, t)) + self.yield_s):
                 self._wake.wait(YIELD_POLL_S)  # requests are writing: look again shortly
             else:

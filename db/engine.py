@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,7 @@ class FairLock:
         self._owner: object = None  # a thread id, or a waiter's gate while the lock is handed over to it
         self._depth = 0
         self._gates: collections.deque[threading.Lock] = collections.deque()
+        self._free_since = time.monotonic()  # when the lock was last released with no one waiting
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = threading.get_ident()
@@ -93,6 +95,13 @@ class FairLock:
         with self._mutex:
             return self._owner is not None or bool(self._gates)
 
+    def idle_for(self) -> float:
+        """Seconds since the lock was last free of holders and waiters; 0.0 while it is held or waited for."""
+        with self._mutex:
+            if self._owner is not None or self._gates:
+                return 0.0
+            return time.monotonic() - self._free_since
+
     def release(self) -> None:
         with self._mutex:
             if self._owner != threading.get_ident():
@@ -106,6 +115,7 @@ class FairLock:
                 gate.release()
             else:
                 self._owner = None
+                self._free_since = time.monotonic()
 
 
 # SQLite engines -> (the process's write lock for that database, the engine's busy timeout in ms)
@@ -145,11 +155,15 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN" if opts.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def writers_active(factory: sessionmaker[Session]) -> bool:
-    """Whether a write scope of this process holds or waits for the store's write lock (SQLite files; always False
-    for other backends): background work can wait for a quiet moment instead of competing with requests."""
+def writers_active(factory: sessionmaker[Session], quiet_s: float = 0.0) -> bool:
+    """Whether a write scope of this process holds or waits for the store's write lock, or released it less than
+    ``quiet_s`` seconds ago (SQLite files; always False for other backends): background work can wait for a quiet
+    moment instead of competing with requests. ``quiet_s`` bridges the gaps of a burst, where the lock is free for
+    the moment between one request's commit and the next one's arrival."""
     held = _WRITE_LOCKS.get(factory.kw.get("bind"))
-    return held is not None and held[0].busy()
+    if held is None:
+        return False
+    return held[0].busy() if quiet_s <= 0 else held[0].idle_for() < quiet_s
 
 
 def make_engine(url: str | None = None, *, echo: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:

@@ -348,6 +348,36 @@ def test_a_due_refit_waits_while_requests_write_but_not_longer_than_its_limit(tm
         refit.close()
 
 
+def test_a_due_refit_waits_out_the_gaps_of_a_burst(tmp_path, digit_engine):
+    """With ``quiet_s``, a refit does not start in the moment between two requests' write scopes: it waits until
+    the write lock has been free for ``quiet_s``."""
+    import time
+
+    from annotation.consensus import BackgroundRefit
+    from db.engine import writers_active
+
+    _, factory = make_store(f"sqlite:///{tmp_path / 'q.sqlite'}")
+    pid = seeded_project(factory, digit_engine, n_images=2, raters_per_image=2)
+    _vote_all(factory, pid, _raters(factory, 2))
+    refit = BackgroundRefit(factory, yield_s=30.0, quiet_s=0.4)
+    try:
+        with session_scope(factory):
+            pass
+        assert writers_active(factory, 0.4) and not writers_active(factory)  # just released: not quiet yet
+        refit.schedule(pid)
+        ends = time.monotonic() + 1.5
+        while time.monotonic() < ends:  # a burst: a short write every 0.1 s, the lock free in between
+            with session_scope(factory):
+                pass
+            assert not refit.running and refit.refits == 0
+            time.sleep(0.1)
+        t = time.monotonic()
+        assert refit.idle(60) and refit.refits == 1  # the burst is over: it ran, after the quiet time
+        assert time.monotonic() - t >= 0.3
+    finally:
+        refit.close()
+
+
 def test_with_a_state_a_deferred_submit_still_updates_its_image(factory, digit_engine):
     """Once a fit exists, a submission updates its own image from it in the same transaction (the resolved flag
     serving reads)."""

@@ -85,6 +85,7 @@ BUSY_MESSAGE = "The store is busy; try again in a moment."
 # updates its own image from the last fit meanwhile; an analyst's exclusion refits at once)
 REFIT_INTERVAL_S = 5.0
 REFIT_YIELD_S = 10.0  # ... and waits up to this long for a moment when no request is writing
+REFIT_QUIET_S = 0.5  # ... that is, no request has held or waited for the write lock for this long
 
 
 def _int_or_refuse(value: object, refusal: str) -> int:
@@ -159,7 +160,8 @@ class AppContext:
         self.sessions = SessionTable(session_idle_s)
         self.guard = Guard(factory, self.sessions, SignInThrottle(), self.downloads)
         # consensus refits off the request path (annotation.consensus), each project at most every few seconds
-        self.refit = BackgroundRefit(factory, min_interval_s=REFIT_INTERVAL_S, yield_s=REFIT_YIELD_S)
+        self.refit = BackgroundRefit(factory, min_interval_s=REFIT_INTERVAL_S, yield_s=REFIT_YIELD_S,
+                                     quiet_s=REFIT_QUIET_S)
 
     # ---- identity ------------------------------------------------------------------------------------------
     async def authenticate(self, username: str, password: str) -> bool:
