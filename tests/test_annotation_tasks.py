@@ -247,3 +247,32 @@ def test_an_incomplete_bank_is_never_served(factory, engine):
         served = [next_task(s, r, pid) for r in raters]
     assert any(t is not None for t in served)
     assert all(t is None or t.image_id != img for t in served)
+
+
+def test_a_lease_that_loses_its_race_leaves_the_transaction_usable(factory, engine):
+    """The lease INSERT of a slot (or rater row) that another transaction took first fails alone: serving returns
+    None and the transaction goes on and commits what it did before (SQLite needs no savepoint for this: the
+    failed statement undoes only itself)."""
+    from annotation import tasks
+
+    pid = seeded_project(factory, engine, n_images=1, raters_per_image=2)
+    r = _raters(factory, 2)
+    with session_scope(factory) as s:
+        t = next_task(s, r[0], pid)
+        project = tasks._rater_and_project(s, r[1], pid)
+        now = utcnow()
+        # the slot r[0] holds, as a concurrent transaction would have taken it between the look and the INSERT
+        taken = s.scalar(select(Assignment.slot).where(Assignment.id == t.assignment_id))
+        orig = tasks._free_slot
+        tasks._free_slot = lambda *_a, **_k: taken
+        try:
+            assert tasks._serve(s, project, r[1], t.image_id, t.bank_id, 8, None, False, now) is None
+            # the rater's own row for the image exists already: the INSERT of a second one fails too
+            assert tasks._serve(s, project, r[0], t.image_id, t.bank_id, 8, None, True, now) is None
+        finally:
+            tasks._free_slot = orig
+        t1 = next_task(s, r[1], pid)  # the transaction still works: r[1] gets the free slot
+        assert t1 is not None and t1.image_id == t.image_id
+    with session_scope(factory, write=False) as s:
+        rows = s.execute(select(Assignment.rater_id, Assignment.slot).order_by(Assignment.id)).all()
+    assert [x.rater_id for x in rows] == r and sorted(x.slot for x in rows) == [1, 2]

@@ -36,6 +36,7 @@ def enlarged_png(png: bytes, target: int) -> bytes:
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=1024)  # asked twice per task drawn (LR view and grid), of the same few images
 def is_wide(png: bytes | None) -> bool:
     """True for plate-like images (at least twice as wide as high): they get the wide grid layout."""
     if not png:
