@@ -145,6 +145,19 @@ def test_the_first_admins_generated_password_must_be_changed(tmp_path):
         ctx.worker.stop()
 
 
+def test_gradios_queue_polls_at_the_apps_interval(tmp_path):
+    """Gradio's queue looks for work every 1 ms by default (waking the event loop a thousand times a second); the
+    app sets its own interval (private attributes: this test catches a Gradio upgrade that renames them)."""
+    import app as app_module
+
+    blocks, ctx, _ = app_module.create_app(None, tmp_path, demo=False, log=lambda _msg: None)
+    try:
+        assert blocks._queue.sleep_when_free == app_module.QUEUE_POLL_S > 0.001
+        assert blocks._queue.progress_update_sleep_when_free == app_module.PROGRESS_POLL_S
+    finally:
+        ctx.worker.stop()
+
+
 def test_accounts_command_line(tmp_path, capsys):
     from annotation.audit import history
     from db.engine import make_engine, make_session_factory, session_scope
