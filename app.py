@@ -110,7 +110,11 @@ def create_app(db_url: str | None = None, data_dir: str | Path | None = None, *,
     blocks._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
     launch = dict(auth=ctx.authenticate, auth_message="Sign in with the account your admin gave you.",
                   share=False, css=CSS, js=KEYS_JS, app_kwargs={"middleware": [ctx.guard.middleware()]},
-                  footer_links=["api", "settings"], max_file_size=max_upload_bytes)
+                  footer_links=["api", "settings"], max_file_size=max_upload_bytes,
+                  # Gradio's run history keeps every call's inputs and outputs (other raters' samples, an analyst's
+                  # vote tables) in the browser, and can copy them to a hosted bucket named in a request header;
+                  # off: nothing is recorded, and no request schedules a recording task
+                  run_history=False)
     return blocks, ctx, launch
 
 

@@ -127,6 +127,16 @@ def test_an_idle_session_expires(tmp_path):
         assert rita.post("gradio_api/upload", files={"files": ("a.png", b"x")}).status_code == 401
 
 
+def test_no_run_history(served):
+    """Gradio's run history (calls' inputs and outputs kept in the browser, or copied to a hosted bucket that a
+    request header names) is off: its page and routes are gone and the page is told so."""
+    url, ctx, pid, data = served
+    rita = sign_in(url, "rita")
+    assert rita.get("config").json()["run_history"] is False
+    assert rita.get("gradio_api/runs").status_code == 404
+    assert rita.post("gradio_api/run-history/connect", json={"bucket": "someone/bucket"}).status_code in (404, 405)
+
+
 def test_the_first_admins_generated_password_must_be_changed(tmp_path):
     import app as app_module
     from annotation.accounts import authenticate
