@@ -1,5 +1,6 @@
-"""HTML for the views: images as lossless PNG data URIs enlarged with nearest-neighbour (so a 7x7 digit stays a
-grid of crisp pixels), the rater's picker grid, the analyst's vote heat-map and reading bars, progress bars.
+"""HTML for the views: images as lossless PNG data URIs of the stored bytes, enlarged by the page with
+``image-rendering: pixelated`` (nearest-neighbour, so a 7x7 digit stays a grid of crisp pixels), the rater's
+picker grid, the analyst's vote heat-map and reading bars, progress bars.
 
 Presentation only: inputs are PNG bytes and plain numbers from the services; all text is escaped.
 """
@@ -23,19 +24,6 @@ WIDE_TILE = (200, 50)  # a plate-shaped sample on screen (w, h): 4 a row, so 16 
 WIDE_LR_PX = 320  # a plate-shaped LR image's width: at least a candidate's, so the LR is never the smaller one
 
 
-@functools.lru_cache(maxsize=256)  # the same LR image is drawn for each of its raters: encode it once
-def enlarged_png(png: bytes, target: int) -> bytes:
-    """The PNG enlarged by the largest integer factor that keeps its longer side <= ``target`` (nearest)."""
-    with Image.open(io.BytesIO(png)) as im:
-        im.load()
-        f = max(1, target // max(im.size))
-        if f > 1:
-            im = im.resize((im.width * f, im.height * f), Image.NEAREST)
-        buf = io.BytesIO()
-        im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @functools.lru_cache(maxsize=1024)  # asked twice per task drawn (LR view and grid), of the same few images
 def is_wide(png: bytes | None) -> bool:
     """True for plate-like images (at least twice as wide as high): they get the wide grid layout."""
@@ -45,11 +33,10 @@ def is_wide(png: bytes | None) -> bool:
         return im.width >= 2 * im.height
 
 
-def data_uri(png: bytes, target: int | None = None) -> str:
-    """A PNG data URI; enlarged server-side (nearest) when ``target`` is given, else the stored bytes as they are
-    (the page enlarges them with ``image-rendering: pixelated``, which is nearest-neighbour too, for free)."""
-    data = enlarged_png(png, target) if target else png
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+def data_uri(png: bytes) -> str:
+    """A PNG data URI of the stored bytes as they are: the page enlarges them (``image-rendering: pixelated``, the
+    CSS below), which costs the server nothing and is nearest-neighbour too."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def esc(value: object) -> str:
@@ -60,7 +47,7 @@ def lr_html(png: bytes | None, caption: str = "LR image") -> str:
     if png is None:
         return "<div class='sr-lr sr-empty'></div>"
     side = WIDE_LR_PX if is_wide(png) else LR_PX
-    return (f"<figure class='sr-lr'><img src='{data_uri(png, side)}' alt='{esc(caption)}' width='{side}'>"
+    return (f"<figure class='sr-lr'><img src='{data_uri(png)}' alt='{esc(caption)}' width='{side}'>"
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
