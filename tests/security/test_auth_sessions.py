@@ -131,10 +131,15 @@ def test_no_run_history(served):
     """Gradio's run history (calls' inputs and outputs kept in the browser, or copied to a hosted bucket that a
     request header names) is off: its page and routes are gone and the page is told so."""
     url, ctx, pid, data = served
-    rita = sign_in(url, "rita")
-    assert rita.get("config").json()["run_history"] is False
-    assert rita.get("gradio_api/runs").status_code == 404
-    assert rita.post("gradio_api/run-history/connect", json={"bucket": "someone/bucket"}).status_code in (404, 405)
+    from annotation.accounts import create_rater
+    from db.engine import session_scope
+
+    with session_scope(ctx.factory) as s:  # an account of its own (other tests here change rita's password)
+        create_rater(s, "nina", "rater", "nina-pw-123")
+    nina = sign_in(url, "nina", "nina-pw-123")
+    assert nina.get("config").json()["run_history"] is False
+    assert nina.get("gradio_api/runs").status_code == 404
+    assert nina.post("gradio_api/run-history/connect", json={"bucket": "someone/bucket"}).status_code in (404, 405)
 
 
 def test_the_first_admins_generated_password_must_be_changed(tmp_path):
