@@ -15,6 +15,10 @@ Sign-in (``auth``, which Gradio awaits inside its async ``/login`` route): refus
 store's work run in worker threads (as many at a time as there are cores, up to four), so a burst of sign-ins
 never holds up other requests.
 
+Gradio's own sign-in check of its API routes (``login_check``, a plain function) runs on the event loop instead of
+in a worker thread (:func:`sign_in_check_on_loop`, installed at the first request): the same function, without
+a thread hand-off per request.
+
 Session hashes: the browser picks a random ``session_hash`` per page and the queue streams each event's output to
 whoever asks for that hash (``/gradio_api/queue/data``). The first signed-in account that uses a hash owns it;
 another account's ``queue/join``, ``queue/data``, ``heartbeat``, ``cancel``, ``call``, ``run`` or ``api`` request
@@ -29,6 +33,7 @@ checking at that moment that the account is signed in, active and still an analy
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import logging
 import math
@@ -42,7 +47,7 @@ from urllib.parse import parse_qs
 
 import anyio
 import gradio as gr
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, StreamingResponse
@@ -131,6 +136,7 @@ class Guard:
         self.hashes = SessionHashOwners(sessions.idle_s)
         self._limiter: anyio.CapacityLimiter | None = None
         self._refreshing: anyio.Lock | None = None  # made in the event loop, at the first request
+        self.check_on_loop: bool | None = None  # Gradio's sign-in check runs on the event loop (first request)
         dummy_hash()  # made now, so that the first unknown name does not cost a second scrypt
 
     # ---- wiring ---------------------------------------------------------------------------------------------
@@ -247,8 +253,11 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         guard = self.guard
         server_app = scope.get("app")
-        if server_app is not None and hasattr(server_app, "tokens") and server_app.tokens is not guard.sessions:
-            server_app.tokens = guard.sessions  # Gradio's App resets its dict when it is configured
+        if server_app is not None and hasattr(server_app, "tokens"):
+            if server_app.tokens is not guard.sessions:
+                server_app.tokens = guard.sessions  # Gradio's App resets its dict when it is configured
+            if not getattr(server_app, _CHECK_ON_LOOP, False):
+                guard.check_on_loop = sign_in_check_on_loop(server_app)
         cookies = _cookies(scope)
         token = next((v for k, v in cookies.items() if k.startswith(TOKEN_COOKIE_PREFIX) and v in guard.sessions),
                      None)
@@ -286,6 +295,35 @@ class GuardMiddleware:
             logger.warning("refused: %r used another account's session hash on %s", user, path)
             return await _reply(scope, receive, send, 403, "This session belongs to another account")
         return await self.app(scope, receive, send)
+
+
+_CHECK_ON_LOOP = "_sr_sign_in_check_on_loop"
+
+
+def sign_in_check_on_loop(server_app: Any) -> bool:
+    """Run Gradio's sign-in check of its API routes (``login_check``, a plain function that only reads the user
+    the cookie resolved to) on the event loop instead of in a worker thread: FastAPI runs a plain-function
+    dependency through the thread pool, one thread hand-off per request before the handler's own, and under a
+    burst of raters each hand-off waits for the interpreter lock. The override calls Gradio's own function, so
+    the check is exactly Gradio's; it goes through FastAPI's ``dependency_overrides``. False (nothing changed)
+    when this Gradio has no such dependency."""
+    check = user_dep = None
+    for route in getattr(server_app, "routes", ()):
+        for dep in getattr(getattr(route, "dependant", None), "dependencies", ()):
+            if getattr(dep.call, "__name__", "") == "login_check" and dep.dependencies:
+                check, user_dep = dep.call, dep.dependencies[0].call
+                break
+        if check is not None:
+            break
+    setattr(server_app, _CHECK_ON_LOOP, True)
+    if check is None or inspect.iscoroutinefunction(check) or not inspect.iscoroutinefunction(user_dep):
+        return False
+
+    async def login_check(user: str | None = Depends(user_dep)) -> None:
+        return check(user)  # raises 401 for a request without a signed-in user, as the route would
+
+    server_app.dependency_overrides[check] = login_check
+    return True
 
 
 async def _buffer(receive: Receive) -> tuple[bytes | None, Receive]:

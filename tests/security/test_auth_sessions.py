@@ -142,6 +142,50 @@ def test_no_run_history(served):
     assert nina.post("gradio_api/run-history/connect", json={"bucket": "someone/bucket"}).status_code in (404, 405)
 
 
+def test_gradios_sign_in_check_runs_on_the_event_loop(served):
+    """Gradio's check that an API request is signed in is a plain function, which FastAPI runs in a worker
+    thread (a hand-off per request); the app runs that same function on the event loop, and it still refuses a
+    request without a session."""
+    url, ctx, pid, data = served
+    import httpx
+
+    assert sign_in(url, "ana").get("config").status_code == 200
+    assert ctx.guard.check_on_loop is True
+    anon = httpx.post(f"{url}gradio_api/run/next_task", json={"data": [pid], "session_hash": "anon-1"})
+    assert anon.status_code == 401
+
+
+def test_sign_in_check_on_loop_keeps_gradios_check(tmp_path):
+    import inspect
+
+    import gradio as gr
+    import httpx
+
+    from conftest import free_port
+    from ui.security import sign_in_check_on_loop
+
+    with gr.Blocks() as blocks:
+        box = gr.Textbox()
+        box.submit(lambda x: x.upper(), box, box, api_name="echo", queue=False)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                  auth=[("u", "pw-123")])
+    try:
+        assert sign_in_check_on_loop(blocks.app)
+        ((check, override),) = blocks.app.dependency_overrides.items()
+        assert check.__name__ == "login_check" and not inspect.iscoroutinefunction(check)
+        assert inspect.iscoroutinefunction(override)
+        url = f"http://127.0.0.1:{port}/"
+        body = {"data": ["hi"], "session_hash": "s-1"}
+        assert httpx.post(f"{url}gradio_api/run/echo", json=body).status_code == 401
+        c = httpx.Client(base_url=url)
+        assert c.post("login", data={"username": "u", "password": "pw-123"}).status_code == 200
+        r = c.post("gradio_api/run/echo", json=body)
+        assert r.status_code == 200 and r.json()["data"] == ["HI"]
+    finally:
+        blocks.close()
+
+
 def test_the_first_admins_generated_password_must_be_changed(tmp_path):
     import app as app_module
     from annotation.accounts import authenticate
@@ -169,6 +213,12 @@ def test_gradios_queue_polls_at_the_apps_interval(tmp_path):
     try:
         assert blocks._queue.sleep_when_free == app_module.QUEUE_POLL_S > 0.001
         assert blocks._queue.progress_update_sleep_when_free == app_module.PROGRESS_POLL_S
+        # Gradio reads a handler's annotations on every call (to find its gr.Request): the rate view's are
+        # evaluated objects, not strings that would be compiled again each time
+        rate = {f.api_name: f.fn for f in blocks.fns.values() if f.api_name in ("submit", "skip", "next_task")}
+        assert len(rate) == 3
+        for fn in rate.values():
+            assert fn.__annotations__ and not any(isinstance(v, str) for v in fn.__annotations__.values())
     finally:
         ctx.worker.stop()
 
