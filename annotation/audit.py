@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from db.models import AuditLog, utcnow
+from db.prepared import Prepared
 
 
 def record(session: Session, action: str, entity: str, entity_id: int | None, *, actor_id: int | None = None,
@@ -23,14 +24,17 @@ def record(session: Session, action: str, entity: str, entity_id: int | None, *,
     return row
 
 
-_INSERT = insert(AuditLog.__table__)
+_T = AuditLog.__table__
+_INSERT = Prepared(insert(_T).values({c: bindparam(c, type_=_T.c[c].type) for c in (
+    "action", "entity", "entity_id", "actor_id", "project_id", "at", "details")}))
 
 
 def append(session: Session, action: str, entity: str, entity_id: int | None, *, actor_id: int | None = None,
            project_id: int | None = None, at: datetime | None = None, **details: Any) -> None:
-    """:func:`record` as one Core INSERT, without an ORM object (the services' hot path)."""
-    session.execute(_INSERT, [{"action": action, "entity": entity, "entity_id": entity_id, "actor_id": actor_id,
-                               "project_id": project_id, "at": at or utcnow(), "details": details}])
+    """:func:`record` as one INSERT on the driver's connection, without an ORM object (the services' hot path;
+    :mod:`db.prepared`)."""
+    _INSERT.run(session, {"action": action, "entity": entity, "entity_id": entity_id, "actor_id": actor_id,
+                          "project_id": project_id, "at": at or utcnow(), "details": details})
 
 
 @dataclass

@@ -49,6 +49,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from db.engine import session_scope, writers_active
+from db.prepared import Prepared
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project, RaterExclusion, Reading
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
@@ -213,7 +214,7 @@ def _write_resolution(session: Session, project: Project, pc: ProjectConsensus, 
     rows = [{"image_id": img.image_id, "reading": img.reading, "probability": img.probability,
              "resolved": img.resolved} for img in sorted(pc.images.values(), key=lambda i: i.image_id)]
     if rows:  # one executemany, in image id order (the refit's write holds the write lock: keep it short)
-        session.execute(_WRITE_IMAGE, rows)
+        _WRITE_IMAGE.run_many(session, rows)
     state = dict(pc.state or {"kind": pc.kind})
     state["n_submissions"] = submissions
     project.consensus_state = state
@@ -413,25 +414,27 @@ _A, _I, _B, _X = Assignment.__table__, LRImage.__table__, Bank.__table__, RaterE
 _P = Project.__table__
 SUBMITTED = AssignmentStatus.submitted
 # a submission's look at the consensus: the last fit's stored text and the project's submissions (one statement)
-_STATE_AND_SUBMISSIONS = select(
+_STATE_AND_SUBMISSIONS = Prepared(select(
     cast(_P.c.consensus_state, Text),
     select(func.count(_A.c.id)).where(_A.c.project_id == bindparam("project_id"), _A.c.status == SUBMITTED)
-    .scalar_subquery()).where(_P.c.id == bindparam("project_id"))
+    .scalar_subquery()).where(_P.c.id == bindparam("project_id")))
 # one image's counted readings: submitted, of raters not excluded from the project (as load_votes). An image's
 # assignments are all of its project: no project filter, which would steer SQLite to the (project, status) index
 # (every submission of the project) instead of the image's own rows
-_IMAGE_READINGS = (select(_A.c.rater_id, Reading.__table__.c.text)
-                   .join(Reading.__table__, Reading.__table__.c.assignment_id == _A.c.id)
-                   .where(_A.c.image_id == bindparam("image_id"), _A.c.status == SUBMITTED,
-                          _A.c.rater_id.not_in(select(_X.c.rater_id).where(_X.c.project_id == bindparam("project_id"))))
-                   .order_by(_A.c.rater_id))
+_IMAGE_READINGS = Prepared(
+    select(_A.c.rater_id, Reading.__table__.c.text)
+    .join(Reading.__table__, Reading.__table__.c.assignment_id == _A.c.id)
+    .where(_A.c.image_id == bindparam("image_id"), _A.c.status == SUBMITTED,
+           _A.c.rater_id.not_in(select(_X.c.rater_id).where(_X.c.project_id == bindparam("project_id"))))
+    .order_by(_A.c.rater_id))
 # the image's gold label and its complete bank's evidence
-_IMAGE_EVIDENCE = (select(_I.c.label, _I.c.is_gold, _B.c.reader, _B.c.evidence)
-                   .select_from(_I.outerjoin(_B, and_(_B.c.image_id == _I.c.id, _B.c.status == BankStatus.complete)))
-                   .where(_I.c.id == bindparam("image_id")))
-_WRITE_IMAGE = (update(_I).where(_I.c.id == bindparam("image_id"))
-                .values(consensus_reading=bindparam("reading"), consensus_probability=bindparam("probability"),
-                        resolved=bindparam("resolved")))
+_IMAGE_EVIDENCE = Prepared(
+    select(_I.c.label, _I.c.is_gold, _B.c.reader, _B.c.evidence)
+    .select_from(_I.outerjoin(_B, and_(_B.c.image_id == _I.c.id, _B.c.status == BankStatus.complete)))
+    .where(_I.c.id == bindparam("image_id")))
+_WRITE_IMAGE = Prepared(update(_I).where(_I.c.id == bindparam("image_id"))
+                        .values(consensus_reading=bindparam("reading"),
+                                consensus_probability=bindparam("probability"), resolved=bindparam("resolved")))
 
 
 def _parsed_state(session: Session, project_id: int, raw: str | None) -> dict | None:
@@ -465,7 +468,7 @@ def update_image(session: Session, project: Project, image_id: int) -> ImageReso
 
 def update_image_of(session: Session, project_id: int, threshold: float, image_id: int) -> ImageResolution | None:
     """:func:`update_image` for a project given by its id and ``resolve_threshold`` (a submission has both)."""
-    raw, submissions = session.execute(_STATE_AND_SUBMISSIONS, {"project_id": project_id}).one()
+    raw, submissions = _STATE_AND_SUBMISSIONS.run(session, {"project_id": project_id}).one()
     state = _parsed_state(session, project_id, raw)
     if _stale(state, int(submissions or 0)):
         later = session.info.get(DEFER_REFIT)
@@ -480,9 +483,9 @@ def update_image_of(session: Session, project_id: int, threshold: float, image_i
 def _update_one(session: Session, project_id: int, threshold: float, state: dict,
                 image_id: int) -> ImageResolution:
     kind: Kind = state["kind"]
-    rows = session.execute(_IMAGE_READINGS, {"image_id": image_id, "project_id": project_id}).all()
+    rows = _IMAGE_READINGS.run(session, {"image_id": image_id, "project_id": project_id}).all()
     readings = {r: t for r, text in rows if (t := _clean(kind, text)) and set(t) != {"?"}}
-    label, is_gold, reader, evidence = session.execute(_IMAGE_EVIDENCE, {"image_id": image_id}).one()
+    label, is_gold, reader, evidence = _IMAGE_EVIDENCE.run(session, {"image_id": image_id}).one()
     counts = dict(evidence) if evidence else None
     gold = _clean(kind, label) if is_gold else None
     labels, post = image_posterior(state, readings, counts if kind == "digits" else None, gold)
@@ -492,7 +495,7 @@ def _update_one(session: Session, project_id: int, threshold: float, state: dict
     res = ImageResolution(image_id, labels[k] if has else None, prob,
                           has and prob >= float(threshold), len(readings),
                           _posterior_dict(labels, post) if has else {}, reader, counts)
-    session.execute(_WRITE_IMAGE, {"image_id": image_id, "reading": res.reading, "probability": res.probability,
+    _WRITE_IMAGE.run(session, {"image_id": image_id, "reading": res.reading, "probability": res.probability,
                                    "resolved": res.resolved})
     if session.identity_map:  # an image the session holds sees its new consensus
         image = session.identity_map.get(identity_key(LRImage, image_id))

@@ -39,6 +39,7 @@ from sqlalchemy.orm.util import identity_key
 
 from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Rater, Reading,
                        Sample, utcnow)
+from db.prepared import Prepared
 
 from .accounts import check_text, get_rater
 from .audit import append, record
@@ -111,41 +112,46 @@ def _sync(session: Session, cls: type, pk: int, **values) -> None:
                 set_committed_value(obj, key, value)
 
 
-# The hot path (a submission, the next task, the progress count) runs these prebuilt Core statements: building and
-# compiling an ORM statement per call costs more than running it, and full ORM rows (PNG columns, flushes) are not
-# needed. Writes that the session may hold objects for are mirrored into them (_sync).
+# The hot path (a submission, the next task, the progress count) runs these prebuilt Core statements on the driver's
+# connection (db.prepared): building and compiling an ORM statement per call costs more than running it, full ORM
+# rows (PNG columns, flushes) are not needed, and SQLAlchemy's per-execution work holds the interpreter lock that a
+# burst of raters queues for. Writes that the session may hold objects for are mirrored into them (_sync).
 _A, _R, _P = Assignment.__table__, Rater.__table__, Project.__table__
 _I, _B, _S = LRImage.__table__, Bank.__table__, Sample.__table__
 _PICK, _READING = Pick.__table__, Reading.__table__
 _SETTINGS = (_P.c.id, _P.c.k_picks, _P.c.raters_per_image, _P.c.min_raters, _P.c.resolve_threshold, _P.c.lease_s,
              _P.c.seed, _P.c.gold_rate, _P.c.model_name, _P.c.revision_window_s)
-_RATER_PROJECT = (select(_R.c.active, _R.c.name, *_SETTINGS)
-                  .select_from(_R.join(_P, _P.c.id == bindparam("project_id"))).where(_R.c.id == bindparam("rater_id")))
+_RATER_PROJECT = Prepared(select(_R.c.active, _R.c.name, *_SETTINGS)
+                          .select_from(_R.join(_P, _P.c.id == bindparam("project_id")))
+                          .where(_R.c.id == bindparam("rater_id")))
 _TASK_COLUMNS = (_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.bank_id, _A.c.sample_order,
                  _A.c.served_at, _A.c.lease_expires_at)
 # the rater's own live leases and every expired one still holding its slot (one look at the project's leases)
-_LEASES = (select(*_TASK_COLUMNS).where(
+_LEASES = Prepared(select(*_TASK_COLUMNS).where(
     _A.c.project_id == bindparam("project_id"), _A.c.status == SERVED,
     or_(_A.c.rater_id == bindparam("rater_id"), _A.c.lease_expires_at <= bindparam("now"))).order_by(_A.c.id))
-_EXPIRE = (update(_A).where(_A.c.id == bindparam("aid"), _A.c.status == SERVED)
-           .values(status=EXPIRED, slot=None))
-_GOLD_COUNTS = select(func.count(_A.c.id), func.count(_A.c.id).filter(_A.c.is_gold.is_(True))).where(
-    _A.c.rater_id == bindparam("rater_id"), _A.c.project_id == bindparam("project_id"), _A.c.status != EXPIRED)
-_HELD_SLOTS = select(_A.c.slot).where(_A.c.image_id == bindparam("image_id"), _A.c.slot.is_not(None))
-_TASK_IMAGES = (select(_I.c.png.label("lr_png"), _S.c.id, _S.c.index.label("sample_index"), _S.c.png)
-                .select_from(_I.outerjoin(_S, _S.c.bank_id == bindparam("bank_id")))
-                .where(_I.c.id == bindparam("image_id")))
-_OWN_SAMPLES = select(_S.c.id).where(_S.c.bank_id == bindparam("bank_id"),
-                                     _S.c.id.in_(bindparam("ids", expanding=True)))
-_OWNED = (select(_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.bank_id, _A.c.status, _A.c.is_gold,
-                 _A.c.served_at, _A.c.revisions, _R.c.active, _R.c.name, *_SETTINGS[1:])
-          .select_from(_A.join(_R, _R.c.id == bindparam("rater_id")).join(_P, _P.c.id == _A.c.project_id))
-          .where(_A.c.id == bindparam("aid")).with_for_update(of=_A))
-_NEW_LEASE = insert(_A).values({c: bindparam(c, type_=_A.c[c].type) for c in (
+_EXPIRE = Prepared(update(_A).where(_A.c.id == bindparam("aid"), _A.c.status == SERVED)
+                   .values(status=EXPIRED, slot=None))
+_GOLD_COUNTS = Prepared(select(func.count(_A.c.id), func.count(_A.c.id).filter(_A.c.is_gold.is_(True))).where(
+    _A.c.rater_id == bindparam("rater_id"), _A.c.project_id == bindparam("project_id"), _A.c.status != EXPIRED))
+_HELD_SLOTS = Prepared(select(_A.c.slot).where(_A.c.image_id == bindparam("image_id"), _A.c.slot.is_not(None)))
+_TASK_IMAGES = Prepared(select(_I.c.png.label("lr_png"), _S.c.id, _S.c.index.label("sample_index"), _S.c.png)
+                        .select_from(_I.outerjoin(_S, _S.c.bank_id == bindparam("bank_id")))
+                        .where(_I.c.id == bindparam("image_id")))
+_BANK_SAMPLES = Prepared(select(_S.c.id).where(_S.c.bank_id == bindparam("bank_id")))
+_OWNED = Prepared(select(_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id, _A.c.bank_id, _A.c.status,
+                         _A.c.is_gold, _A.c.served_at, _A.c.revisions, _R.c.active, _R.c.name, *_SETTINGS[1:])
+                  .select_from(_A.join(_R, _R.c.id == bindparam("rater_id")).join(_P, _P.c.id == _A.c.project_id))
+                  .where(_A.c.id == bindparam("aid")).with_for_update(of=_A))
+_NEW_LEASE = Prepared(insert(_A).values({c: bindparam(c, type_=_A.c[c].type) for c in (
     "project_id", "rater_id", "image_id", "bank_id", "is_gold", "sample_order", "status", "slot", "served_at",
-    "lease_expires_at")})
-_SUBMITTED = (update(_A).where(_A.c.id == bindparam("aid"))
-              .values(status=SUBMITTED, submitted_at=bindparam("at"), seconds_on_task=bindparam("seconds")))
+    "lease_expires_at", "revisions")}).returning(_A.c.id))
+_SUBMITTED = Prepared(update(_A).where(_A.c.id == bindparam("aid"))
+                      .values(status=SUBMITTED, submitted_at=bindparam("at"), seconds_on_task=bindparam("seconds")))
+_NEW_PICK = Prepared(insert(_PICK).values({c: bindparam(c, type_=_PICK.c[c].type)
+                                          for c in ("assignment_id", "bank_id", "sample_id", "rank")}))
+_NEW_READING = Prepared(insert(_READING).values({c: bindparam(c, type_=_READING.c[c].type)
+                                                for c in ("assignment_id", "text")}))
 
 
 def _candidates_query(gold: bool):
@@ -165,7 +171,7 @@ def _candidates_query(gold: bool):
     return q
 
 
-_CANDIDATES = {gold: _candidates_query(gold) for gold in (False, True)}
+_CANDIDATES = {gold: Prepared(_candidates_query(gold)) for gold in (False, True)}
 
 
 def sample_order(project_seed: int, rater_id: int, image_id: int, n: int) -> list[int]:
@@ -180,7 +186,7 @@ def sample_order(project_seed: int, rater_id: int, image_id: int, n: int) -> lis
 
 def _task(session: Session, a, k: int) -> Task:
     """The task of an assignment (an ORM row or the hot path's plain record of the same fields)."""
-    rows = session.execute(_TASK_IMAGES, {"bank_id": a.bank_id, "image_id": a.image_id}).all()
+    rows = _TASK_IMAGES.run(session, {"bank_id": a.bank_id, "image_id": a.image_id}).all()
     by_index = {r.sample_index: r for r in rows if r.id is not None}
     samples = [TaskSample(by_index[i].id, i, by_index[i].png) for i in a.sample_order]
     return Task(a.id, a.project_id, a.image_id, a.bank_id, k, rows[0].lr_png, samples, a.served_at,
@@ -190,14 +196,14 @@ def _task(session: Session, a, k: int) -> Task:
 def _expire(session: Session, project_id: int, gone, now: datetime) -> None:
     """Free the slots of leases that ran out (each expiry is audited): ``gone`` the (id, rater id) of each."""
     for aid, rid in gone:
-        n = session.execute(_EXPIRE, {"aid": aid}).rowcount
+        n = _EXPIRE.run(session, {"aid": aid}).rowcount
         if n:
             _sync(session, Assignment, aid, status=EXPIRED, slot=None)
             append(session, "assignment.expired", "assignment", aid, actor_id=rid, project_id=project_id, at=now)
 
 
 def _free_slot(session: Session, image_id: int, m: int) -> int | None:
-    held = set(session.scalars(_HELD_SLOTS, {"image_id": image_id}))
+    held = set(_HELD_SLOTS.run(session, {"image_id": image_id}).scalars())
     free = [s for s in range(1, m + 1) if s not in held]
     # a random free slot: concurrent raters (PostgreSQL) rarely race for the same one; the unique constraint
     # settles the races that remain
@@ -207,7 +213,7 @@ def _free_slot(session: Session, image_id: int, m: int) -> int | None:
 def _candidates(session: Session, project, rater_id: int, gold: bool) -> list[tuple[int, int, int, int | None]]:
     """(image id, bank id, bank size, the rater's expired assignment id or None) the rater may be served, fewest
     submissions first."""
-    return [tuple(r) for r in session.execute(_CANDIDATES[gold], {
+    return [tuple(r) for r in _CANDIDATES[gold].run(session, {
         "rater_id": rater_id, "project_id": project.id, "m": project.raters_per_image,
         "min_raters": min_raters(project)}).all()]
 
@@ -229,9 +235,9 @@ def _serve(session: Session, project, rater_id: int, image_id: int, bank_id: int
         with nullcontext() if _sqlite(session) else session.begin_nested():
             if own is None:
                 order = sample_order(project.seed, rater_id, image_id, n)
-                aid = session.execute(_NEW_LEASE, {
+                aid = _NEW_LEASE.run(session, {
                     "project_id": project.id, "rater_id": rater_id, "image_id": image_id, "bank_id": bank_id,
-                    "is_gold": gold, "sample_order": order, **lease_values}).inserted_primary_key[0]
+                    "is_gold": gold, "sample_order": order, "revisions": 0, **lease_values}).scalar()
             else:  # the rater's own expired lease of this image is served again
                 if not session.execute(update(_A).where(_A.c.id == own, _A.c.status == EXPIRED)
                                        .values(**lease_values)).rowcount:
@@ -257,7 +263,7 @@ def _rater_and_project(session: Session, rater_id: int, project_id: int):
     session.flush()  # the Core reads below do not autoflush
     row = None
     if _is_id(rater_id) and _is_id(project_id):
-        row = session.execute(_RATER_PROJECT, {"rater_id": rater_id, "project_id": project_id}).first()
+        row = _RATER_PROJECT.run(session, {"rater_id": rater_id, "project_id": project_id}).first()
     if row is None:  # unknown rater or project, or a project named: the lookups with their errors
         _active_rater(session, rater_id)
         p = get_project(session, project_id)
@@ -274,14 +280,14 @@ def next_task(session: Session, rater_id: int, project_id: int, *, now: datetime
     None when there is nothing left for this rater."""
     now = now or utcnow()
     project = _rater_and_project(session, rater_id, project_id)
-    leases = session.execute(_LEASES, {"project_id": project.id, "rater_id": rater_id, "now": now}).all()
+    leases = _LEASES.run(session, {"project_id": project.id, "rater_id": rater_id, "now": now}).all()
     live = next((a for a in leases if a.rater_id == rater_id and a.lease_expires_at > now), None)
     if live is not None:
         return _task(session, live, project.k_picks)
     _expire(session, project.id, [(a.id, a.rater_id) for a in leases if a.lease_expires_at <= now], now)
     kinds = [False]
     if project.gold_rate > 0:
-        total, gold_done = session.execute(_GOLD_COUNTS, {"rater_id": rater_id, "project_id": project.id}).one()
+        total, gold_done = _GOLD_COUNTS.run(session, {"rater_id": rater_id, "project_id": project.id}).one()
         kinds = [True, False] if int(gold_done) < project.gold_rate * (int(total) + 1) else [False]
     for gold in kinds:
         for _attempt in range(20):  # concurrent raters may take the candidates first: look again
@@ -306,7 +312,7 @@ def _check_picks(session: Session, a, k: int, picks: Sequence[int]) -> list[int]
         raise InvalidInput(f"pick exactly {k} samples, got {len(picks)}")
     if len(set(picks)) != k:
         raise InvalidInput("the picks must be distinct samples")
-    own = set(session.scalars(_OWN_SAMPLES, {"bank_id": a.bank_id, "ids": picks}))
+    own = set(_BANK_SAMPLES.run(session, {"bank_id": a.bank_id}).scalars())
     foreign = [p for p in picks if p not in own]
     if foreign:
         raise InvalidInput(f"sample id(s) {foreign} are not in this task's bank")
@@ -351,7 +357,7 @@ def _owned_row(session: Session, rater_id: int, assignment_id: int):
     session.flush()  # the Core reads below do not autoflush
     row = None
     if _is_id(rater_id) and _is_id(assignment_id):
-        row = session.execute(_OWNED, {"rater_id": rater_id, "aid": assignment_id}).first()
+        row = _OWNED.run(session, {"rater_id": rater_id, "aid": assignment_id}).first()
     if row is None:
         _owned(session, rater_id, assignment_id)  # raises the lookup's error
         raise NotFound(f"unknown assignment id {assignment_id!r}")
@@ -383,10 +389,10 @@ def _checked_votes(session: Session, rater_id: int, assignment_id: int, picks: S
 
 
 def _write_votes(session: Session, a, picks: list[int], reading: str | None) -> None:
-    session.execute(insert(_PICK), [{"assignment_id": a.id, "bank_id": a.bank_id, "sample_id": s, "rank": r + 1}
-                                    for r, s in enumerate(picks)])
+    _NEW_PICK.run_many(session, [{"assignment_id": a.id, "bank_id": a.bank_id, "sample_id": s, "rank": r + 1}
+                                 for r, s in enumerate(picks)])
     if reading is not None:
-        session.execute(insert(_READING), [{"assignment_id": a.id, "text": reading}])
+        _NEW_READING.run(session, {"assignment_id": a.id, "text": reading})
 
 
 def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[int], reading: str | None = None,
@@ -414,7 +420,7 @@ def submit(session: Session, rater_id: int, assignment_id: int, picks: Sequence[
         _sync(session, Assignment, a.id, slot=slot)
     _write_votes(session, a, picks, reading)
     seconds = max(0.0, (now - a.served_at).total_seconds())
-    session.execute(_SUBMITTED, {"aid": a.id, "at": now, "seconds": seconds})
+    _SUBMITTED.run(session, {"aid": a.id, "at": now, "seconds": seconds})
     _sync(session, Assignment, a.id, status=SUBMITTED, submitted_at=now, seconds_on_task=seconds)
     # the resolved flag adaptive serving reads (see the docstring)
     update_image_of(session, a.project_id, a.resolve_threshold, a.image_id)

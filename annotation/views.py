@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Rater, Reading, Sample,
                        utcnow)
+from db.prepared import Prepared
 from sr_engine.evidence import NOT_AVAILABLE, distribution_text
 
 from .accounts import ANALYST_ROLES, require_role
@@ -117,7 +118,8 @@ class ProjectOverview:
 
 def _progress_query():
     a, i, b, p = Assignment.__table__, LRImage.__table__, Bank.__table__, Project.__table__
-    finished = a.c.status.in_([AssignmentStatus.submitted, AssignmentStatus.skipped])
+    # an OR, not IN (a list): a prepared statement takes no expanding parameter (SQLite makes it an IN again)
+    finished = or_(a.c.status == AssignmentStatus.submitted, a.c.status == AssignmentStatus.skipped)
     rater = bindparam("rater_id")
     done = (select(func.count(a.c.id)).where(a.c.rater_id == rater, a.c.project_id == p.c.id, finished)
             .scalar_subquery())
@@ -135,7 +137,7 @@ def _progress_query():
     return select(done, open_).select_from(p).where(p.c.id == bindparam("project_id"))
 
 
-_PROGRESS = _progress_query()  # one statement, prebuilt: the app asks after every submission
+_PROGRESS = Prepared(_progress_query())  # one statement, prebuilt: the app asks after every submission
 
 
 def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterProgress:
@@ -144,7 +146,7 @@ def rater_progress(session: Session, rater_id: int, project_id: int) -> RaterPro
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         project_id = get_project(session, project_id).id  # a name, or NotFound
     session.flush()  # a Core read does not autoflush
-    row = session.execute(_PROGRESS, {"rater_id": rater_id, "project_id": project_id}).first()
+    row = _PROGRESS.run(session, {"rater_id": rater_id, "project_id": project_id}).first()
     if row is None:
         get_project(session, project_id)  # raises NotFound
         raise NotFound(f"unknown project id {project_id!r}")
@@ -197,7 +199,7 @@ def _my_work_query():
             .order_by(a.c.submitted_at.desc(), a.c.id.desc()).limit(bindparam("limit")))
 
 
-_MY_WORK = _my_work_query()  # one statement, prebuilt: the app shows "my work" after every submission
+_MY_WORK = Prepared(_my_work_query())  # one statement, prebuilt: the app shows "my work" after every submission
 
 
 def my_work(session: Session, rater_id: int, project_id: int, *, limit: int = 50,
@@ -208,7 +210,7 @@ def my_work(session: Session, rater_id: int, project_id: int, *, limit: int = 50
     if not isinstance(project_id, int) or isinstance(project_id, bool):
         project_id = get_project(session, project_id).id  # a name, or NotFound
     session.flush()  # a Core read does not autoflush
-    rows = session.execute(_MY_WORK, {"rater_id": rater_id, "project_id": project_id, "limit": int(limit)}).all()
+    rows = _MY_WORK.run(session, {"rater_id": rater_id, "project_id": project_id, "limit": int(limit)}).all()
     if not rows:
         get_project(session, project_id)  # NotFound for an unknown project; else the rater has none yet
         return []
