@@ -1,16 +1,16 @@
 """Prebuilt Core statements run on the session's own DB-API connection: the request path's statements, without
 SQLAlchemy's per-execution machinery.
 
-A submission runs about twenty short statements. SQLAlchemy spends about 70 microseconds of Python on each one
-(its execution context, parameter handling and result wrapping; the same statement on the bare driver costs about
-6, measured on this project's 2-core machine), and all of it holds the interpreter lock, which is what a burst of
-raters queues for. :class:`Prepared` keeps SQLAlchemy as the one definition of every statement and type: it
-compiles the statement once per dialect with SQLAlchemy's compiler, takes the column types' own bind and result
-converters (``TypeEngine.bind_processor`` / ``result_processor``: the same conversions SQLAlchemy applies, e.g.
-SQLite's datetime strings, JSON, enums, booleans), and then runs the compiled SQL on the driver's connection of
-the session's current transaction (so it commits, rolls back and takes locks with the rest of the transaction).
-Driver errors are raised as SQLAlchemy's exceptions (``IntegrityError``, ``OperationalError``, ...), as
-``Session.execute`` would raise them.
+A submission runs about twenty short statements, and SQLAlchemy's Python around each one (its execution context,
+parameter handling and result wrapping) costs several times what the driver's call costs; all of it holds the
+interpreter lock, which is what a burst of raters queues for (``python -m ui.submit_cost`` and
+``docs/annotation.md`` have the figures). :class:`Prepared` keeps SQLAlchemy as the one definition of every
+statement and type: it compiles the statement once per dialect with SQLAlchemy's compiler, takes the column types'
+own bind and result converters (``TypeEngine.bind_processor`` / ``result_processor``: the same conversions
+SQLAlchemy applies, e.g. SQLite's datetime strings, JSON, enums, booleans), and then runs the compiled SQL on the
+driver's connection of the session's current transaction (so it commits, rolls back and takes locks with the rest
+of the transaction). Driver errors are raised as SQLAlchemy's exceptions (``IntegrityError``, ``OperationalError``,
+...), as ``Session.execute`` would raise them.
 
 Drivers: SQLite's ``sqlite3`` and PostgreSQL's ``psycopg``; any other backend runs the statement through
 ``Session.execute`` unchanged, with the same results. A statement that needs SQLAlchemy at execution time
