@@ -187,11 +187,19 @@ def tune_strict_main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.md")
+    p.add_argument("--budget", action="store_true",
+                   help="instead: where the tuned strict mode loses fidelity (the HR image's own z and y in the "
+                        "flow's place; strict_tuning.fidelity_budget), on the same training images")
     a = p.parse_args(argv)
     configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
-    res = strict_tuning.tune_strict(a.model, a.rows, a.n, a.steps, [float(v) for v in a.declips.split(",")],
-                                    [float(v) for v in a.floors.split(",")], a.seed)
+    if a.budget:
+        eng = load_engine(a.model)
+        res = strict_tuning.fidelity_budget(eng, strict_tuning.training_images(eng.domain, eng.scale, a.rows),
+                                            a.n, a.steps, a.seed)
+    else:
+        res = strict_tuning.tune_strict(a.model, a.rows, a.n, a.steps, [float(v) for v in a.declips.split(",")],
+                                        [float(v) for v in a.floors.split(",")], a.seed)
     cmd = "python -m sr_engine tune-strict " + " ".join(argv if argv is not None else sys.argv[2:])
     md = f"`{cmd}`\n\n{res.to_markdown()}"
     print(md)

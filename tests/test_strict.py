@@ -183,3 +183,19 @@ def test_rgb_strict_and_guided_samples_round_back(rgb_engine, mode, data):
     rep = rgb_engine.ensemble(bank.images, lr)
     assert rep.lr_psnr == EXACT_DB and rep.flow_consistency is None
     assert rgb_engine.config["strict"] == StrictSettings().to_dict()  # Euclidean: no domain to protect
+
+
+def test_fidelity_budget_decodes_the_hr_images_own_z_and_y_back_to_it():
+    """``tune-strict --budget``: the four ways of feeding the flow's inverse; with the HR image's own z and y the
+    flow inverts exactly and the projection leaves the (consistent) image alone, so SSIM is about 1."""
+    from sr_engine.eval.strict_tuning import BUDGET_CASES, fidelity_budget
+
+    eng = ENGINES[4]
+    rng = np.random.default_rng(0)
+    hr = np.stack([_blocks(rng.choice([0, 255, -1], size=(2, 2)), LR_SIDE * 4, i) for i in range(3)])
+    res = fidelity_budget(eng, hr, n=2, steps=1)
+    assert list(res.rows) == list(BUDGET_CASES) and res.images == 3
+    own_ssim, own_haze, own_flow = res.rows[BUDGET_CASES[-1]]
+    assert own_flow > 0.999 and own_ssim > 0.99 and own_haze < 1.0
+    assert all(0 < r[0] <= 1 for r in res.rows.values())
+    assert "the HR image's own z and y" in res.to_markdown()

@@ -10,6 +10,10 @@ floor. Reported per setting: single-sample SSIM against HR (the criterion), back
 (:func:`sr_engine.metrics.background_haze`) and the share of samples that round back exactly; the flow's own
 output (no projection) is a reference column. The chosen setting is the one of highest SSIM.
 Evaluation rows are never read here.
+
+``--budget`` (:func:`fidelity_budget`) asks where the tuned strict mode loses fidelity on the same training images:
+the shipped sample against the flow fed the HR image's own z (a perfect kernel sampler's best draw) and its own,
+unclipped y (what the de-clipped LR image stands in for).
 """
 
 from __future__ import annotations
@@ -134,4 +138,67 @@ def tune_strict(model: str, rows: int = 200, n: int = 8, steps: int = 8, declips
         res.cells[k] = TuneCell(ssim=float(a[:, 0].mean()), haze=float(np.nanmean(a[:, 1])),
                                 exact=float(a[:, 2].mean()))
     log.info("tune-strict %s: chosen %s", model, res.best())
+    return res
+
+
+# ---- where strict mode's fidelity goes (the "budget") ------------------------------------------------------------
+BUDGET_CASES: tuple[str, ...] = (
+    "kernel DDPM z, de-clipped y (strict mode)",
+    "the HR image's own z, de-clipped y",
+    "kernel DDPM z, the HR image's own y",
+    "the HR image's own z and y",
+)
+
+
+@dataclass
+class BudgetResult:
+    model: str
+    images: int
+    samples: int
+    steps: int
+    declip_grey: float
+    seconds: float
+    rows: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # case -> SSIM, haze, flow SSIM
+
+    def to_markdown(self) -> str:
+        head = ["z, y fed to the flow's inverse", "strict SSIM", "haze (grey)", "flow output SSIM (no projection)"]
+        rows = [[k, f"{a:.4f}", f"{b:.2f}", f"{c:.4f}"] for k, (a, b, c) in self.rows.items()]
+        return (f"model {self.model}: {self.images} training images, {self.samples} DDPM samples each at "
+                f"{self.steps} steps (the HR image's own z: one decode), de-clip {self.declip_grey:g} grey, "
+                f"{self.seconds:.0f} s; single-sample SSIM against HR\n\n{markdown(head, rows)}")
+
+
+@torch.no_grad()
+def fidelity_budget(eng, hr: np.ndarray, n: int = 8, steps: int = 8, seed: int = 0) -> BudgetResult:
+    """Where a flow engine's strict samples lose fidelity, on uint8 HR images ``hr`` (N, H, W; training rows): the
+    strict sample as shipped (the kernel DDPM's z, the flow fed the de-clipped LR image), then with the HR image's
+    own z (``f(HR).z``: a perfect kernel sampler would draw it among others), with the HR image's own y
+    (``f(HR).y``, unclipped: what the de-clipped LR image stands in for), and with both (the flow inverts exactly:
+    SSIM about 1). Every decode is projected as strict mode projects it (the model's tuned metric)."""
+    if eng.channels != 1:
+        raise ValueError("fidelity_budget takes single-channel engines")
+    st = eng.strict
+    lr = make_lr(hr, eng.scale)
+    deg = get_degradation(hr.shape[-2:], eng.scale, eng.kernel)
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in BUDGET_CASES}
+    t0 = time.perf_counter()
+    for i, (h, y8) in enumerate(tqdm(list(zip(hr, lr)), desc=f"budget {eng.name}", mininterval=10)):
+        gens = [torch.Generator().manual_seed(int(s)) for s in sample_seeds(seed + i, n)]
+        yb = torch.from_numpy(y8.astype(np.float32) / 255.0)[None, None].expand(n, -1, -1, -1)
+        zs = eng.sample_latents(yb, gens, mode="strict", tau=1.0, steps=steps, scheduler="ddim", timesteps=None,
+                                start_step=None)
+        own = eng.flow(torch.from_numpy(h.astype(np.float32) / 255.0)[None, None])
+        y_dec = torch.from_numpy(np.asarray(declip_lr(y8[None], st.declip_grey))).float()[None]
+        cases = [(y_dec.expand(n, -1, -1, -1), zs), (y_dec, own.zs), (own.y.expand(n, -1, -1, -1), zs),
+                 (own.y, own.zs)]
+        for name, (y, z) in zip(BUDGET_CASES, cases):
+            x = eng.flow.inverse(y, z).double()
+            u8, _ = strict_project(deg, x, y8[None], weights=st.weights(x))
+            acc[name].append(np.array([[ssim(s, h), background_haze(s, h, st.dark_ink), ssim(f, h)]
+                                       for s, f in zip(u8[:, 0], to_uint8(x))]))
+    res = BudgetResult(model=eng.name, images=len(hr), samples=n, steps=steps, declip_grey=st.declip_grey,
+                       seconds=time.perf_counter() - t0)
+    for name, v in acc.items():
+        a = np.concatenate(v)
+        res.rows[name] = (float(a[:, 0].mean()), float(np.nanmean(a[:, 1])), float(a[:, 2].mean()))
     return res
