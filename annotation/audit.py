@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AuditLog, utcnow
-from db.prepared import Prepared
+from db.prepared import Prepared, insert_values
 
 
 def record(session: Session, action: str, entity: str, entity_id: int | None, *, actor_id: int | None = None,
@@ -24,9 +24,8 @@ def record(session: Session, action: str, entity: str, entity_id: int | None, *,
     return row
 
 
-_T = AuditLog.__table__
-_INSERT = Prepared(insert(_T).values({c: bindparam(c, type_=_T.c[c].type) for c in (
-    "action", "entity", "entity_id", "actor_id", "project_id", "at", "details")}))
+_INSERT = Prepared(insert_values(AuditLog.__table__, "action", "entity", "entity_id", "actor_id", "project_id", "at",
+                                 "details"))
 
 
 def append(session: Session, action: str, entity: str, entity_id: int | None, *, actor_id: int | None = None,

@@ -49,8 +49,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from db.engine import session_scope, writers_active
-from db.prepared import Prepared
 from db.models import Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Project, RaterExclusion, Reading
+from db.prepared import Prepared
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import (
     DIGITS,
@@ -496,7 +496,7 @@ def _update_one(session: Session, project_id: int, threshold: float, state: dict
                           has and prob >= float(threshold), len(readings),
                           _posterior_dict(labels, post) if has else {}, reader, counts)
     _WRITE_IMAGE.run(session, {"image_id": image_id, "reading": res.reading, "probability": res.probability,
-                                   "resolved": res.resolved})
+                               "resolved": res.resolved})
     if session.identity_map:  # an image the session holds sees its new consensus
         image = session.identity_map.get(identity_key(LRImage, image_id))
         if image is not None:

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,7 +39,7 @@ from sqlalchemy.orm.util import identity_key
 
 from db.models import (Assignment, AssignmentStatus, Bank, BankStatus, LRImage, Pick, Project, Rater, Reading,
                        Sample, utcnow)
-from db.prepared import Prepared
+from db.prepared import Prepared, insert_values
 
 from .accounts import check_text, get_rater
 from .audit import append, record
@@ -143,15 +143,13 @@ _OWNED = Prepared(select(_A.c.id, _A.c.rater_id, _A.c.project_id, _A.c.image_id,
                          _A.c.is_gold, _A.c.served_at, _A.c.revisions, _R.c.active, _R.c.name, *_SETTINGS[1:])
                   .select_from(_A.join(_R, _R.c.id == bindparam("rater_id")).join(_P, _P.c.id == _A.c.project_id))
                   .where(_A.c.id == bindparam("aid")).with_for_update(of=_A))
-_NEW_LEASE = Prepared(insert(_A).values({c: bindparam(c, type_=_A.c[c].type) for c in (
-    "project_id", "rater_id", "image_id", "bank_id", "is_gold", "sample_order", "status", "slot", "served_at",
-    "lease_expires_at", "revisions")}).returning(_A.c.id))
+_NEW_LEASE = Prepared(insert_values(
+    _A, "project_id", "rater_id", "image_id", "bank_id", "is_gold", "sample_order", "status", "slot", "served_at",
+    "lease_expires_at", "revisions").returning(_A.c.id))
 _SUBMITTED = Prepared(update(_A).where(_A.c.id == bindparam("aid"))
                       .values(status=SUBMITTED, submitted_at=bindparam("at"), seconds_on_task=bindparam("seconds")))
-_NEW_PICK = Prepared(insert(_PICK).values({c: bindparam(c, type_=_PICK.c[c].type)
-                                          for c in ("assignment_id", "bank_id", "sample_id", "rank")}))
-_NEW_READING = Prepared(insert(_READING).values({c: bindparam(c, type_=_READING.c[c].type)
-                                                for c in ("assignment_id", "text")}))
+_NEW_PICK = Prepared(insert_values(_PICK, "assignment_id", "bank_id", "sample_id", "rank"))
+_NEW_READING = Prepared(insert_values(_READING, "assignment_id", "text"))
 
 
 def _candidates_query(gold: bool):

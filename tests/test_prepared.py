@@ -21,7 +21,7 @@ from annotation.views import my_work, rater_progress
 from conftest import make_store, seeded_project, tiny_flow_engine
 from db.engine import session_scope
 from db.models import Assignment, AssignmentStatus, AuditLog, LRImage, Pick, Rater, Reading, Sample
-from db.prepared import Prepared
+from db.prepared import Prepared, insert_values
 
 
 @pytest.fixture(params=["sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -121,9 +121,8 @@ def test_the_request_path_leaves_the_same_store_as_sqlalchemys_execution(store, 
 def test_types_round_trip_and_errors_are_sqlalchemys(store):
     factory = store()
     t = Rater.__table__
-    values = {c: bindparam(c, type_=t.c[c].type) for c in (
-        "name", "role", "secret_hash", "active", "created_at", "session_epoch", "must_change_password")}
-    new = Prepared(insert(t).values(values).returning(t.c.id))
+    new = Prepared(insert_values(t, "name", "role", "secret_hash", "active", "created_at", "session_epoch",
+                                 "must_change_password").returning(t.c.id))
     get = Prepared(select(t.c.id, t.c.name, t.c.role, t.c.active, t.c.created_at, t.c.must_change_password,
                           t.c.last_sign_in_at).where(t.c.name == bindparam("name")))
     at = datetime(2026, 5, 6, 7, 8, 9, 101112)
