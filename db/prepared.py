@@ -102,10 +102,10 @@ class _Plan:
     def params(self, values: Mapping[str, Any]) -> Sequence | dict:
         p = dict(self.defaults)
         p.update(values)
-        if len(p) != len(self.names):
-            missing = sorted(set(self.names) - set(p))
-            if missing:
-                raise exc.ArgumentError(f"a value is required for the parameter(s) {', '.join(missing)}")
+        missing = self.names.difference(p)
+        if missing:
+            raise exc.ArgumentError(f"a value is required for the parameter(s) {', '.join(sorted(missing))}")
+        if len(p) != len(self.names):  # values the statement does not take
             p = {name: p[name] for name in self.names}
         for name, proc in self.binds.items():
             p[name] = proc(p[name])

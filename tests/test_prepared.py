@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import bindparam, create_engine, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
 import db.prepared as prepared
 from annotation.accounts import create_rater
@@ -154,6 +154,8 @@ def test_statements_that_need_sqlalchemy_at_execution_are_refused(store):
     with session_scope(factory) as s:
         with pytest.raises(ValueError, match="expanding"):
             Prepared(select(t.c.id).where(t.c.id.in_(bindparam("ids", expanding=True)))).run(s, {"ids": [1]})
+        with pytest.raises(ArgumentError, match="rater_id"):  # a named parameter left out
+            Prepared(select(t.c.id).where(t.c.id == bindparam("rater_id"))).run(s, {"other": 1})
         with pytest.raises(ValueError, match="created_at"):  # a Python-side default SQLAlchemy would fill in
             Prepared(insert(t).values(name=bindparam("name"), secret_hash=bindparam("h"))).run(
                 s, {"name": "x", "h": "y"})
