@@ -63,9 +63,6 @@ class Rows:
     def scalars(self) -> list[Any]:
         return [r[0] for r in self._rows]
 
-    def __iter__(self):
-        return iter(self._rows)
-
 
 class _Plan:
     """One statement compiled for one dialect: its SQL, parameter order and converters, and its row type."""
@@ -91,7 +88,6 @@ class _Plan:
             if proc is not None:
                 self.binds[name] = proc
         cols = list(stmt.exported_columns if isinstance(stmt, UpdateBase) else stmt.selected_columns)
-        self.returns = bool(cols)
         self.row = self.results = None
         self._types = [c.type.dialect_impl(dialect) for c in cols]
         self._dialect = dialect
@@ -156,7 +152,7 @@ class Prepared:
                 cur.execute(plan.sql, args)
             except conn.dialect.loaded_dbapi.Error as err:
                 raise _wrapped(err, plan, args, conn.dialect) from err
-            if plan.returns:
+            if plan.row is not None:  # a SELECT, or a write with RETURNING
                 return Rows(plan.rows(cur.fetchall(), cur.description))
             return Rows([], cur.rowcount)
         finally:
