@@ -224,6 +224,10 @@ def train_main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work-dir", default="runs")
+    p.add_argument("--init-from", default="",
+                   help="ddpm stage: continue the kernel DDPM of this engine checkpoint (its flow, its UNet's EMA "
+                        "weights as the start; a fresh optimiser and learning-rate schedule)")
+    p.add_argument("--export-dir", default="", help="where the ddpm stage writes <model>.pt (default data/checkpoints)")
     a = p.parse_args(argv)
     configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
@@ -238,7 +242,8 @@ def train_main(argv: list[str] | None = None) -> None:
     defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
     cfg = train_lib.TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0],
                                 batch_size=a.batch_size, lr=a.lr or defaults[1], seed=a.seed,
-                                ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir)
+                                ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir,
+                                export_dir=a.export_dir, init_from=a.init_from)
     (train_lib.train_flow if a.stage == "flow" else train_lib.train_ddpm)(cfg)
 
 

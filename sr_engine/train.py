@@ -65,6 +65,7 @@ class TrainConfig(ConfigMixin):
     threads: int = 1  # torch CPU threads
     work_dir: str = "runs"  # resumable state
     export_dir: str = ""  # where the ddpm stage writes <model>.pt; "" = data/checkpoints
+    init_from: str = ""  # ddpm stage: an engine checkpoint whose flow and UNet (EMA) weights it continues from
     flow: dict = field(default_factory=dict)  # FlowConfig overrides
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
 
@@ -220,12 +221,38 @@ def load_frozen_flow(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict]:
     return flow, st
 
 
+def load_engine_start(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict, dict]:
+    """The frozen flow, its training record (as :func:`load_frozen_flow` gives) and the engine checkpoint of
+    ``cfg.init_from``: continuing a shipped model's kernel DDPM with its own flow, never a retrained one."""
+    ck = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+    if ck.get("engine") != "flow" or ck.get("name") != cfg.model:
+        raise ValueError(f"{cfg.init_from} is not a flow engine checkpoint of {cfg.model} "
+                         f"(engine {ck.get('engine')!r}, name {ck.get('name')!r})")
+    flow = PseudoInverseFlow(FlowConfig.from_dict(ck["flow_config"]))
+    flow.load_state_dict(ck["flow_state"])
+    flow.eval().requires_grad_(False)
+    info = ck["train_info"]
+    flow_st = {"step": info["flow_steps"], "seconds": info["flow_seconds"], "train_config": info["flow_train_config"]}
+    start = {"path": Path(cfg.init_from).name, "sha256": sha256_file(Path(cfg.init_from)), "train_info": info,
+             "ddpm_config": ck["ddpm_config"], "unet_state": ck["unet_state"]}
+    return flow, flow_st, start
+
+
 def train_ddpm(cfg: TrainConfig) -> None:
-    flow, flow_st = load_frozen_flow(cfg)
+    start = None
+    if cfg.init_from:
+        flow, flow_st, start = load_engine_start(cfg)
+    else:
+        flow, flow_st = load_frozen_flow(cfg)
     fcfg = flow.config
     dcfg = KernelDDPMConfig.from_dict({"channels": fcfg.channels, "scale": fcfg.scale, **cfg.ddpm})
+    if start is not None and dcfg.to_dict() != start["ddpm_config"]:
+        raise ValueError(f"--init-from {cfg.init_from}: its UNet config {start['ddpm_config']} differs from "
+                         f"this run's {dcfg.to_dict()}")
     torch.manual_seed(cfg.seed)
     unet = build_unet(dcfg)
+    if start is not None:  # the shipped (EMA) weights are where both the weights and their average start
+        unet.load_state_dict(start["unet_state"])
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = make_scheduler(dcfg, "ddpm")
@@ -258,12 +285,13 @@ def train_ddpm(cfg: TrainConfig) -> None:
             save_checkpoint(path, {"ddpm_config": dcfg.to_dict(), "unet_state": unet.state_dict(),
                                      "opt_state": opt.state_dict(), "ema_state": ema.state_dict(), "step": step + 1,
                                      "seconds": elapsed, "train_config": cfg.to_dict()})
-            export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed)
+            export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed, start)
             log.info("step %d: loss(avg) %.4f; exported", step + 1, avg)
 
 
-def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float) -> Path:
-    """Write the shipped engine checkpoint: configs + flow weights + the UNet's EMA weights."""
+def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float, start: dict | None = None) -> Path:
+    """Write the shipped engine checkpoint: configs + flow weights + the UNet's EMA weights. A run continued
+    from an engine checkpoint (``start``) records it: its path, hash and training record, and the total steps."""
     shadow = build_unet(dcfg)
     shadow.load_state_dict(unet.state_dict())
     ema.copy_to(shadow.parameters())
@@ -288,6 +316,13 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
             "torch_threads": torch.get_num_threads(),
         },
     }
+    if start is not None:
+        before = start["train_info"]
+        payload["train_info"]["continued_from"] = {"path": start["path"], "sha256": start["sha256"],
+                                                   "train_info": before}
+        payload["train_info"]["ddpm_steps_total"] = before.get("ddpm_steps_total", before["ddpm_steps"]) + step
+        payload["train_info"]["ddpm_seconds_total"] = round(
+            before.get("ddpm_seconds_total", before["ddpm_seconds"]) + seconds, 1)
     save_checkpoint(out, payload)
     return out
 

@@ -227,3 +227,39 @@ def test_rerender_from_the_csvs_writes_the_same_report(tiny_run):
     before = (Path(cfg.out) / "benchmark.md").read_text()  # (another test points res.files at its own copy)
     assert "x4 consistency: every kernel-strict sample at every step count rounds back to the LR image: yes" in before
     assert rerender(cfg.out, cfg).read_text() == before
+
+
+def test_kernel_sweep_matches_the_engine_and_reads_the_full_run(tmp_path):
+    """The sweep's kernel-strict row is the benchmark's metric code on the engine's own banks (same seeds: seed +
+    evaluation row), and the comparison table puts it beside a full run's rows read from its CSV."""
+    from sr_engine.bench.config import BenchConfig
+    from sr_engine.bench.sweep import compare, sweep
+    from sr_engine.data import mnist_canvas
+    from sr_engine.degradation import make_lr
+    from sr_engine.eval.digits import eval_subset
+    from sr_engine.engines.registry import load_engine
+    from sr_engine.eval.tables import bank_figures
+
+    cfg = BenchConfig(per_digit=1, max_images=2, steps=(1,), sweep_n=2)
+    df = sweep("mnist-x4", cfg, families=("kernel-strict",))
+    assert list(df["family"]) == ["kernel-strict"] and list(df["steps"]) == [1]
+    row = df.iloc[0]
+    assert row["share_exact"] == 1.0
+
+    eng = load_engine("mnist-x4")
+    hr, _, idx = eval_subset(1, mnist_canvas(4))
+    hr, idx = hr[:2], idx[:2]
+    lr = make_lr(hr, 4)
+    banks = np.stack([eng.sample_bank(im, n=2, steps=1, seed=int(r), mode="strict").images for im, r in zip(lr, idx)])
+    want = bank_figures(banks, hr, lr, 4)
+    assert row["ssim_single"] == pytest.approx(want["ssim_single"], abs=1e-9)
+    assert row["psnr_single"] == pytest.approx(want["psnr_single"], abs=1e-9)
+
+    ref = pd.DataFrame([{"scale": 4, "family": "kernel-strict", "steps": 1, "ssim_single": 0.5, "psnr_single": 20.0,
+                         "haze": 1.0, "diversity": 0.01},
+                        {"scale": 4, "family": "pixel-ddpm", "steps": 1, "ssim_single": 0.25, "psnr_single": 21.0,
+                         "haze": 2.0, "diversity": 0.02}])
+    ref.to_csv(tmp_path / "metrics.csv", index=False)
+    md = compare(df, tmp_path, "mnist", 4, label="new")
+    assert f"| 1 | {row['ssim_single']:.3f} / 0.500 / 0.250 |" in md
+    assert "100.0% |" in md

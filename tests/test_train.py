@@ -41,3 +41,44 @@ def test_flow_and_ddpm_stages_resume_and_export(tmp_path):
     bank = eng.sample_bank(lr, n=4, steps=2, seed=0)
     assert bank.images.shape == (4, 28, 28)
     assert bank.lr_psnr.min() >= 45
+
+
+def test_ddpm_continues_from_an_engine_checkpoint(tmp_path):
+    """--init-from: the flow and the UNet's EMA weights of an engine checkpoint are where a second run starts; the
+    flow is kept as it was, the UNet moves, and the export records the start (its hash and training record) and
+    the total steps. A checkpoint of another model is refused."""
+    from dataclasses import replace
+
+    import pytest
+
+    from sr_engine.engines.base import sha256_file
+
+    train_flow(_cfg(tmp_path, "flow", 2))
+    train_ddpm(_cfg(tmp_path, "ddpm", 2))
+    first = tmp_path / "first.pt"
+    (tmp_path / "ckpt" / "mnist-x4.pt").rename(first)
+    before = torch.load(first, weights_only=True)
+
+    cfg = replace(_cfg(tmp_path, "ddpm", 2), work_dir=str(tmp_path / "runs2"), export_dir=str(tmp_path / "ckpt2"),
+                  init_from=str(first), seed=1)
+    torch.manual_seed(123)  # the start must not depend on a fresh initialisation
+    train_ddpm(cfg)
+    after = torch.load(tmp_path / "ckpt2" / "mnist-x4.pt", weights_only=True)
+    for k, v in before["flow_state"].items():
+        assert torch.equal(v, after["flow_state"][k])
+    assert any(not torch.equal(v, after["unet_state"][k]) for k, v in before["unet_state"].items())
+    info = after["train_info"]
+    assert info["ddpm_steps"] == 2 and info["ddpm_steps_total"] == 4
+    assert info["continued_from"]["sha256"] == sha256_file(first)
+    assert info["continued_from"]["train_info"]["ddpm_steps"] == 2
+    assert info["flow_steps"] == before["train_info"]["flow_steps"]
+
+    # after 0 steps of training the UNet would be the start's EMA weights: check the start itself, one step, lr 0
+    zero = replace(cfg, steps=1, lr=0.0, work_dir=str(tmp_path / "runs3"), export_dir=str(tmp_path / "ckpt3"))
+    train_ddpm(zero)
+    same = torch.load(tmp_path / "ckpt3" / "mnist-x4.pt", weights_only=True)
+    for k, v in before["unet_state"].items():
+        assert torch.allclose(v, same["unet_state"][k], atol=1e-6), k
+
+    with pytest.raises(ValueError, match="not a flow engine checkpoint of mnist-x8"):
+        train_ddpm(replace(cfg, model="mnist-x8", work_dir=str(tmp_path / "runs4")))

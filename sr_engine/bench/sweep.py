@@ -1,0 +1,115 @@
+"""The kernel sampler's step sweep alone, against a full benchmark run: for a kernel DDPM that changed.
+
+    python -m sr_engine.bench.sweep --engine data/checkpoints/mnist-x4.pt --against results/benchmark
+    python -m sr_engine.bench.sweep --engine data/checkpoints/plates-x4.pt --against results/benchmark
+
+The same evaluation images, bank sizes, seeds (``seed + row``; plates ``seed + index``), step counts and metric
+code (:func:`sr_engine.eval.digits.digit_row`, :func:`sr_engine.eval.plates.plate_row`) as
+``python -m sr_engine benchmark``, for the kernel samplers only (``kernel-strict``, ``kernel-flow``). The other
+methods' rows are read from the given run's CSV instead of being sampled again: they do not depend on the kernel
+engine. No wall times (the full run has them). Evaluation rows only: this measures, it chooses nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..data import mnist_canvas
+from ..degradation import make_lr
+from ..engines.registry import load_engine
+from ..eval.digits import digit_row, eval_subset
+from ..eval.plates import load_plate_readers, plate_row
+from ..plates import eval_plates
+from .baselines import load_raters
+from .config import BenchConfig
+from .methods import Methods, Setting
+
+KERNEL_FAMILIES: tuple[str, ...] = ("kernel-strict", "kernel-flow")
+COLUMNS = ("ssim_single", "psnr_single", "share_exact", "haze", "diversity")
+
+
+def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...] = KERNEL_FAMILIES) -> pd.DataFrame:
+    """One row per (family, steps) of the kernel sampler of ``engine`` on the benchmark's images of its domain;
+    columns as the benchmark's ``metrics.csv`` / ``plates_metrics.csv`` (the timing columns are NaN)."""
+    cfg = cfg or BenchConfig()
+    eng = load_engine(engine)
+    rows = []
+    if eng.domain == "plates":
+        ev = eval_plates()
+        hr = ev.images[: cfg.plates]
+        texts = list(ev.texts[: cfg.plates])
+        lr = make_lr(hr, eng.scale)
+        seeds = [cfg.seed + i for i in range(len(hr))]
+        judge, _ = load_plate_readers(cfg.readers or None)
+        n = cfg.plates_sweep_n
+    else:
+        hr, labels, idx = eval_subset(cfg.per_digit, mnist_canvas(eng.scale))
+        if cfg.max_images:
+            hr, labels, idx = hr[: cfg.max_images], labels[: cfg.max_images], idx[: cfg.max_images]
+        lr = make_lr(hr, eng.scale)
+        seeds = [cfg.seed + int(r) for r in idx]
+        _, judge = load_raters(cfg.baselines.export_path())
+        n = cfg.sweep_n
+    methods = Methods(eng.scale, engine, cfg.baselines.export_path(), families=families, domain=eng.domain)
+    for fam in families:
+        for steps in tqdm(cfg.steps, desc=f"{fam} {eng.name}", mininterval=5):
+            s = Setting(fam, steps=steps)
+            banks = np.stack([methods.bank(s, im, n, sd) for im, sd in zip(lr, seeds)])
+            if eng.domain == "plates":
+                r = plate_row(s.label, hr, lr, banks, texts, judge, None, eng.scale, float("nan"))
+            else:
+                r = digit_row(s.label, hr, lr, banks, labels, judge, eng.scale, float("nan"))
+            rows.append({"scale": eng.scale, "family": fam, "steps": steps, **vars(r)})
+    return pd.DataFrame(rows)
+
+
+def compare(new: pd.DataFrame, against: Path, domain: str, scale: int, label: str = "new") -> str:
+    """Markdown: per step count, SSIM / PSNR / haze / diversity of the new kernel-strict rows beside the full
+    run's kernel-strict and pixel DDPM rows."""
+    ref = pd.read_csv(Path(against) / ("plates_metrics.csv" if domain == "plates" else "metrics.csv"))
+    ref = ref[ref["scale"] == scale]
+    lines = [f"| steps | SSIM {label} / run / pixel DDPM | PSNR {label} / run / pixel DDPM | "
+             f"haze {label} / run / pixel DDPM (grey) | diversity {label} / run / pixel DDPM | exact {label} |",
+             "|---|---|---|---|---|---|"]
+    def old(fam: str, steps: int, col: str) -> float:
+        hit = ref[(ref["family"] == fam) & (ref["steps"] == steps)]
+        return float(hit[col].iloc[0]) if len(hit) else float("nan")
+
+    mine = new[new["family"] == "kernel-strict"].set_index("steps")
+    for steps, r in mine.iterrows():
+        cells = [f"{r[c]:{f}} / {old('kernel-strict', steps, c):{f}} / {old('pixel-ddpm', steps, c):{f}}"
+                 for c, f in (("ssim_single", ".3f"), ("psnr_single", ".2f"), ("haze", ".2f"), ("diversity", ".4f"))]
+        lines.append(f"| {steps} | " + " | ".join(cells) + f" | {100 * r['share_exact']:.1f}% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m sr_engine.bench.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", required=True, help="a shipped model name or an engine checkpoint path")
+    p.add_argument("--against", default="results/benchmark", help="a full benchmark run's folder (its CSVs)")
+    p.add_argument("--label", default="new", help="the new rows' name in the table")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    eng = load_engine(a.engine)
+    df = sweep(a.engine)
+    md = compare(df, Path(a.against), eng.domain, eng.scale, a.label)
+    print(md)
+    if a.out:
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out.with_suffix(".csv"), index=False)
+        out.with_suffix(".md").write_text(md + "\n")
+        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+
+
+if __name__ == "__main__":
+    main()
