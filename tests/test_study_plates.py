@@ -5,6 +5,7 @@ written, and evaluation plates are refused for calibration."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -23,6 +24,7 @@ from sr_engine.bench.study_plates import (
     plate_probabilities,
     simulate_project,
 )
+from sr_engine import load_engine
 from sr_engine.calibration import calibration_path, load_calibration, save_calibration
 from sr_engine.consensus import PLATE_CONFIG, ConsensusConfig
 from sr_engine.plates import ALPHABET, EVAL_FONTS, TRAIN_FONTS, is_eval_string, random_string
@@ -33,9 +35,15 @@ CFG = PlateStudyConfig(bank_n=8, train_plates=12, gold_plates=3, eval_plates=12,
 SWAP = {"8": "B", "B": "8", "0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5"}
 
 
+@functools.cache
+def _engine_sha() -> str:
+    return load_engine("plates-x4").config["checkpoint_sha256"]
+
+
 def _cache(path, n, split, seed, bank_n=8, wrong=0.0):
     """Made-up readings: a bank mostly shows the plate's string, sometimes one confusable character swapped; a
-    share ``wrong`` of the banks mostly show another first character."""
+    share ``wrong`` of the banks mostly show another first character. Recorded as the shipped engine's banks (its
+    SHA-256), so that ``bank_readings`` takes them from the cache."""
     rng = np.random.default_rng(seed)
     texts = [random_string(rng, "eval" if split == "eval" else "train") for _ in range(n)]
     readings = []
@@ -54,7 +62,7 @@ def _cache(path, n, split, seed, bank_n=8, wrong=0.0):
     fonts = (EVAL_FONTS if split == "eval" else TRAIN_FONTS)[:1] * n
     np.savez_compressed(path, texts=np.array(texts), fonts=np.array(fonts),
                         split=np.array("eval" if split == "eval" else "train"), readings=np.array(readings),
-                        confidence=np.full((n, bank_n), 0.9))
+                        confidence=np.full((n, bank_n), 0.9), engine_sha256=np.array(_engine_sha()))
 
 
 @pytest.fixture()
@@ -150,6 +158,14 @@ def test_real_banks_are_read_and_cached(tmp_path):
     assert set(map(str, got["fonts"])) <= set(TRAIN_FONTS)
     again = bank_readings("train", cfg, tmp_path / "banks-train.npz")  # from the cache
     assert (again["readings"] == got["readings"]).all()
+    assert str(again["engine_sha256"]) == load_engine("plates-x4").config["checkpoint_sha256"]
+
+    # a cache made with other engine weights is not used: the banks are sampled again and the cache rewritten
+    stale = dict(got, readings=np.full_like(got["readings"], "ZZZ"), engine_sha256=np.array("0" * 64))
+    np.savez_compressed(tmp_path / "banks-train.npz", **stale)
+    fresh = bank_readings("train", cfg, tmp_path / "banks-train.npz")
+    assert (fresh["readings"] == got["readings"]).all()
+    assert str(np.load(tmp_path / "banks-train.npz")["engine_sha256"]) == str(got["engine_sha256"])
 
 
 def test_the_app_loads_each_kinds_calibration(tmp_path, monkeypatch):

@@ -109,14 +109,17 @@ def assert_training(b: dict) -> None:
 
 def bank_readings(split: str, cfg: PlateStudyConfig, cache: Path) -> dict[str, np.ndarray]:
     """{"texts" str (N,), "fonts" str (N,), "split" str (), "readings" str (N, bank_n), "confidence" (N, bank_n)}
-    of the plates of ``split`` (:func:`study_plates`), cached in ``cache``."""
+    of the plates of ``split`` (:func:`study_plates`), cached in ``cache`` with the engine checkpoint's SHA-256
+    (a cache of other weights, or of none recorded, is made again)."""
+    engine = load_engine(MODEL)
+    sha = engine.config["checkpoint_sha256"]
     if cache.is_file():
         got = dict(np.load(cache))
         want = {"train": cfg.train_plates, "gold": cfg.gold_plates, "eval": cfg.eval_plates}[split]
-        if got["readings"].shape == (want, cfg.bank_n):
+        if got["readings"].shape == (want, cfg.bank_n) and str(got.get("engine_sha256", "")) == sha:
             return got
+        logger.info("%s: made with other engine weights or settings; sampling the banks again", cache)
     plates = study_plates(split, cfg)
-    engine = load_engine(MODEL)
     reader = reader_for(engine.domain)
     if reader is None:
         raise FileNotFoundError(f"no plate reader for {MODEL}: the study needs data/readers/plates-reader.pt")
@@ -133,7 +136,7 @@ def bank_readings(split: str, cfg: PlateStudyConfig, cache: Path) -> dict[str, n
     logger.info("%s plate banks: %d in %.0f s", split, len(lr), time.perf_counter() - t0)
     out = {"texts": np.array(plates.texts), "fonts": np.array(plates.fonts), "split": np.array(plates.split),
            "readings": np.array(readings), "confidence": conf,
-           "seconds": np.array(time.perf_counter() - t0)}
+           "seconds": np.array(time.perf_counter() - t0), "engine_sha256": np.array(sha)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **out)
     return out
