@@ -291,7 +291,7 @@ def train_ddpm(cfg: TrainConfig) -> None:
 
 def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float, start: dict | None = None) -> Path:
     """Write the shipped engine checkpoint: configs + flow weights + the UNet's EMA weights. A run continued
-    from an engine checkpoint (``start``) records it: its path, hash and training record, and the total steps."""
+    from an engine checkpoint (``start``) records it: its file name, hash and training record, and the totals."""
     shadow = build_unet(dcfg)
     shadow.load_state_dict(unet.state_dict())
     ema.copy_to(shadow.parameters())
