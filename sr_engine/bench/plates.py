@@ -47,13 +47,19 @@ def _char(pred: list[str], truth: list[str], mask: np.ndarray | None = None) -> 
     return char_accuracy(pred, truth) if truth else float("nan")
 
 
+def plate_images(cfg: BenchConfig) -> tuple[np.ndarray, list[str], np.ndarray, list[int]]:
+    """The benchmark's plates: the first ``cfg.plates`` evaluation plates as (HR uint8, strings, LR uint8 at x4,
+    bank seeds ``cfg.seed + index``)."""
+    ev = eval_plates()
+    hr = ev.images[: cfg.plates]
+    return hr, list(ev.texts[: cfg.plates]), make_lr(hr, SCALE), [cfg.seed + i for i in range(len(hr))]
+
+
 def run_plates(cfg: BenchConfig) -> PlateResult:
     """Every method on the first ``cfg.plates`` evaluation plates; writes the plates files into ``cfg.out``."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    ev = eval_plates()
-    hr, texts = ev.images[: cfg.plates], list(ev.texts[: cfg.plates])
-    lr = make_lr(hr, SCALE)
+    hr, texts, lr, seeds = plate_images(cfg)
     judge, raters = load_plate_readers(cfg.readers or None)
     if not raters:
         raise FileNotFoundError("no simulated plate raters (rater-*.pt) beside the plate reader")
@@ -66,7 +72,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
         if s.family not in warm:  # lazy initialisation is not timed
             methods.bank(Setting(s.family, steps=1 if s.family in SAMPLERS else 0, tau=s.tau), lr[0], 1, 0)
             warm.add(s.family)
-        banks = np.stack([methods.bank(s, im, n, cfg.seed + i) for i, im in enumerate(lr)])
+        banks = np.stack([methods.bank(s, im, n, sd) for im, sd in zip(lr, seeds)])
         timing_n = 1 if s.deterministic else cfg.timing_n
         _, secs = timed(partial(methods.bank, s, lr[0], timing_n, cfg.seed), cfg.plates_timing_repeats)
         r = plate_row(s.label, hr, lr, banks, texts, judge, None, SCALE, secs)
@@ -83,7 +89,7 @@ def run_plates(cfg: BenchConfig) -> PlateResult:
     stochastic = [Setting("prior", tau=max(cfg.taus))] + [Setting(f, steps=cfg.ref_steps) for f in SAMPLERS]
     ambiguity, samples, ensembles = [], {}, {}
     for s in tqdm(stochastic, desc="plates raters", mininterval=5):
-        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, cfg.seed + i) for i, im in enumerate(lr)])
+        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, sd) for im, sd in zip(lr, seeds)])
         ens = np.stack([picked_ensemble(b, raters, cfg.k_picks, cfg.ensemble_size) for b in banks])
         ens_read, _ = read_plates(judge, ens)
         one_read, _ = read_plates(judge, banks[:, 0])

@@ -35,12 +35,17 @@ from .report import write_outputs
 from .results import BenchResult, BenchRow
 
 
-def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, figures: Path) -> None:
-    root = cfg.baselines.export_path()
+def digit_images(cfg: BenchConfig, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """The benchmark's digits at ``scale``: (HR uint8, labels, LR uint8, bank seeds ``cfg.seed + evaluation row``)."""
     hr, labels, rows = eval_subset(cfg.per_digit, mnist_canvas(scale))
     if cfg.max_images:
         hr, labels, rows = hr[: cfg.max_images], labels[: cfg.max_images], rows[: cfg.max_images]
-    lr = make_lr(hr, scale)
+    return hr, labels, make_lr(hr, scale), [cfg.seed + int(r) for r in rows]
+
+
+def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, figures: Path) -> None:
+    root = cfg.baselines.export_path()
+    hr, labels, lr, seeds = digit_images(cfg, scale)
     engine = cfg.engines[scale]
     methods = Methods(scale, engine, root)
     tau_ref = max(cfg.taus)
@@ -56,7 +61,7 @@ def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, 
         if s.family not in warm:  # the first call of a family pays for lazy initialisation: not timed
             methods.bank(Setting(s.family, steps=1 if s.family in SAMPLERS else 0, tau=s.tau), lr[0], 1, 0)
             warm.add(s.family)
-        banks = np.stack([methods.bank(s, im, n, cfg.seed + int(r)) for im, r in zip(lr, rows)])
+        banks = np.stack([methods.bank(s, im, n, sd) for im, sd in zip(lr, seeds)])
         timing_n = 1 if s.deterministic else cfg.timing_n
         _, secs = timed(partial(methods.bank, s, lr[0], timing_n, cfg.seed), cfg.timing_repeats)
         ev = digit_row(s.label, hr, lr, banks, labels, judge, scale, secs)
@@ -77,7 +82,7 @@ def run_scale(cfg: BenchConfig, scale: int, raters, judge, result: BenchResult, 
     samples: dict[str, np.ndarray] = {}
     ensembles: dict[str, np.ndarray] = {}
     for s in tqdm(stochastic, desc=f"x{scale} raters", mininterval=5):
-        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, cfg.seed + int(r)) for im, r in zip(lr, rows)])
+        banks = np.stack([methods.bank(s, im, cfg.ambiguity_n, sd) for im, sd in zip(lr, seeds)])
         row, ens = ambiguity_row(scale, s.label, banks, hr, lr, labels, singles["regression"], singles["bicubic"],
                                  raters, judge, cfg.k_picks, cfg.ensemble_size, cfg.ambiguous_confidence)
         result.ambiguity.append(row)

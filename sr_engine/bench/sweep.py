@@ -20,15 +20,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..data import mnist_canvas
-from ..degradation import make_lr
 from ..engines.registry import load_engine
-from ..eval.digits import digit_row, eval_subset
+from ..eval.digits import digit_row
 from ..eval.plates import load_plate_readers, plate_row
-from ..plates import eval_plates
 from .baselines import load_raters
 from .config import BenchConfig
 from .methods import Methods, Setting
+from .plates import SCALE as PLATES_SCALE
+from .plates import plate_images
+from .run import digit_images
 
 KERNEL_FAMILIES: tuple[str, ...] = ("kernel-strict", "kernel-flow")
 COLUMNS = ("ssim_single", "psnr_single", "share_exact", "haze", "diversity")
@@ -41,19 +41,13 @@ def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...]
     eng = load_engine(engine)
     rows = []
     if eng.domain == "plates":
-        ev = eval_plates()
-        hr = ev.images[: cfg.plates]
-        texts = list(ev.texts[: cfg.plates])
-        lr = make_lr(hr, eng.scale)
-        seeds = [cfg.seed + i for i in range(len(hr))]
+        if eng.scale != PLATES_SCALE:
+            raise ValueError(f"the benchmark's plates are x{PLATES_SCALE}; {engine} is x{eng.scale}")
+        hr, texts, lr, seeds = plate_images(cfg)
         judge, _ = load_plate_readers(cfg.readers or None)
         n = cfg.plates_sweep_n
     else:
-        hr, labels, idx = eval_subset(cfg.per_digit, mnist_canvas(eng.scale))
-        if cfg.max_images:
-            hr, labels, idx = hr[: cfg.max_images], labels[: cfg.max_images], idx[: cfg.max_images]
-        lr = make_lr(hr, eng.scale)
-        seeds = [cfg.seed + int(r) for r in idx]
+        hr, labels, lr, seeds = digit_images(cfg, eng.scale)
         _, judge = load_raters(cfg.baselines.export_path())
         n = cfg.sweep_n
     methods = Methods(eng.scale, engine, cfg.baselines.export_path(), families=families, domain=eng.domain)
