@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from sr_engine import load_engine
 from sr_engine.bench.study import (
     StudyConfig,
     _fit,
@@ -28,12 +29,18 @@ CFG = StudyConfig(bank_n=8, train_per_digit=3, eval_per_digit=3, gold_per_digit=
                   betas=(0.0, 1.0), follows=("off",))
 
 
-def _cache(path, rows, seed, n=8):
+def _engine_sha() -> str:
+    return load_engine("mnist-x8").config["checkpoint_sha256"]
+
+
+def _cache(path, rows, seed, n=8, sha=None):
+    """Made-up readings, recorded as the shipped engine's banks (its SHA-256) unless ``sha`` says otherwise."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), len(rows) // 10)
     # a bank mostly shows its digit, sometimes a neighbour
     readings = np.where(rng.random((len(rows), n)) < 0.8, labels[:, None], (labels[:, None] + 1) % 10)
-    np.savez_compressed(path, rows=rows, labels=labels, readings=readings, confidence=np.full((len(rows), n), 0.9))
+    np.savez_compressed(path, rows=rows, labels=labels, readings=readings, confidence=np.full((len(rows), n), 0.9),
+                        engine_sha256=np.array(_engine_sha() if sha is None else sha))
 
 
 @pytest.fixture()
@@ -115,3 +122,26 @@ def test_posteriors_by_votes_end_at_the_full_panel_and_the_pool_fits_its_tempera
     assert got["nll"] == pytest.approx(nll(got["temperature"]))
     assert got["nll"] <= min(nll(got["temperature"] * 0.9), nll(got["temperature"] * 1.1)) + 1e-9
     assert got["accuracy"] == pytest.approx((by_votes[CFG.max_raters].argmax(1) == truth).mean())
+
+
+def test_real_banks_are_read_and_cached_with_the_engines_hash(tmp_path):
+    from sr_engine.bench.study import bank_readings
+
+    cfg = StudyConfig(bank_n=2, steps=2)
+    got = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")
+    assert got["readings"].shape == (10, 2) and (got["rows"] % 500 < 400).all()
+    assert str(got["engine_sha256"]) == _engine_sha()
+    again = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")  # from the cache
+    assert (again["readings"] == got["readings"]).all()
+
+    # a cache made with other engine weights (or with none recorded) is not used: sampled again, rewritten
+    for stale_sha in ("0" * 64, None):
+        stale = dict(got, readings=np.full_like(got["readings"], -1))
+        if stale_sha is None:
+            stale.pop("engine_sha256")
+        else:
+            stale["engine_sha256"] = np.array(stale_sha)
+        np.savez_compressed(tmp_path / "banks-train.npz", **stale)
+        fresh = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")
+        assert (fresh["readings"] == got["readings"]).all()
+        assert str(np.load(tmp_path / "banks-train.npz")["engine_sha256"]) == _engine_sha()

@@ -94,12 +94,16 @@ def _rows(split: str, per_digit: int, skip: int = 0):
 
 def bank_readings(split: str, per_digit: int, cfg: StudyConfig, cache: Path, skip: int = 0) -> dict[str, np.ndarray]:
     """{"rows", "labels", "readings" int (N, bank_n), "confidence" (N, bank_n)} of ``per_digit`` rows per digit of
-    ``split`` (after the first ``skip`` of each digit), cached in ``cache``."""
+    ``split`` (after the first ``skip`` of each digit), cached in ``cache`` with the engine checkpoint's SHA-256
+    (a cache of other weights, or of none recorded, is made again)."""
+    engine = load_engine(MODEL)
+    sha = engine.config["checkpoint_sha256"]
     if cache.is_file():
         got = dict(np.load(cache))
-        if got["readings"].shape[1] == cfg.bank_n and len(got["rows"]) == 10 * per_digit:
+        if (got["readings"].shape[1] == cfg.bank_n and len(got["rows"]) == 10 * per_digit
+                and str(got.get("engine_sha256", "")) == sha):
             return got
-    engine = load_engine(MODEL)
+        logger.info("%s: made with other engine weights or settings; sampling the banks again", cache)
     reader = reader_for("mnist")
     hr, labels, rows = _rows(split, per_digit, skip)
     if split == "train":
@@ -115,7 +119,7 @@ def bank_readings(split: str, per_digit: int, cfg: StudyConfig, cache: Path, ski
         conf[i] = ev.confidence
         if i % 50 == 0:
             logger.info("%s banks: %d of %d (%.0f s)", split, i, len(rows), time.perf_counter() - t0)
-    out = {"rows": rows, "labels": labels, "readings": readings, "confidence": conf}
+    out = {"rows": rows, "labels": labels, "readings": readings, "confidence": conf, "engine_sha256": np.array(sha)}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **out)
     return out
