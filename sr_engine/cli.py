@@ -228,6 +228,8 @@ def train_main(argv: list[str] | None = None) -> None:
                    help="ddpm stage: continue the kernel DDPM of this engine checkpoint (its flow, its UNet's EMA "
                         "weights as the start; a fresh optimiser and learning-rate schedule)")
     p.add_argument("--export-dir", default="", help="where the ddpm stage writes <model>.pt (default data/checkpoints)")
+    p.add_argument("--pixel-loss", type=float, default=0.0,
+                   help="ddpm stage: add the loss measured in pixels through the flow, with this weight (0: off)")
     a = p.parse_args(argv)
     configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
@@ -243,7 +245,8 @@ def train_main(argv: list[str] | None = None) -> None:
     cfg = train_lib.TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0],
                                 batch_size=a.batch_size, lr=a.lr or defaults[1], seed=a.seed,
                                 ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir,
-                                export_dir=a.export_dir, init_from=a.init_from)
+                                export_dir=a.export_dir, init_from=a.init_from,
+                                pixel_loss=a.pixel_loss)
     (train_lib.train_flow if a.stage == "flow" else train_lib.train_ddpm)(cfg)
 
 

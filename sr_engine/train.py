@@ -29,7 +29,7 @@ from .engines.base import sha256_file
 from .engines.registry import CHECKPOINT_FORMAT
 from .eval.judge import train_classifier
 from .eval.reader import save_reader, train_reader
-from .models.flow import FlowConfig, PseudoInverseFlow, zs_to_grid
+from .models.flow import FlowConfig, PseudoInverseFlow, grid_to_zs, zs_to_grid
 from .models.kernel_diffusion import KernelDDPMConfig, build_unet, make_scheduler, training_loss
 from .plates import HR_SHAPE, render_plates
 
@@ -66,6 +66,7 @@ class TrainConfig(ConfigMixin):
     work_dir: str = "runs"  # resumable state
     export_dir: str = ""  # where the ddpm stage writes <model>.pt; "" = data/checkpoints
     init_from: str = ""  # ddpm stage: an engine checkpoint whose flow and UNet (EMA) weights it continues from
+    pixel_loss: float = 0.0  # ddpm stage: weight of the loss measured in pixels through the flow (0: z only)
     flow: dict = field(default_factory=dict)  # FlowConfig overrides
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
 
@@ -268,25 +269,30 @@ def train_ddpm(cfg: TrainConfig) -> None:
             g["lr"] = lr_at(step, cfg)
         x255 = batches.next()
         with torch.no_grad():
-            out = flow(dequantize(x255, gen))
+            x = dequantize(x255, gen)
+            out = flow(x)
             z0 = zs_to_grid(out.zs, fcfg.channels)
             y = lr_of(x255, fcfg.scale, fcfg.kernel)
-        loss = training_loss(unet, sched, z0, y, dcfg, generator=gen)
+        parts: dict = {}
+        loss = training_loss(unet, sched, z0, y, dcfg, generator=gen, parts=parts,
+                             decode=lambda g, fy=out.y: flow.inverse(fy, grid_to_zs(g, fcfg.channels, fcfg.levels)),
+                             x_ref=x, pixel_weight=cfg.pixel_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         ema.step(unet.parameters())
-        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        terms = {k: v.item() for k, v in parts.items()}
+        avg = terms if avg is None else {k: 0.98 * avg[k] + 0.02 * v for k, v in terms.items()}
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{avg:.4f}")
+            bar.set_postfix({k: f"{v:.4f}" for k, v in avg.items()})
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             elapsed = seconds + time.time() - t0
             save_checkpoint(path, {"ddpm_config": dcfg.to_dict(), "unet_state": unet.state_dict(),
                                      "opt_state": opt.state_dict(), "ema_state": ema.state_dict(), "step": step + 1,
                                      "seconds": elapsed, "train_config": cfg.to_dict()})
             export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed, start)
-            log.info("step %d: loss(avg) %.4f; exported", step + 1, avg)
+            log.info("step %d: loss(avg) %s; exported", step + 1, ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))
 
 
 def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float, start: dict | None = None) -> Path:

@@ -14,6 +14,7 @@ from sr_engine.models.kernel_diffusion import (
     make_scheduler,
     p_sample_loop,
     predict,
+    predicted_z0,
     training_loss,
 )
 
@@ -61,6 +62,51 @@ def test_training_loss_epsilon_parameterisation():
     y, z0 = _inputs(cfg)
     loss = training_loss(unet, make_scheduler(cfg, "ddpm"), z0, y, cfg, generator=torch.Generator().manual_seed(5))
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_predicted_z0_inverts_the_target(prediction_type):
+    """With the true target in the network's place, the estimate of z_0 is z_0 itself."""
+    cfg = _cfg(prediction_type=prediction_type)
+    sched = make_scheduler(cfg, "ddpm")
+    _, z0 = _inputs(cfg, b=4)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(7))
+    t = torch.tensor([0, 10, 500, 900])  # at t = 999 the epsilon form divides by sqrt(abar) ~ 0.006
+    z_t = sched.add_noise(z0, noise, t)
+    target = noise if prediction_type == "epsilon" else sched.get_velocity(z0, noise, t)
+    assert torch.allclose(predicted_z0(sched, z_t, target, t, cfg), z0, atol=1e-4)
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_pixel_term_is_the_weighted_decoded_error(prediction_type):
+    """The pixel term: the decoded estimate of z_0 against x_ref, weighted per timestep as the target weights
+    the error of z_0; with the identity as decoder and x_ref = z_0 it equals the z-space loss itself (the two are
+    the same loss in two metrics). It adds to the z loss with its weight, back-propagates, draws no extra
+    random numbers, and is refused without a decoder."""
+    cfg = _cfg(prediction_type=prediction_type)
+    torch.manual_seed(8)
+    unet = build_unet(cfg).train()
+    sched = make_scheduler(cfg, "ddpm")
+    y, z0 = _inputs(cfg, b=3)
+    parts: dict = {}
+    plain = training_loss(unet, sched, z0, y, cfg, generator=torch.Generator().manual_seed(9), parts=parts)
+    assert set(parts) == {"v"} and float(parts["v"]) == pytest.approx(float(plain.detach()))
+    parts = {}
+    both = training_loss(unet, sched, z0, y, cfg, generator=torch.Generator().manual_seed(9), parts=parts,
+                         decode=lambda g: g, x_ref=z0, pixel_weight=0.5)
+    assert float(parts["v"]) == pytest.approx(float(plain.detach()), rel=1e-6)  # the same draws
+    assert float(parts["pixel"]) == pytest.approx(float(plain.detach()), rel=1e-4)
+    assert float(both.detach()) == pytest.approx(1.5 * float(plain.detach()), rel=1e-4)
+    both.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in unet.parameters())
+
+    # a decoder that doubles: four times the pixel term
+    parts = {}
+    training_loss(unet, sched, z0, y, cfg, generator=torch.Generator().manual_seed(9), parts=parts,
+                  decode=lambda g: 2 * g, x_ref=2 * z0, pixel_weight=1.0)
+    assert float(parts["pixel"]) == pytest.approx(4 * float(plain.detach()), rel=1e-4)
+    with pytest.raises(ValueError, match="needs decode"):
+        training_loss(unet, sched, z0, y, cfg, pixel_weight=1.0)
 
 
 def test_condition_enlarges_onto_grid():

@@ -82,3 +82,25 @@ def test_ddpm_continues_from_an_engine_checkpoint(tmp_path):
 
     with pytest.raises(ValueError, match="not a flow engine checkpoint of mnist-x8"):
         train_ddpm(replace(cfg, model="mnist-x8", work_dir=str(tmp_path / "runs4")))
+
+
+def test_ddpm_with_the_pixel_term(tmp_path):
+    """--pixel-loss: the kernel DDPM also trained on its error measured in pixels through the frozen flow. The run
+    logs both terms, records the weight in its training config, moves the UNet differently from the same run
+    without it (same seed, same draws), and leaves the flow as it was."""
+    from dataclasses import replace
+
+    train_flow(_cfg(tmp_path, "flow", 2))
+    flow_before = torch.load(tmp_path / "runs" / "mnist-x4" / "flow.pt", weights_only=True)["flow_state"]
+    train_ddpm(_cfg(tmp_path, "ddpm", 2))
+    plain = torch.load(tmp_path / "ckpt" / "mnist-x4.pt", weights_only=True)
+    cfg = replace(_cfg(tmp_path, "ddpm", 2), pixel_loss=40.0, work_dir=str(tmp_path / "runs"),
+                  export_dir=str(tmp_path / "ckpt-px"))
+    (tmp_path / "runs" / "mnist-x4" / "ddpm.pt").unlink()  # the same start as the plain run, not its end
+    train_ddpm(cfg)
+    px = torch.load(tmp_path / "ckpt-px" / "mnist-x4.pt", weights_only=True)
+    assert px["train_info"]["ddpm_train_config"]["pixel_loss"] == 40.0
+    assert plain["train_info"]["ddpm_train_config"]["pixel_loss"] == 0.0
+    assert any(not torch.equal(v, px["unet_state"][k]) for k, v in plain["unet_state"].items())
+    for k, v in flow_before.items():
+        assert torch.equal(v, px["flow_state"][k])

@@ -99,6 +99,16 @@ def predict(unet: UNet2DModel, z_t: torch.Tensor, cond: torch.Tensor, t: torch.T
     return unet(inp, t).sample[..., :h, :w]
 
 
+def predicted_z0(scheduler, z_t: torch.Tensor, model_out: torch.Tensor, t: torch.Tensor,
+                 cfg: KernelDDPMConfig) -> torch.Tensor:
+    """The network's estimate of z_0 from its output at z_t: ``sqrt(abar) z_t - sqrt(1 - abar) v`` for
+    v-prediction, ``(z_t - sqrt(1 - abar) eps) / sqrt(abar)`` for epsilon."""
+    abar = scheduler.alphas_cumprod.to(z_t.dtype)[t].view(-1, 1, 1, 1)
+    if cfg.prediction_type == "epsilon":
+        return (z_t - (1 - abar).sqrt() * model_out) / abar.sqrt()
+    return abar.sqrt() * z_t - (1 - abar).sqrt() * model_out
+
+
 def training_loss(
     unet: UNet2DModel,
     scheduler: DDPMScheduler,
@@ -106,14 +116,40 @@ def training_loss(
     y: torch.Tensor,
     cfg: KernelDDPMConfig,
     generator: torch.Generator | None = None,
+    *,
+    decode=None,
+    x_ref: torch.Tensor | None = None,
+    pixel_weight: float = 0.0,
+    parts: dict | None = None,
 ) -> torch.Tensor:
-    """One Monte-Carlo term of the simple loss (Ho et al. eq. 14, in the configured parameterisation)."""
+    """One Monte-Carlo term of the simple loss (Ho et al. eq. 14, in the configured parameterisation).
+
+    With ``pixel_weight > 0`` it adds the same loss measured in pixels: ``decode`` (the frozen flow's inverse at
+    the image's own y) maps the network's estimate of z_0 to an image, compared with ``x_ref`` and weighted per
+    timestep as the configured target weights the error of z_0 (v: ``1 / (1 - abar)``; epsilon:
+    ``abar / (1 - abar)``). The flow pulls z onto N(0, I), so a unit of z moves a stroke's pixels several times
+    more than a flat background's; the pixel term spends the network on the z that the image shows. ``parts``,
+    if given, receives both terms (detached) for logging."""
     b = z0.shape[0]
     noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
     t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=generator)
     z_t = scheduler.add_noise(z0, noise, t)  # q_sample, eq. 4
     target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(z0, noise, t)
-    return F.mse_loss(predict(unet, z_t, condition(y, cfg), t, cfg), target)
+    out = predict(unet, z_t, condition(y, cfg), t, cfg)
+    loss = F.mse_loss(out, target)
+    if parts is not None:
+        parts["v"] = loss.detach()
+    if pixel_weight > 0:
+        if decode is None or x_ref is None:
+            raise ValueError("pixel_weight > 0 needs decode and x_ref")
+        abar = scheduler.alphas_cumprod.to(z0.dtype)[t].view(-1, 1, 1, 1)
+        w = (abar if cfg.prediction_type == "epsilon" else 1.0) / (1 - abar)
+        err = (decode(predicted_z0(scheduler, z_t, out, t, cfg)) - x_ref).pow(2) * w
+        pixel = err.mean()
+        if parts is not None:
+            parts["pixel"] = pixel.detach()
+        loss = loss + pixel_weight * pixel
+    return loss
 
 
 def set_schedule(sched, steps: int, timesteps: Sequence[int] | None = None,
