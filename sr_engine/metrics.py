@@ -103,6 +103,19 @@ def diversity(bank: np.ndarray) -> float:
     return float(_as_float(bank).std(axis=0).mean())
 
 
+def spread_skill(bank: np.ndarray, hr: np.ndarray) -> tuple[float, float]:
+    """Skill and spread of a bank ``(N, ...)`` (N >= 2) against its HR image, on [0, 1]: skill is the mean squared
+    error of a sample, spread the mean squared distance between two different samples (twice the unbiased
+    per-pixel variance). For a calibrated sampler the HR image is one more draw from the same law, so the two
+    agree; skill / spread above 1 means the bank is narrower than its own error (over-confident), below 1 wider."""
+    x = _as_float(bank)
+    if len(x) < 2:
+        raise ValueError("spread needs a bank of at least two samples")
+    skill = float(((x - _as_float(hr)[None]) ** 2).mean())
+    spread = float(2.0 * x.var(axis=0, ddof=1).mean())
+    return skill, spread
+
+
 def background_mask(hr: np.ndarray, dark_ink: bool = False, distance: int = 2, ink_level: float = 0.5) -> np.ndarray:
     """Background pixels of an HR image: bool ``(H, W)``, True more than ``distance`` pixels (Chebyshev) from any
     stroke pixel. A stroke pixel has ink ``>= ink_level`` on [0, 1]: the intensity for light strokes on a dark

@@ -263,3 +263,32 @@ def test_kernel_sweep_matches_the_engine_and_reads_the_full_run(tmp_path):
     md = compare(df, tmp_path, "mnist", 4, label="new")
     assert f"| 1 | {row['ssim_single']:.3f} / 0.500 / 0.250 |" in md
     assert "100.0% |" in md
+
+
+def test_temperature_study_rows_are_the_samplers_own_banks():
+    """The study's kernel-strict row at tau 1 is the engine's strict banks (seeded 1000 + image) scored by
+    spread_skill and SSIM; a colder start narrows both samplers' banks; the pixel DDPM's tau scales its noise."""
+    from sr_engine.bench.temperature import temperature_study, to_markdown
+    from sr_engine.degradation import make_lr
+    from sr_engine.engines.registry import load_engine
+    from sr_engine.eval.strict_tuning import training_images
+    from sr_engine.metrics import spread_skill, ssim
+
+    df = temperature_study("mnist-x4", rows=1, n=2, steps=1, taus=(1.0, 0.25))
+    assert len(df) == 4 and set(df["family"]) == {"kernel-strict", "pixel-ddpm"}
+    eng = load_engine("mnist-x4")
+    hr = training_images("mnist", 4, 1)
+    lr = make_lr(hr, 4)
+    figs = []
+    for i, (h, y8) in enumerate(zip(hr, lr)):
+        bank = eng.sample_bank(y8, n=2, steps=1, seed=1000 + i, mode="strict", tau=1.0).images
+        figs.append([np.mean([ssim(s, h) for s in bank]), *spread_skill(bank, h)])
+    want = np.mean(figs, axis=0)
+    got = df[(df["family"] == "kernel-strict") & (df["tau"] == 1.0)].iloc[0]
+    assert [got["ssim_single"], got["skill"], got["spread"]] == pytest.approx(list(want), rel=1e-9)
+    for fam in ("kernel-strict", "pixel-ddpm"):
+        warm, cold = (df[(df["family"] == fam) & (df["tau"] == t)].iloc[0] for t in (1.0, 0.25))
+        assert cold["spread"] < warm["spread"]
+    assert "| pixel-ddpm | 0.25 |" in to_markdown(df)
+    assert Setting("pixel-ddpm", steps=8, tau=0.8).label == "pixel-ddpm (8 steps, tau=0.8)"
+    assert Setting("kernel-strict", steps=1).label == "kernel-strict (1 step)"

@@ -20,6 +20,7 @@ from sr_engine.metrics import (
     lr_psnr_batch,
     psnr,
     psnr_from_mse,
+    spread_skill,
     ssim,
 )
 
@@ -121,6 +122,25 @@ def test_diversity():
     # known value: two images that differ by 255 everywhere -> std 0.5 on [0, 1]
     two = np.stack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)])
     assert diversity(two) == pytest.approx(0.5)
+
+
+def test_spread_skill_known_values_and_calibration():
+    # two samples 0 and 1 around an HR image of 0.5: each is 0.5 off (skill 0.25), they are 1 apart (spread 1)
+    bank = np.stack([np.zeros((4, 4)), np.ones((4, 4))])
+    assert spread_skill(bank, np.full((4, 4), 0.5)) == pytest.approx((0.25, 1.0))
+    img = _hr_u8()
+    skill, spread = spread_skill(np.stack([img] * 3), img)
+    assert skill == 0.0 and spread == pytest.approx(0.0, abs=1e-15)
+    # calibrated: the HR image is one more draw from the bank's law -> skill / spread about 1; a bank drawn at
+    # half the spread of the truth's law -> about (1 + 0.25) / (2 * 0.25) = 2.5 (over-confident)
+    rng = np.random.default_rng(0)
+    mean = rng.random((16, 16))
+    draw = lambda k, s: mean + s * rng.standard_normal((k, 16, 16))  # noqa: E731
+    cal = np.mean([np.divide(*spread_skill(draw(8, 0.1), draw(1, 0.1)[0])) for _ in range(400)])
+    cold = np.mean([np.divide(*spread_skill(draw(8, 0.05), draw(1, 0.1)[0])) for _ in range(400)])
+    assert cal == pytest.approx(1.0, abs=0.05) and cold == pytest.approx(2.5, abs=0.15)
+    with pytest.raises(ValueError, match="at least two"):
+        spread_skill(img[None], img)
 
 
 def test_consistency_mse_units():

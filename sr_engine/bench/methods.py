@@ -42,7 +42,8 @@ DETERMINISTIC: tuple[str, ...] = ("bicubic", "regression")
 
 @dataclass(frozen=True)
 class Setting:
-    """One method at one setting. ``steps`` is 0 where it does not apply; ``tau`` only for ``prior``."""
+    """One method at one setting. ``steps`` is 0 where it does not apply; ``tau`` is the temperature of the
+    starting Gaussian (``prior`` and the samplers; the benchmark runs the samplers at 1)."""
 
     family: str
     steps: int = 0
@@ -59,7 +60,8 @@ class Setting:
         if self.family == "prior":
             return f"flow only (prior, tau={self.tau:g})"
         if self.family in SAMPLERS:
-            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''})"
+            temp = f", tau={self.tau:g}" if self.tau != 1.0 else ""
+            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''}{temp})"
         return self.family
 
     @property
@@ -161,6 +163,7 @@ class Methods:
         for i in range(0, n, self.batch_size):
             b = seeds[i : i + self.batch_size]
             noise = torch.stack([torch.randn((1, *side), generator=torch.Generator().manual_seed(int(v))) for v in b])
+            noise = noise * s.tau if s.tau != 1.0 else noise
             y = y1.expand(len(b), -1, -1, -1) if s.family == "pixel-ddnm" else None
             out.append(_u8(pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale)))
         return np.concatenate(out)
