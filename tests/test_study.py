@@ -19,6 +19,7 @@ from sr_engine.bench.study import (
     fit_pool,
     posteriors_by_votes,
     simulate_project,
+    study_targets,
 )
 from sr_engine.calibration import load_calibration
 from sr_engine.consensus import ConsensusConfig
@@ -145,3 +146,15 @@ def test_real_banks_are_read_and_cached_with_the_engines_hash(tmp_path):
         fresh = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")
         assert (fresh["readings"] == got["readings"]).all()
         assert str(np.load(tmp_path / "banks-train.npz")["engine_sha256"]) == _engine_sha()
+
+
+def test_targets_count_a_tie_as_met():
+    """Means of count shares: a loss of exactly one point (295 against 292 plates of 300, the means of five panels'
+    shares) meets "<= 0.01", though the float difference is above it; one plate more misses it."""
+    posterior, adaptive = 0.9833333333333334, 0.9733333333333334  # 295 and 292 of 300, as the study averages them
+    assert posterior - adaptive > 0.01  # what an unrounded comparison fails on
+    got = study_targets(0.05, 0.97, 0.60, 0.30, posterior - adaptive)
+    assert got == {"ece_posterior<=0.05": True, "resolved_accuracy>=0.97": True, "resolved_share>=0.60": True,
+                   "vote_saving>=0.30": True, "adaptive_accuracy_loss<=0.01": True}
+    assert not study_targets(0.05, 0.97, 0.60, 0.30, posterior - (291 / 300))["adaptive_accuracy_loss<=0.01"]
+    assert not any(study_targets(0.0501, 0.9699, 0.5999, 0.2999, 0.0101).values())

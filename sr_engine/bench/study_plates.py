@@ -50,7 +50,7 @@ from ..evidence import read_bank, reader_for
 from ..plates import ALPHABET, EVAL_FONTS, TRAIN_FONTS, Plates, eval_plates, is_eval_string, render_plates
 from ..raters_sim import SimRater, careful, careless, confuser, simulate_strings, spammer
 from ..reliability import apply_temperature, expected_calibration_error, reliability_diagram, risk_coverage
-from .study import best_min_raters
+from .study import best_min_raters, study_targets
 
 logger = logging.getLogger(__name__)
 
@@ -440,12 +440,9 @@ def _summary(rows, config, cfg, ev, rel_post, rel_maj, rc_post, rc_maj) -> dict:
             "sd": {k: float(np.nanstd(v)) for k, v in col.items()},
             "pooled": {"ece_posterior": rel_post.ece, "ece_majority": rel_maj.ece, "aurc_posterior": rc_post.aurc,
                        "aurc_majority": rc_maj.aurc},
-            "targets": {"ece_posterior<=0.05": float(np.nanmean(col["ece_posterior"])) <= 0.05,
-                        "resolved_accuracy>=0.97": float(np.nanmean(col["resolved_accuracy"])) >= 0.97,
-                        "resolved_share>=0.60": float(np.nanmean(col["resolved_share"])) >= 0.60,
-                        "vote_saving>=0.30": float(np.nanmean(col["vote_saving"])) >= 0.30,
-                        "adaptive_accuracy_loss<=0.01":
-                            float(np.mean(col["acc_posterior"]) - np.mean(col["acc_adaptive"])) <= 0.01}}
+            "targets": study_targets(*(np.nanmean(col[k]) for k in ("ece_posterior", "resolved_accuracy",
+                                                                      "resolved_share", "vote_saving")),
+                                     np.mean(col["acc_posterior"]) - np.mean(col["acc_adaptive"]))}
 
 
 def _markdown(s: dict) -> str:
