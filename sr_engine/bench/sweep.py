@@ -90,11 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--against", default="results/benchmark", help="a full benchmark run's folder (its CSVs)")
     p.add_argument("--label", default="new", help="the new rows' name in the table")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--families", default=",".join(KERNEL_FAMILIES),
+                   help="comma-separated: kernel-strict, kernel-flow (the table reads the kernel-strict rows)")
     p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     a = p.parse_args(argv)
+    families = tuple(a.families.split(","))
+    if not families or set(families) - set(KERNEL_FAMILIES):
+        p.error(f"--families takes {', '.join(KERNEL_FAMILIES)}")
     torch.set_num_threads(a.threads)
     eng = load_engine(a.engine)
-    df = sweep(a.engine)
+    df = sweep(a.engine, families=families)
     md = compare(df, Path(a.against), eng.domain, eng.scale, a.label)
     print(md)
     if a.out:
