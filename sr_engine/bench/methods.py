@@ -163,7 +163,7 @@ class Methods:
         for i in range(0, n, self.batch_size):
             b = seeds[i : i + self.batch_size]
             noise = torch.stack([torch.randn((1, *side), generator=torch.Generator().manual_seed(int(v))) for v in b])
-            noise = noise * s.tau if s.tau != 1.0 else noise
+            noise = noise * s.tau  # exact at tau 1
             y = y1.expand(len(b), -1, -1, -1) if s.family == "pixel-ddnm" else None
             out.append(_u8(pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale)))
         return np.concatenate(out)

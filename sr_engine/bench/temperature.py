@@ -67,7 +67,7 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
         a = np.asarray(v)
         skill, spread = float(a[:, 1].mean()), float(a[:, 2].mean())
         out.append({"model": eng.name, "family": fam, "steps": steps, "tau": tau, "images": len(hr), "n": n,
-                    "ssim_single": float(a[:, 0].mean()), "skill": skill, "spread": spread,
+                    "seed": seed, "ssim_single": float(a[:, 0].mean()), "skill": skill, "spread": spread,
                     "skill_over_spread": skill / spread if spread > 0 else float("inf"), "seconds": seconds})
     return pd.DataFrame(out)
 
@@ -78,8 +78,8 @@ def to_markdown(df: pd.DataFrame) -> str:
              f"{r.skill_over_spread:.2f}"] for r in df.itertuples()]
     r0 = df.iloc[0]
     return (f"model {r0.model}: {r0.images} training images x {r0.n} samples, {r0.steps} DDIM steps, banks seeded "
-            f"1000 + image; {r0.seconds:.0f} s. Skill / spread is 1 for a calibrated sampler, above 1 over-confident."
-            f"\n\n{markdown(head, rows)}")
+            f"{r0.seed} + image; {r0.seconds:.0f} s. Skill / spread is 1 for a calibrated sampler, above 1 "
+            f"over-confident.\n\n{markdown(head, rows)}")
 
 
 def main(argv: list[str] | None = None) -> None:
