@@ -214,7 +214,7 @@ def tune_strict_main(argv: list[str] | None = None) -> None:
 def train_main(argv: list[str] | None = None) -> None:
     p = _parser("train", train_lib.__doc__)
     p.add_argument("--model", default="mnist-x4", choices=sorted(train_lib.PRESETS))
-    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "classifier", "reader"])
+    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "declip", "classifier", "reader"])
     p.add_argument("--reader-role", default="judge", choices=sorted(train_lib.READER_ROLES),
                    help="reader stage: the judge or a simulated rater (its --seed names it)")
     p.add_argument("--steps", type=int, default=None)
@@ -226,7 +226,8 @@ def train_main(argv: list[str] | None = None) -> None:
     p.add_argument("--work-dir", default="runs")
     p.add_argument("--init-from", default="",
                    help="ddpm stage: continue the kernel DDPM of this engine checkpoint (its flow, its UNet's EMA "
-                        "weights as the start; a fresh optimiser and learning-rate schedule)")
+                        "weights as the start; a fresh optimiser and learning-rate schedule); declip stage: the "
+                        "engine checkpoint whose de-clip estimator is trained (written again with it)")
     p.add_argument("--export-dir", default="", help="where the ddpm stage writes <model>.pt (default data/checkpoints)")
     p.add_argument("--pixel-loss", type=float, default=0.0,
                    help="ddpm stage: add the loss measured in pixels through the flow, with this weight (0: off)")
@@ -241,12 +242,15 @@ def train_main(argv: list[str] | None = None) -> None:
         name = "plates-reader.pt" if a.reader_role == "judge" else f"rater-{a.seed}.pt"
         train_lib.train_plate_reader(a.reader_role, a.seed, data / "readers" / name)
         return
-    defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4)}[a.stage]
+    defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4), "declip": (3000, 2e-3)}[a.stage]
     cfg = train_lib.TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0],
                                 batch_size=a.batch_size, lr=a.lr or defaults[1], seed=a.seed,
                                 ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir,
                                 export_dir=a.export_dir, init_from=a.init_from,
                                 pixel_loss=a.pixel_loss)
+    if a.stage == "declip":
+        print(f"wrote {train_lib.train_declip(cfg)}")
+        return
     (train_lib.train_flow if a.stage == "flow" else train_lib.train_ddpm)(cfg)
 
 

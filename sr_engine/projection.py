@@ -126,16 +126,29 @@ def slab_bounds(lr_uint8: np.ndarray | torch.Tensor, margin: float) -> tuple[tor
     return lo, hi
 
 
-def declip_lr(lr_uint8: np.ndarray | torch.Tensor, amount_grey: float) -> np.ndarray | torch.Tensor:
+def declip_lr(lr_uint8: np.ndarray | torch.Tensor, amount_grey: float,
+              estimate: np.ndarray | torch.Tensor | None = None) -> np.ndarray | torch.Tensor:
     """The flow's input: ``Y / 255``, with LR pixels at 0 pushed to ``-amount / 255`` and at 255 to
-    ``1 + amount / 255``, since the flow was trained on the unclipped ``y ~= D x``. The amount is chosen on
-    training rows by the caller (:mod:`sr_engine.eval.strict_tuning`; the shipped models use 4 to 12 grey).
-    float64, numpy in -> numpy out."""
+    ``1 + amount / 255``, since the flow was trained on the unclipped ``y ~= D x``. With an ``estimate`` of that
+    unclipped y (same shape, on the [0, 1] scale: :class:`sr_engine.models.declip.DeclipNet`), the push starts from
+    the estimate instead, kept on the clipped side (``min(estimate, 0)`` at 0, ``max(estimate, 1)`` at 255); the
+    other pixels keep ``Y / 255``. The amount is chosen on training rows by the caller
+    (:mod:`sr_engine.eval.strict_tuning`; the shipped models use 2 to 8 grey). float64, numpy in -> numpy out."""
     if not amount_grey >= 0:
         raise ValueError(f"amount_grey must be >= 0, got {amount_grey}")
     y = _as_tensor_u8(lr_uint8)
     out = y.to(torch.float64) / 255.0
-    out = torch.where(y == 0, -amount_grey / 255.0, torch.where(y == 255, 1.0 + amount_grey / 255.0, out))
+    low, high = torch.zeros_like(out), torch.ones_like(out)
+    if estimate is not None:
+        est = torch.as_tensor(np.asarray(estimate) if not isinstance(estimate, torch.Tensor) else estimate)
+        est = est.to(torch.float64)
+        if est.shape != out.shape:
+            raise ValueError(f"estimate has shape {tuple(est.shape)}, the LR image {tuple(out.shape)}")
+        if not torch.isfinite(est).all():
+            raise ValueError("estimate has non-finite values")
+        low, high = est.clamp(max=0.0), est.clamp(min=1.0)
+    a = amount_grey / 255.0
+    out = torch.where(y == 0, low - a, torch.where(y == 255, high + a, out))
     return out if isinstance(lr_uint8, torch.Tensor) else out.numpy()
 
 
@@ -494,7 +507,8 @@ class StrictSettings:
     says how).
 
     declip_grey: grey levels by which LR pixels at 0 (255) are pushed below 0 (above 255) in the flow's input
-        (:func:`declip_lr`); 0 feeds the LR image as it is.
+        (:func:`declip_lr`), or beyond the estimate of a model that carries a de-clip estimator; 0 feeds the LR
+        image (or the estimate) as it is.
     floor: the floor of :func:`background_weights`; None projects in the Euclidean norm (uniform weights).
     dark_ink: dark ink on a light background (plates) rather than light strokes on a dark one (digits).
     """

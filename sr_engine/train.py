@@ -29,6 +29,8 @@ from .engines.base import sha256_file
 from .engines.registry import CHECKPOINT_FORMAT
 from .eval.judge import train_classifier
 from .eval.reader import save_reader, train_reader
+from .eval.strict_tuning import tuning_rows
+from .models.declip import DeclipConfig, DeclipNet, declip_loss
 from .models.flow import FlowConfig, PseudoInverseFlow, grid_to_zs, zs_to_grid
 from .models.kernel_diffusion import KernelDDPMConfig, build_unet, make_scheduler, training_loss
 from .plates import HR_SHAPE, render_plates
@@ -65,10 +67,12 @@ class TrainConfig(ConfigMixin):
     threads: int = 1  # torch CPU threads
     work_dir: str = "runs"  # resumable state
     export_dir: str = ""  # where the ddpm stage writes <model>.pt; "" = data/checkpoints
-    init_from: str = ""  # ddpm stage: an engine checkpoint whose flow and UNet (EMA) weights it continues from
+    init_from: str = ""  # ddpm stage: an engine checkpoint whose flow and UNet (EMA) weights it continues from;
+    # declip stage: the engine checkpoint whose flow it learns the input of (written again with the estimator)
     pixel_loss: float = 0.0  # ddpm stage: weight of the loss measured in pixels through the flow (0: z only)
     flow: dict = field(default_factory=dict)  # FlowConfig overrides
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
+    declip: dict = field(default_factory=dict)  # DeclipConfig overrides
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -84,8 +88,11 @@ class HRBatches:
     """Endless shuffled batches of HR training digits: (B, 1, H, W) uint8-valued float tensors, randomly
     translated by up to ``shift`` pixels (the background is 0, so a roll is a shift)."""
 
-    def __init__(self, pad_to: int, batch_size: int, shift: int, seed: int):
-        self.images = torch.from_numpy(load_mnist("train", pad_to=pad_to).images.astype(np.float32))[:, None]
+    def __init__(self, pad_to: int, batch_size: int, shift: int, seed: int, exclude: np.ndarray | None = None):
+        images = load_mnist("train", pad_to=pad_to).images
+        if exclude is not None:  # rows kept out (the de-clip stage leaves out the digits tuning reads)
+            images = np.delete(images, exclude, axis=0)
+        self.images = torch.from_numpy(images.astype(np.float32))[:, None]
         self.batch_size, self.shift = batch_size, shift
         self.rng = np.random.default_rng(seed)
         self.order: np.ndarray = np.empty(0, dtype=np.int64)
@@ -134,13 +141,13 @@ class PlateBatches(HRBatches):
         return torch.stack([self.images[i, :, :, o : o + w] for i, o in zip(idx, offs)])
 
 
-def make_batches(cfg: TrainConfig, seed: int):
-    """The training batches of ``cfg.model``'s domain."""
+def make_batches(cfg: TrainConfig, seed: int, exclude: np.ndarray | None = None):
+    """The training batches of ``cfg.model``'s domain (``exclude``: MNIST training rows left out)."""
     preset = PRESETS[cfg.model]
     if preset["domain"] == "plates":
         return PlateBatches(preset["n_train"], preset["render_seed"], preset["crop"], cfg.batch_size, seed,
                             cache_dir=cfg.work_dir)
-    return HRBatches(preset["hr_size"][0], cfg.batch_size, cfg.shift, seed)
+    return HRBatches(preset["hr_size"][0], cfg.batch_size, cfg.shift, seed, exclude=exclude)
 
 
 def dequantize(x255: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -222,9 +229,9 @@ def load_frozen_flow(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict]:
     return flow, st
 
 
-def load_engine_start(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict, dict]:
-    """The frozen flow, its training record (as :func:`load_frozen_flow` gives) and the engine checkpoint of
-    ``cfg.init_from``: continuing a shipped model's kernel DDPM with its own flow, never a retrained one."""
+def load_engine_checkpoint(cfg: TrainConfig) -> tuple[dict, PseudoInverseFlow]:
+    """The engine checkpoint of ``cfg.init_from`` (refused unless it is a flow engine of ``cfg.model``) and its
+    flow, frozen."""
     ck = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
     if ck.get("engine") != "flow" or ck.get("name") != cfg.model:
         raise ValueError(f"{cfg.init_from} is not a flow engine checkpoint of {cfg.model} "
@@ -232,6 +239,13 @@ def load_engine_start(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict, dict]:
     flow = PseudoInverseFlow(FlowConfig.from_dict(ck["flow_config"]))
     flow.load_state_dict(ck["flow_state"])
     flow.eval().requires_grad_(False)
+    return ck, flow
+
+
+def load_engine_start(cfg: TrainConfig) -> tuple[PseudoInverseFlow, dict, dict]:
+    """The frozen flow, its training record (as :func:`load_frozen_flow` gives) and the engine checkpoint of
+    ``cfg.init_from``: continuing a shipped model's kernel DDPM with its own flow, never a retrained one."""
+    ck, flow = load_engine_checkpoint(cfg)
     info = ck["train_info"]
     flow_st = {"step": info["flow_steps"], "seconds": info["flow_seconds"], "train_config": info["flow_train_config"]}
     start = {"path": Path(cfg.init_from).name, "sha256": sha256_file(Path(cfg.init_from)), "train_info": info,
@@ -293,6 +307,64 @@ def train_ddpm(cfg: TrainConfig) -> None:
                                      "seconds": elapsed, "train_config": cfg.to_dict()})
             export_engine(cfg, flow, flow_st, unet, ema, dcfg, step + 1, elapsed, start)
             log.info("step %d: loss(avg) %s; exported", step + 1, ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))
+
+
+def train_declip(cfg: TrainConfig) -> Path:
+    """Train the de-clip estimator (:mod:`sr_engine.models.declip`) of the engine checkpoint ``cfg.init_from``
+    and write that checkpoint again with it (``declip_config``, ``declip_state``, ``train_info["declip"]``) to
+    ``cfg.export_dir`` (default data/checkpoints). Targets: the frozen flow's own ``y`` of dequantised training
+    images, at the LR pixels that the 8-bit LR image clips. MNIST: the digits that strict tuning reads
+    (:func:`sr_engine.eval.strict_tuning.tuning_rows`) are left out. Adam, warm-up then cosine; a few minutes on
+    one CPU thread. Returns the written path."""
+    if not cfg.init_from:
+        raise ValueError("the declip stage needs --init-from: the engine checkpoint whose flow it learns the input of")
+    ck, flow = load_engine_checkpoint(cfg)
+    fcfg = flow.config
+    dcfg = DeclipConfig.from_dict({"channels": fcfg.channels, **cfg.declip})
+    torch.manual_seed(cfg.seed)
+    net = DeclipNet(dcfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    exclude = None
+    if PRESETS[cfg.model]["domain"] == "mnist":
+        exclude = tuning_rows(load_mnist("train", pad_to=PRESETS[cfg.model]["hr_size"][0]).labels)
+    batches = make_batches(cfg, cfg.seed + 5, exclude=exclude)
+    gen = torch.Generator().manual_seed(cfg.seed + 13)
+    t0 = time.time()
+    avg = base_avg = None
+    bar = tqdm(range(cfg.steps), desc=f"declip {cfg.model}", mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        x255 = batches.next()
+        with torch.no_grad():
+            y = flow(dequantize(x255, gen)).y
+            lr = lr_of(x255, fcfg.scale, fcfg.kernel)
+            mask = torch.round(lr * 255)
+            mask = (mask == 0) | (mask == 255)
+            # the constant push's error for comparison: the clipped pixels taken as 0 (255)
+            base = ((lr - y) * 255).pow(2)[mask].mean().item() if mask.any() else 0.0
+        loss = declip_loss(net, lr, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        base_avg = base if base_avg is None else 0.98 * base_avg + 0.02 * base
+        if step % 50 == 0:
+            bar.set_postfix({"rmse_grey": f"{avg ** 0.5:.2f}", "at_the_clip": f"{base_avg ** 0.5:.2f}"})
+    seconds = time.time() - t0
+    log.info("declip %s: %d steps, %.0f s; running RMSE %.2f grey (the LR image's clipped value: %.2f)",
+             cfg.model, cfg.steps, seconds, avg ** 0.5, base_avg ** 0.5)
+    out = Path(cfg.export_dir or data_dir() / "checkpoints") / f"{cfg.model}.pt"
+    payload = dict(ck)
+    payload["declip_config"] = dcfg.to_dict()
+    payload["declip_state"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    payload["train_info"] = {**ck["train_info"], "declip": {
+        "steps": cfg.steps, "seconds": round(seconds, 1), "train_config": cfg.to_dict(),
+        "from": {"path": Path(cfg.init_from).name, "sha256": sha256_file(Path(cfg.init_from))},
+        "rmse_grey": round(avg ** 0.5, 3), "rmse_grey_at_the_clip": round(base_avg ** 0.5, 3),
+        "left_out_rows": int(len(exclude)) if exclude is not None else 0}}
+    save_checkpoint(out, payload)
+    return out
 
 
 def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float, start: dict | None = None) -> Path:

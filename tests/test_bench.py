@@ -220,6 +220,18 @@ def test_mode_timing_times_a_shipped_bank_in_both_modes():
     assert 0 < flow < 60 and 0 < strict < 60
 
 
+def test_engine_timing_times_two_engines_and_their_flow_input():
+    """The shipped mnist-x4 (it carries a de-clip estimator) against itself: both sides time a whole strict bank
+    and the flow's input, the estimator's forward pass included."""
+    from sr_engine.bench.projection_timing import engine_timing
+
+    res = engine_timing("mnist-x4", "mnist-x4", n=2, steps=1, repeats=1, images=2)
+    assert set(res) == {"bank", "step", "input"}
+    (a, b), (sa, sb), (fa, fb) = res["bank"], res["step"], res["input"]
+    assert 0 < a < 60 and 0 < b < 60 and 0 < sa < 60 and 0 < sb < 60
+    assert 0 < fa < 0.1 and 0 < fb < 0.1
+
+
 def test_rerender_from_the_csvs_writes_the_same_report(tiny_run):
     from sr_engine.bench.report import rerender
 

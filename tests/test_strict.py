@@ -17,7 +17,7 @@ from conftest import randomize_last_layers, tiny_ldm_pipeline
 from sr_engine import FlowEngine, load_engine
 from sr_engine.degradation import get_degradation, make_lr
 from sr_engine.engines.base import sample_seeds
-from sr_engine.engines.flow_engine import TUNED_STRICT, strict_settings_for
+from sr_engine.engines.flow_engine import TUNED_STRICT, TUNED_STRICT_DECLIP, strict_settings_for
 from sr_engine.metrics import EXACT_DB, lr_psnr_batch
 from sr_engine.models.flow import FlowConfig, PseudoInverseFlow
 from sr_engine.models.kernel_diffusion import KernelDDPMConfig, build_unet
@@ -143,6 +143,9 @@ def test_settings_are_in_the_config_and_defaults_follow_the_domain():
     assert eng.config["strict"] == {"declip_grey": 8.0, "floor": 0.003, "dark_ink": False}
     json.dumps(eng.config)
     assert strict_settings_for("mnist-x4", "mnist") == TUNED_STRICT["mnist-x4"]
+    # with a de-clip estimator the amount is tuned beyond its estimate; a model tuned without one keeps its own
+    assert strict_settings_for("mnist-x4", "mnist", declip=True) == TUNED_STRICT_DECLIP["mnist-x4"]
+    assert strict_settings_for("mnist-x8", "mnist", declip=True) == TUNED_STRICT["mnist-x8"]
     assert strict_settings_for("my-digits", "mnist").dark_ink is False
     assert strict_settings_for("my-plates", "plates").dark_ink is True
     assert strict_settings_for("x", "") == StrictSettings()
@@ -153,13 +156,15 @@ def test_settings_are_in_the_config_and_defaults_follow_the_domain():
 
 
 def test_shipped_models_carry_their_tuned_settings():
-    for name, s in TUNED_STRICT.items():
+    for name in TUNED_STRICT:
         try:
             eng = load_engine(name)
         except ValueError:  # not shipped in this checkout
             continue
+        s = (TUNED_STRICT_DECLIP if eng.declip is not None else TUNED_STRICT)[name]
         assert eng.strict == s and eng.config["strict"] == s.to_dict()
         assert s.dark_ink == (eng.domain == "plates")
+    assert load_engine("mnist-x4").declip is not None  # the shipped x4 carries its estimator
 
 
 # ---- the diffusers engine (RGB) ----------------------------------------------------------------------------

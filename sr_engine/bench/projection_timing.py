@@ -2,7 +2,8 @@
 
 Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``); with ``--bank mnist-x4`` it times
 instead a shipped model's whole strict step on one bank, old against new (:func:`bank_step_timing`); with
-``--modes mnist-x4`` a whole bank in strict mode against flow mode (:func:`mode_timing`). Otherwise it
+``--modes mnist-x4`` a whole bank in strict mode against flow mode (:func:`mode_timing`); with ``--engines A,B``
+a whole strict bank of one engine against another (:func:`engine_timing`). Otherwise it
 prints, per setting, the median seconds
 of :func:`sr_engine.projection.project_slab` (Euclidean and with :func:`background_weights`), of the whole
 :func:`strict_project` (projection, rounding, verification) and of ``Degradation.project(method="auto")``, with
@@ -88,10 +89,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bank", default=None, metavar="MODEL",
                     help="instead: a shipped model's strict step on one bank, old against new (see bank_step_timing)")
     ap.add_argument("--steps", type=int, default=8, help="--bank / --modes: DDPM steps of the bank")
+    ap.add_argument("--engines", default=None, metavar="A,B",
+                    help="instead: a whole strict-mode bank of engine A against engine B (names or checkpoint paths), "
+                         "timed alternately, and what each spends on the flow's input (the de-clip estimator)")
+    ap.add_argument("--images", type=int, default=20, help="--engines: training images of the strict-step timing")
     ap.add_argument("--modes", default=None, metavar="MODEL",
                     help="instead: a shipped model's whole bank in strict mode against flow mode (see mode_timing)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.engines:
+        a, b = args.engines.split(",")
+        res = engine_timing(a, b, args.n, args.steps, args.repeats, args.seed, args.images)
+        (ta, tb), (sa, sb), (fa, fb) = res["bank"], res["step"], res["input"]
+        print(f"{args.n}-sample strict bank, {args.steps} steps, one thread: whole bank (median of {args.repeats} "
+              f"alternating runs) A {ta:.3f} s, B {tb:.3f} s ({100 * (tb / ta - 1):+.1f}%); strict step on shared "
+              f"latents (mean of {args.images} training images) A {1000 * sa:.1f} ms, B {1000 * sb:.1f} ms "
+              f"({1000 * (sb - sa):+.1f} ms); the flow's input A {1000 * fa:.2f} ms, B {1000 * fb:.2f} ms")
+        return
     if args.modes:
         flow, strict = mode_timing(args.modes, args.n, args.steps, args.repeats, args.seed)
         print(f"{args.modes}: {args.n}-sample bank, {args.steps} steps, one thread, median of {args.repeats} "
@@ -144,11 +158,11 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
     return statistics.median(t_old), statistics.median(t_new)
 
 
-def _training_hr(eng, seed: int) -> np.ndarray:
-    """One training HR image for ``eng``'s domain (a training plate, or MNIST training row ``seed``), batched."""
+def _training_hr(eng, seed: int, count: int = 1) -> np.ndarray:
+    """``count`` training HR images for ``eng``'s domain (training plates, or MNIST training rows from ``seed``)."""
     if eng.domain == "plates":
-        return render_plates(1, seed=seed, split="train").images
-    return load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + 1]
+        return render_plates(count, seed=seed, split="train").images
+    return load_mnist("train", pad_to=mnist_canvas(eng.scale)).images[seed : seed + count]
 
 
 def mode_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> tuple[float, float]:
@@ -166,6 +180,57 @@ def mode_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed:
             eng.sample_bank(lr, n=n, steps=steps, seed=seed + 1 + r, mode=mode)
             out.append(time.perf_counter() - t)
     return statistics.median(times["flow"]), statistics.median(times["strict"])
+
+
+@torch.no_grad()
+def engine_timing(a: str, b: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0,
+                  images: int = 20) -> dict[str, tuple[float, float]]:
+    """Engine ``a`` against engine ``b`` (e.g. a model before and after its de-clip estimator), one thread:
+
+    - ``bank``: seconds of one whole strict-mode ``n``-sample bank on a training LR image of ``a``'s domain, timed
+      alternately after a warm-up of each (median of ``repeats`` each);
+    - ``step``: mean seconds of the strict step alone (the flow's input, the flow's inverse, :func:`strict_project`)
+      over ``images`` training LR images, both engines decoding the same latents (drawn once per image by ``a``'s
+      kernel DDPM, not timed): the part of a bank that the two can differ in when they share a UNet, without the
+      DDPM's run-to-run noise;
+    - ``input``: seconds of the flow's input alone (:meth:`FlowEngine.flow_input`, median of 200 calls).
+    """
+    torch.set_num_threads(1)
+    engines = {"a": load_engine(a), "b": load_engine(b)}
+    first = engines["a"]
+    hr = _training_hr(first, seed, count=max(1, images))
+    lrs = make_lr(hr, first.scale)
+    deg = get_degradation(hr.shape[-2:], first.scale, first.kernel)
+    out: dict[str, dict[str, float]] = {"bank": {}, "step": {}, "input": {}}
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    for eng in engines.values():
+        eng.sample_bank(lrs[0], n=n, steps=steps, seed=seed)  # warm-up
+    for r in range(repeats):
+        for k, eng in engines.items():
+            t = time.perf_counter()
+            eng.sample_bank(lrs[0], n=n, steps=steps, seed=seed + 1 + r)
+            times[k].append(time.perf_counter() - t)
+    steps_s: dict[str, list[float]] = {k: [] for k in engines}
+    for i, lr in enumerate(lrs):
+        gens = [torch.Generator().manual_seed(int(s)) for s in sample_seeds(seed + i, n)]
+        y = torch.from_numpy(lr.astype(np.float32) / 255.0)[None, None].expand(n, -1, -1, -1)
+        zs = first.sample_latents(y, gens, mode="strict", tau=1.0, steps=steps, scheduler="ddim", timesteps=None,
+                                  start_step=None)
+        for k, eng in engines.items():
+            t = time.perf_counter()
+            x = eng.flow.inverse(torch.from_numpy(eng.flow_input(lr[None])).float()[None].expand(n, -1, -1, -1), zs)
+            strict_project(deg, x.double(), lr[None], weights=eng.strict.weights(x.double()), tol=eng.projection_tol)
+            steps_s[k].append(time.perf_counter() - t)
+    for k, eng in engines.items():
+        calls = []
+        for _ in range(200):
+            t = time.perf_counter()
+            eng.flow_input(lrs[0][None])
+            calls.append(time.perf_counter() - t)
+        out["bank"][k] = statistics.median(times[k])
+        out["step"][k] = float(np.mean(steps_s[k]))
+        out["input"][k] = statistics.median(calls)
+    return {part: (v["a"], v["b"]) for part, v in out.items()}
 
 
 def _report(name: str, deg: Degradation, x0: torch.Tensor, hr: torch.Tensor, dark_ink: bool, repeats: int) -> None:

@@ -5,10 +5,12 @@
     bank = eng.sample_bank(lr, n=64, steps=8, seed=0)   # bank.images uint8 (64, 28, 28)
 
 Strict mode (docs/engine.md, "The projection"): the kernel DDPM sees the LR image; the flow is fed the de-clipped
-LR image (:func:`sr_engine.projection.declip_lr`: it was trained on the unclipped ``y ~= D x``), and its output is
+LR image (:func:`sr_engine.projection.declip_lr`: it was trained on the unclipped ``y ~= D x``; a model that carries
+a de-clip estimator, :mod:`sr_engine.models.declip`, starts from its estimate of that y), and its output is
 projected onto the 8-bit slab ``{x : round(clip(255 D x)) = LR}`` in the background-protecting metric
 (:func:`sr_engine.projection.strict_project`), every 8-bit sample verified. The de-clip amount and the weights'
-floor are per model (:data:`TUNED_STRICT`, chosen on training rows by ``python -m sr_engine tune-strict``).
+floor are per model (:data:`TUNED_STRICT`, :data:`TUNED_STRICT_DECLIP` for a model with a de-clip estimator;
+chosen on training rows by ``python -m sr_engine tune-strict``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..degradation import get_degradation
 from ..ensemble import EnsembleReport, ensemble_of
 from ..metrics import flow_consistency, lr_psnr_batch
 from ..projection import StrictProjectionError, StrictSettings, declip_lr, strict_project
+from ..models.declip import DeclipNet
 from ..models.flow import PseudoInverseFlow, grid_to_zs
 from ..models.kernel_diffusion import SCHEDULERS, KernelDDPMConfig, p_sample_loop
 from .base import Bank, as_lr_array, check_bank_args, check_mode, from_uint8, sample_seeds, to_uint8
@@ -36,6 +39,11 @@ TUNED_STRICT: dict[str, StrictSettings] = {
     "mnist-x8": StrictSettings(declip_grey=4.0, floor=0.003, dark_ink=False),  # results/tune-strict-mnist-x8.md
     "plates-x4": StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True),  # results/tune-strict-plates-x4.md
 }
+# the same for a model that carries a de-clip estimator (sr_engine.models.declip): the amount is the push beyond its
+# estimate, tuned with it (the shipped mnist-x4 does; the table above holds for its file without one)
+TUNED_STRICT_DECLIP: dict[str, StrictSettings] = {
+    "mnist-x4": StrictSettings(declip_grey=2.0, floor=0.1, dark_ink=False),  # results/strict/tune-strict-declip-*
+}
 # a model of a known domain without tuned settings gets its domain's (those of the shipped model of that domain);
 # an unknown one the Euclidean slab projection without de-clipping
 DOMAIN_STRICT: dict[str, StrictSettings] = {
@@ -44,9 +52,11 @@ DOMAIN_STRICT: dict[str, StrictSettings] = {
 }
 
 
-def strict_settings_for(name: str, domain: str) -> StrictSettings:
-    """The strict-mode settings of a model: tuned for its name, else its domain's, else Euclidean, no de-clip."""
-    return TUNED_STRICT.get(name) or DOMAIN_STRICT.get(domain) or StrictSettings()
+def strict_settings_for(name: str, domain: str, declip: bool = False) -> StrictSettings:
+    """The strict-mode settings of a model: tuned for its name (with its de-clip estimator if ``declip``), else its
+    domain's, else Euclidean, no de-clip."""
+    tuned = (TUNED_STRICT_DECLIP if declip else TUNED_STRICT).get(name)
+    return tuned or DOMAIN_STRICT.get(domain) or StrictSettings()
 
 
 class FlowEngine:
@@ -65,7 +75,7 @@ class FlowEngine:
                  checkpoint_sha256: str = "", train_info: dict | None = None, max_lr_side: int = 128,
                  batch_size: int = 64, projection_tol: float = 1e-6,
                  lr_shape: tuple[int | None, int | None] | None = None, domain: str = "",
-                 strict: StrictSettings | None = None):
+                 strict: StrictSettings | None = None, declip: DeclipNet | None = None):
         self.name = name
         self.flow = flow.eval().requires_grad_(False)
         self.unet = unet.eval().requires_grad_(False)
@@ -84,7 +94,12 @@ class FlowEngine:
         self.lr_shape = tuple(lr_shape) if lr_shape is not None else None
         self.domain = domain  # what the model was trained on ("mnist", "plates"); "" when unknown
         # de-clip amount and projection metric of strict mode (and the de-clip of flow mode)
-        self.strict = strict if strict is not None else strict_settings_for(name, domain)
+        # the estimator of the unclipped y where the LR image is clipped (None: the constant push alone)
+        self.declip = declip.eval().requires_grad_(False) if declip is not None else None
+        if self.declip is not None and self.declip.config.channels != self.channels:
+            raise ValueError(f"the de-clip estimator has {self.declip.config.channels} channel(s), "
+                             f"the flow {self.channels}")
+        self.strict = strict if strict is not None else strict_settings_for(name, domain, self.declip is not None)
 
     def check_lr_shape(self, shape: tuple[int, int]) -> None:
         """Refuse an LR image of another size than the model's (a clear error naming the model's input size)."""
@@ -107,7 +122,8 @@ class FlowEngine:
                 "kernel": self.kernel, "flow": self.flow.config.to_dict(), "ddpm": self.ddpm_config.to_dict(),
                 "checkpoint_sha256": self.checkpoint_sha256, "projection_tol": self.projection_tol,
                 "lr_shape": list(self.lr_shape) if self.lr_shape is not None else None, "domain": self.domain,
-                "strict": self.strict.to_dict()}
+                "strict": self.strict.to_dict(),
+                "declip": self.declip.config.to_dict() if self.declip is not None else None}
 
     def __repr__(self) -> str:
         return f"FlowEngine({self.name!r}, scale={self.scale}, channels={self.channels})"
@@ -182,10 +198,17 @@ class FlowEngine:
                       **({"strict": self.strict.to_dict()} if mode != "prior" else {})},
         )
 
-    def flow_input(self, lr_u8: np.ndarray) -> np.ndarray:
+    @torch.no_grad()
+    def flow_input(self, lr_u8: np.ndarray, declip_grey: float | None = None) -> np.ndarray:
         """The flow's LR input for an 8-bit LR image ``(C, h, w)``: float64 on about [0, 1], de-clipped by
-        ``self.strict.declip_grey`` (:func:`sr_engine.projection.declip_lr`)."""
-        return np.asarray(declip_lr(lr_u8, self.strict.declip_grey))
+        ``declip_grey`` grey (default ``self.strict.declip_grey``; :func:`sr_engine.projection.declip_lr`), from
+        the de-clip estimator's estimate where the model carries one."""
+        amount = self.strict.declip_grey if declip_grey is None else float(declip_grey)
+        estimate = None
+        if self.declip is not None:
+            lr = torch.from_numpy(np.asarray(lr_u8, dtype=np.float32) / 255.0)[None]
+            estimate = self.declip(lr)[0].double().numpy()
+        return np.asarray(declip_lr(lr_u8, amount, estimate))
 
     def sample_latents(self, yb: torch.Tensor, gens: list[torch.Generator], *, mode: str, tau: float, steps: int,
                        scheduler: str, timesteps: Sequence[int] | None, start_step: int | None) -> list[torch.Tensor]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from ..data import data_dir
+from ..models.declip import DeclipConfig, DeclipNet
 from ..models.flow import FlowConfig, PseudoInverseFlow
 from ..models.kernel_diffusion import KernelDDPMConfig, build_unet
 from .base import SREngine, sha256_file
@@ -58,7 +59,8 @@ def check_checkpoint(st: Any, path: Path) -> int:
 
 
 def flow_engine_from_state(st: dict, path: Path, **engine_kwargs) -> FlowEngine:
-    """Build a :class:`FlowEngine` from a loaded checkpoint (format 1)."""
+    """Build a :class:`FlowEngine` from a loaded checkpoint (format 1; ``declip_config`` and ``declip_state``, when
+    present, are its de-clip estimator)."""
     fcfg = FlowConfig.from_dict(st["flow_config"])
     flow = PseudoInverseFlow(fcfg)
     flow.load_state_dict(st["flow_state"])
@@ -70,6 +72,10 @@ def flow_engine_from_state(st: dict, path: Path, **engine_kwargs) -> FlowEngine:
         lr_shape = [n // fcfg.scale for n in fcfg.hr_size]
     engine_kwargs.setdefault("lr_shape", lr_shape)
     engine_kwargs.setdefault("domain", st.get("domain", "mnist" if st.get("name", "").startswith("mnist-") else ""))
+    if "declip_state" in st:  # an optional de-clip estimator (sr_engine.models.declip), trained after the DDPM
+        declip = DeclipNet(DeclipConfig.from_dict(st["declip_config"]))
+        declip.load_state_dict(st["declip_state"])
+        engine_kwargs.setdefault("declip", declip)
     return FlowEngine(st.get("name", path.stem), flow, unet, ddpm_config, checkpoint_sha256=sha256_file(path),
                       train_info=st.get("train_info"), **engine_kwargs)
 

@@ -4,7 +4,8 @@
 For each training image (MNIST rows with ``i % 500 < 400``, the first ``rows / 10`` of each digit; plates: training
 renders, training fonts and strings) the kernel DDPM draws ``n`` latents once (it sees the LR image, whatever the
 settings); then for each de-clip amount the flow decodes them from the de-clipped LR image
-(:func:`sr_engine.projection.declip_lr`), and each sample is projected onto the 8-bit slab
+(:func:`sr_engine.projection.declip_lr`; for a model with a de-clip estimator the amount is the push beyond its
+estimate), and each sample is projected onto the 8-bit slab
 (:func:`sr_engine.projection.strict_project`) in the Euclidean norm and with :func:`background_weights` at each
 floor. Reported per setting: single-sample SSIM against HR (the criterion), background haze
 (:func:`sr_engine.metrics.background_haze`) and the share of samples that round back exactly; the flow's own
@@ -14,6 +15,10 @@ Evaluation rows are never read here.
 ``--budget`` (:func:`fidelity_budget`) asks where the tuned strict mode loses fidelity on the same training images:
 the shipped sample against the flow fed the HR image's own z (a perfect kernel sampler's best draw) and its own,
 unclipped y (what the de-clipped LR image stands in for).
+
+The rows read here (the first ``rows / 10`` training digits of each class, up to :data:`TUNE_DIGITS_PER_CLASS`)
+are left out of the de-clip estimator's training (``python -m sr_engine train --stage declip``), so that the
+settings chosen with it are chosen on digits it has not fitted.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..engines.base import sample_seeds, to_uint8
 from ..engines.registry import load_engine
 from ..metrics import background_haze, ssim
 from ..plates import render_plates
-from ..projection import StrictSettings, declip_lr, rounds_back, strict_project
+from ..projection import StrictSettings, rounds_back, strict_project
 from .tables import markdown
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 DECLIPS: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0, 12.0, 16.0)  # grey
 FLOORS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
 TUNE_PLATES_SEED = 11  # training renders drawn for tuning (training fonts and strings only)
+TUNE_DIGITS_PER_CLASS = 20  # the most training digits of each class tuning reads (rows <= 200)
 FLOW = "flow (no projection)"
 EUCLID = "uniform"
 
@@ -95,9 +101,17 @@ def training_images(domain: str, scale: int, rows: int) -> np.ndarray:
     if domain == "plates":
         return render_plates(rows, seed=TUNE_PLATES_SEED, split="train").images
     d = load_mnist("train", pad_to=mnist_canvas(scale))
+    return d.images[tuning_rows(d.labels, rows)]
+
+
+def tuning_rows(labels: np.ndarray, rows: int = 10 * TUNE_DIGITS_PER_CLASS) -> np.ndarray:
+    """Indices (into the MNIST training split) of the digits tuning reads: the first ``rows // 10`` of each class
+    (at most :data:`TUNE_DIGITS_PER_CLASS`, so that they stay outside the de-clip estimator's training)."""
     per = max(1, rows // 10)
-    keep = np.concatenate([np.flatnonzero(d.labels == k)[:per] for k in range(10)])
-    return d.images[keep]
+    if per > TUNE_DIGITS_PER_CLASS:
+        raise ValueError(f"tuning reads at most {10 * TUNE_DIGITS_PER_CLASS} digits (the de-clip estimator "
+                         f"trains on the others), got rows={rows}")
+    return np.concatenate([np.flatnonzero(labels == k)[:per] for k in range(10)])
 
 
 @torch.no_grad()
@@ -121,7 +135,7 @@ def tune_strict(model: str, rows: int = 200, n: int = 8, steps: int = 8, declips
         zs = eng.sample_latents(yb, gens, mode="strict", tau=1.0, steps=steps, scheduler="ddim", timesteps=None,
                                 start_step=None)
         for d in declips:
-            yf = torch.from_numpy(np.asarray(declip_lr(y8[None], d))).float()[None].expand(n, -1, -1, -1)
+            yf = torch.from_numpy(eng.flow_input(y8[None], d)).float()[None].expand(n, -1, -1, -1)
             x = eng.flow.inverse(yf, zs).double()
             outs = {FLOW: (to_uint8(x), float("nan"))}
             for name, floor in metrics:
@@ -188,7 +202,7 @@ def fidelity_budget(eng, hr: np.ndarray, n: int = 8, steps: int = 8, seed: int =
         zs = eng.sample_latents(yb, gens, mode="strict", tau=1.0, steps=steps, scheduler="ddim", timesteps=None,
                                 start_step=None)
         own = eng.flow(torch.from_numpy(h.astype(np.float32) / 255.0)[None, None])
-        y_dec = torch.from_numpy(np.asarray(declip_lr(y8[None], st.declip_grey))).float()[None]
+        y_dec = torch.from_numpy(eng.flow_input(y8[None])).float()[None]
         cases = [(y_dec.expand(n, -1, -1, -1), zs), (y_dec, own.zs), (own.y.expand(n, -1, -1, -1), zs),
                  (own.y, own.zs)]
         for name, (y, z) in zip(BUDGET_CASES, cases):
