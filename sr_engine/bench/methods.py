@@ -129,14 +129,19 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 class Methods:
     """Every family at one scale. ``baselines``: the folder with ``x<s>/regression.pt`` and
     ``x<s>/pixel-ddpm.pt`` (``plates-regression.pt`` ... for ``domain`` "plates"); ``engine``: a ``load_engine``
-    name or path. Only what ``families`` names is loaded. LR images may be rectangular (plates: 8 x 32)."""
+    name or path, or an engine already loaded. Only what ``families`` names is loaded. LR images may be rectangular
+    (plates: 8 x 32)."""
 
-    def __init__(self, scale: int, engine: str, baselines: str | Path, families=FAMILIES, batch_size: int = 64,
+    def __init__(self, scale: int, engine, baselines: str | Path, families=FAMILIES, batch_size: int = 64,
                  domain: str = "mnist"):
         self.scale = scale
         self.batch_size = batch_size
         fam = set(families)
-        self.engine = load_engine(engine, scale=scale) if fam & {"prior", "kernel-flow", "kernel-strict"} else None
+        self.engine = None
+        if fam & {"prior", "kernel-flow", "kernel-strict"}:
+            self.engine = load_engine(engine, scale=scale) if isinstance(engine, str) else engine
+            if self.engine.scale != scale:
+                raise ValueError(f"engine {self.engine.name!r} is x{self.engine.scale}, not x{scale}")
         if self.engine is not None and self.engine.domain not in ("", domain):
             raise ValueError(f"engine {engine!r} was trained on {self.engine.domain}, not {domain}")
         root = Path(baselines)

@@ -50,7 +50,7 @@ def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...]
         hr, labels, lr, seeds = digit_images(cfg, eng.scale)
         _, judge = load_raters(cfg.baselines.export_path())
         n = cfg.sweep_n
-    methods = Methods(eng.scale, engine, cfg.baselines.export_path(), families=families, domain=eng.domain)
+    methods = Methods(eng.scale, eng, cfg.baselines.export_path(), families=families, domain=eng.domain)
     for fam in families:
         for steps in tqdm(cfg.steps, desc=f"{fam} {eng.name}", mininterval=5):
             s = Setting(fam, steps=steps)

@@ -52,7 +52,7 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
     hr = training_images(eng.domain, eng.scale, rows)
     lr = make_lr(hr, eng.scale)
     root = baselines if baselines is not None else BenchConfig().baselines.export_path()
-    methods = Methods(eng.scale, model, root, families=tuple(families), domain=eng.domain)
+    methods = Methods(eng.scale, eng, root, families=tuple(families), domain=eng.domain)
     acc: dict[tuple[str, float], list[list[float]]] = {}
     t0 = time.perf_counter()
     for i, (h, y8) in enumerate(tqdm(list(zip(hr, lr)), desc=f"temperature {eng.name}", mininterval=10)):
