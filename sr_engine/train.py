@@ -30,7 +30,7 @@ from .engines.registry import CHECKPOINT_FORMAT
 from .eval.judge import train_classifier
 from .eval.reader import save_reader, train_reader
 from .eval.strict_tuning import tuning_rows
-from .models.declip import DeclipConfig, DeclipNet, declip_loss
+from .models.declip import DeclipConfig, DeclipNet, clipped_mask, declip_loss
 from .models.flow import FlowConfig, PseudoInverseFlow, grid_to_zs, zs_to_grid
 from .models.kernel_diffusion import KernelDDPMConfig, build_unet, make_scheduler, training_loss
 from .plates import HR_SHAPE, render_plates
@@ -314,8 +314,8 @@ def train_declip(cfg: TrainConfig) -> Path:
     and write that checkpoint again with it (``declip_config``, ``declip_state``, ``train_info["declip"]``) to
     ``cfg.export_dir`` (default data/checkpoints). Targets: the frozen flow's own ``y`` of dequantised training
     images, at the LR pixels that the 8-bit LR image clips. MNIST: the digits that strict tuning reads
-    (:func:`sr_engine.eval.strict_tuning.tuning_rows`) are left out. Adam, warm-up then cosine; a few minutes on
-    one CPU thread. Returns the written path."""
+    (:func:`sr_engine.eval.strict_tuning.tuning_rows`) are left out. Adam, warm-up then cosine; about 11 minutes
+    on one CPU thread, so unlike the other stages it keeps no resumable state. Returns the written path."""
     if not cfg.init_from:
         raise ValueError("the declip stage needs --init-from: the engine checkpoint whose flow it learns the input of")
     ck, flow = load_engine_checkpoint(cfg)
@@ -339,8 +339,7 @@ def train_declip(cfg: TrainConfig) -> Path:
         with torch.no_grad():
             y = flow(dequantize(x255, gen)).y
             lr = lr_of(x255, fcfg.scale, fcfg.kernel)
-            mask = torch.round(lr * 255)
-            mask = (mask == 0) | (mask == 255)
+            mask = clipped_mask(torch.round(lr * 255))
             # the constant push's error for comparison: the clipped pixels taken as 0 (255)
             base = ((lr - y) * 255).pow(2)[mask].mean().item() if mask.any() else 0.0
         loss = declip_loss(net, lr, y)
