@@ -140,8 +140,7 @@ def declip_lr(lr_uint8: np.ndarray | torch.Tensor, amount_grey: float,
     out = y.to(torch.float64) / 255.0
     low, high = torch.zeros_like(out), torch.ones_like(out)
     if estimate is not None:
-        est = torch.as_tensor(np.asarray(estimate) if not isinstance(estimate, torch.Tensor) else estimate)
-        est = est.to(torch.float64)
+        est = torch.as_tensor(estimate, dtype=torch.float64)
         if est.shape != out.shape:
             raise ValueError(f"estimate has shape {tuple(est.shape)}, the LR image {tuple(out.shape)}")
         if not torch.isfinite(est).all():

@@ -145,8 +145,7 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
         return np.round(deg.project(x.double(), y.double(), tol=eng.projection_tol).x.clamp(0, 1).numpy() * 255)
 
     def new():
-        x = eng.flow.inverse(y_new, zs).double()
-        return strict_project(deg, x, lr[None], weights=eng.strict.weights(x), tol=eng.projection_tol)
+        return _strict_step(eng, deg, lr, y_new, zs)
 
     old(), new()  # warm-up
     t_old, t_new = [], []
@@ -156,6 +155,13 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
             fn()
             out.append(time.perf_counter() - t)
     return statistics.median(t_old), statistics.median(t_new)
+
+
+def _strict_step(eng, deg: Degradation, lr: np.ndarray, y_flow: torch.Tensor, zs):
+    """Strict mode's step after the kernel DDPM: the flow's inverse from ``y_flow`` (its input, batched) and the
+    latents, then :func:`strict_project` in the engine's metric (uint8 samples and the projection's record)."""
+    x = eng.flow.inverse(y_flow, zs).double()
+    return strict_project(deg, x, lr[None], weights=eng.strict.weights(x), tol=eng.projection_tol)
 
 
 def _training_hr(eng, seed: int, count: int = 1) -> np.ndarray:
@@ -218,8 +224,8 @@ def engine_timing(a: str, b: str, n: int = 64, steps: int = 8, repeats: int = 9,
                                   start_step=None)
         for k, eng in engines.items():
             t = time.perf_counter()
-            x = eng.flow.inverse(torch.from_numpy(eng.flow_input(lr[None])).float()[None].expand(n, -1, -1, -1), zs)
-            strict_project(deg, x.double(), lr[None], weights=eng.strict.weights(x.double()), tol=eng.projection_tol)
+            _strict_step(eng, deg, lr, torch.from_numpy(eng.flow_input(lr[None])).float()[None].expand(n, -1, -1, -1),
+                         zs)
             steps_s[k].append(time.perf_counter() - t)
     for k, eng in engines.items():
         calls = []
