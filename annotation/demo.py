@@ -210,7 +210,7 @@ def position_second_share(texts: list[str]) -> float:
     return best / len(texts)
 
 
-def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 64, count: int = 8, probe_n: int = 8,
+def ambiguous_plates(engine: SREngine, reader, *, candidates: int = 128, count: int = 8, probe_n: int = 8,
                      probe_steps: int = 4, seed: int = 0) -> list[AmbiguousPlate]:
     """The ``count`` evaluation plates (of the first ``candidates``) on which the plate reader disagrees most
     across a small probe bank: first those where two readings each hold a fair share (``FAIR_SHARE``; as strings
