@@ -214,7 +214,7 @@ def tune_strict_main(argv: list[str] | None = None) -> None:
 def train_main(argv: list[str] | None = None) -> None:
     p = _parser("train", train_lib.__doc__)
     p.add_argument("--model", default="mnist-x4", choices=sorted(train_lib.PRESETS))
-    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "declip", "classifier", "reader"])
+    p.add_argument("--stage", default="flow", choices=["flow", "ddpm", "declip", "average", "classifier", "reader"])
     p.add_argument("--reader-role", default="judge", choices=sorted(train_lib.READER_ROLES),
                    help="reader stage: the judge or a simulated rater (its --seed names it)")
     p.add_argument("--steps", type=int, default=None)
@@ -231,6 +231,9 @@ def train_main(argv: list[str] | None = None) -> None:
     p.add_argument("--export-dir", default="", help="where the ddpm stage writes <model>.pt (default data/checkpoints)")
     p.add_argument("--pixel-loss", type=float, default=0.0,
                    help="ddpm stage: add the loss measured in pixels through the flow, with this weight (0: off)")
+    p.add_argument("--average", default="",
+                   help="average stage: comma-separated engine checkpoints of --model (one flow) whose kernel DDPM "
+                        "weights are averaged into <export-dir>/<model>.pt")
     a = p.parse_args(argv)
     configure_logging(a.log_level)
     torch.set_num_threads(a.threads)
@@ -241,6 +244,13 @@ def train_main(argv: list[str] | None = None) -> None:
     if a.stage == "reader":
         name = "plates-reader.pt" if a.reader_role == "judge" else f"rater-{a.seed}.pt"
         train_lib.train_plate_reader(a.reader_role, a.seed, data / "readers" / name)
+        return
+    if a.stage == "average":
+        paths = [q for q in a.average.split(",") if q]
+        out = Path(a.export_dir or data / "checkpoints") / f"{a.model}.pt"
+        if any(Path(q).resolve() == out.resolve() for q in paths):
+            p.error(f"the average would overwrite its input {out}; give another --export-dir")
+        print(f"wrote {train_lib.average_engines(paths, out)}")
         return
     defaults = {"flow": (6000, 5e-4), "ddpm": (20000, 5e-4), "declip": (3000, 2e-3)}[a.stage]
     cfg = train_lib.TrainConfig(model=a.model, stage=a.stage, steps=a.steps or defaults[0],

@@ -3,6 +3,7 @@
     python -m sr_engine train --model mnist-x4 --stage flow --steps 6000
     python -m sr_engine train --model mnist-x4 --stage ddpm --steps 20000   # exports data/checkpoints/mnist-x4.pt
     python -m sr_engine train --stage classifier                           # data/classifiers/mnist-cnn.pt
+    python -m sr_engine train --model plates-x4 --stage average --average a.pt,b.pt --export-dir DIR  # weight mean
 
 Stages resume from ``runs/<model>/<stage>.pt`` (weights, optimiser, EMA, step, config), written every
 ``--ckpt-every`` steps; the ddpm stage exports the engine checkpoint at each of them. Seeds are fixed.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -401,6 +403,72 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
         payload["train_info"]["ddpm_seconds_total"] = round(
             before.get("ddpm_seconds_total", before["ddpm_seconds"]) + seconds, 1)
     save_checkpoint(out, payload)
+    return out
+
+
+def _same(a, b) -> bool:
+    """Equal checkpoint entries: tensors element for element, dicts and lists entry for entry."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    return a == b
+
+
+def average_engines(paths: Sequence[str | Path], out: str | Path) -> Path:
+    """Write the engine checkpoint whose kernel DDPM weights are the parameter-wise mean of those of ``paths``
+    (a uniform "model soup", Wortsman et al. 2022: runs fine-tuned from one start stay in one basin, and their
+    mean often beats each of them). Everything else (configs, the frozen flow, a de-clip estimator) must be the
+    same in every input and is kept; ``ValueError`` otherwise. ``train_info`` records the inputs (file name, hash,
+    training record); its totals count the longest chain of steps and every input's own seconds once (plus their
+    shared start's, where they were all continued from one checkpoint)."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    cks = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    first = cks[0]
+    if first.get("engine") != "flow":
+        raise ValueError(f"{paths[0]} is not a flow engine checkpoint (engine {first.get('engine')!r})")
+    for p, ck in zip(paths[1:], cks[1:]):
+        if ck.keys() != first.keys():
+            raise ValueError(f"{p} and {paths[0]} hold different entries")
+        for key in ck:
+            if key not in ("unet_state", "train_info") and not _same(ck[key], first[key]):
+                raise ValueError(f"{p} and {paths[0]} differ in {key!r}: only kernel DDPMs of one model with "
+                                 "one frozen flow can be averaged")
+        if ck["unet_state"].keys() != first["unet_state"].keys():
+            raise ValueError(f"{p} and {paths[0]} have different UNets")
+    unet_state = {}
+    for k, v in first["unet_state"].items():
+        vals = [ck["unet_state"][k] for ck in cks]
+        if v.is_floating_point():
+            unet_state[k] = torch.stack([t.double() for t in vals]).mean(0).to(v.dtype)
+        elif all(torch.equal(t, v) for t in vals):
+            unet_state[k] = v.clone()
+        else:
+            raise ValueError(f"non-float UNet entry {k!r} differs between the checkpoints")
+    infos = [ck["train_info"] for ck in cks]
+    starts = {i.get("continued_from", {}).get("sha256") for i in infos}
+    own = sum(i["ddpm_seconds"] for i in infos)
+    if len(starts) == 1 and None not in starts:
+        before = infos[0]["continued_from"]["train_info"]
+        seconds_total = before.get("ddpm_seconds_total", before["ddpm_seconds"]) + own
+    else:
+        seconds_total = sum(i.get("ddpm_seconds_total", i["ddpm_seconds"]) for i in infos)
+    info = {key: infos[0][key] for key in ("flow_steps", "flow_seconds", "flow_train_config") if key in infos[0]}
+    info.update({
+        "ddpm_steps": max(i["ddpm_steps"] for i in infos),
+        "ddpm_seconds": round(own, 1),
+        "ddpm_steps_total": max(i.get("ddpm_steps_total", i["ddpm_steps"]) for i in infos),
+        "ddpm_seconds_total": round(seconds_total, 1),
+        "averaged_from": [{"path": p.name, "sha256": sha256_file(p), "train_info": i} for p, i in zip(paths, infos)],
+    })
+    payload = {**first, "unet_state": unet_state, "train_info": info}
+    out = Path(out)
+    save_checkpoint(out, payload)
+    log.info("averaged %d kernel DDPMs into %s (%s)", len(paths), out, sha256_file(out)[:12])
     return out
 
 
