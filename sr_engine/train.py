@@ -409,7 +409,7 @@ def export_engine(cfg, flow, flow_st, unet, ema, dcfg, step: int, seconds: float
 def _same(a, b) -> bool:
     """Equal checkpoint entries: tensors element for element, dicts and lists entry for entry."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -424,9 +424,11 @@ def average_engines(paths: Sequence[str | Path], out: str | Path) -> Path:
     same in every input and is kept; ``ValueError`` otherwise. ``train_info`` records the inputs (file name, hash,
     training record); its totals count the longest chain of steps and every input's own seconds once (plus their
     shared start's, where they were all continued from one checkpoint)."""
-    paths = [Path(p) for p in paths]
+    paths, out = [Path(p) for p in paths], Path(out)
     if len(paths) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    if any(p.resolve() == out.resolve() for p in paths):
+        raise ValueError(f"the average would overwrite its input {out}; write it elsewhere")
     cks = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
     first = cks[0]
     if first.get("engine") != "flow":
@@ -466,7 +468,6 @@ def average_engines(paths: Sequence[str | Path], out: str | Path) -> Path:
         "averaged_from": [{"path": p.name, "sha256": sha256_file(p), "train_info": i} for p, i in zip(paths, infos)],
     })
     payload = {**first, "unet_state": unet_state, "train_info": info}
-    out = Path(out)
     save_checkpoint(out, payload)
     log.info("averaged %d kernel DDPMs into %s (%s)", len(paths), out, sha256_file(out)[:12])
     return out
