@@ -301,6 +301,45 @@ def test_temperature_study_rows_are_the_samplers_own_banks():
     for fam in ("kernel-strict", "pixel-ddpm"):
         warm, cold = (df[(df["family"] == fam) & (df["tau"] == t)].iloc[0] for t in (1.0, 0.25))
         assert cold["spread"] < warm["spread"]
-    assert "| pixel-ddpm | 0.25 |" in to_markdown(df)
+    assert "| pixel-ddpm | ddim | 0.25 |" in to_markdown(df)
     assert Setting("pixel-ddpm", steps=8, tau=0.8).label == "pixel-ddpm (8 steps, tau=0.8)"
     assert Setting("kernel-strict", steps=1).label == "kernel-strict (1 step)"
+
+
+def test_temperature_study_schedulers_are_the_engines_own_and_seeded():
+    """A scheduler row is the engine's own banks with that scheduler; the ancestral (ddpm) pixel DDPM draws its
+    step noise from each sample's generator, so a bank is reproducible and differs from DDIM's."""
+    from sr_engine.bench.config import BenchConfig
+    from sr_engine.bench.methods import Methods
+    from sr_engine.bench.temperature import temperature_study, to_markdown
+    from sr_engine.degradation import make_lr
+    from sr_engine.engines.registry import load_engine
+    from sr_engine.eval.strict_tuning import training_images
+    from sr_engine.metrics import spread_skill, ssim
+
+    df = temperature_study("mnist-x4", rows=1, n=2, steps=2, taus=(1.0,), schedulers=("ddim", "ddpm"))
+    assert len(df) == 4 and set(df["scheduler"]) == {"ddim", "ddpm"}
+    eng = load_engine("mnist-x4")
+    hr = training_images("mnist", 4, 1)
+    lr = make_lr(hr, 4)
+    figs = []
+    for i, (h, y8) in enumerate(zip(hr, lr)):
+        bank = eng.sample_bank(y8, n=2, steps=2, seed=1000 + i, mode="strict", scheduler="ddpm").images
+        figs.append([np.mean([ssim(s, h) for s in bank]), *spread_skill(bank, h)])
+    got = df[(df["family"] == "kernel-strict") & (df["scheduler"] == "ddpm")].iloc[0]
+    assert [got["ssim_single"], got["skill"], got["spread"]] == pytest.approx(list(np.mean(figs, axis=0)), rel=1e-9)
+    assert "| kernel-strict | ddpm | 1 |" in to_markdown(df)
+
+    methods = Methods(4, eng, BenchConfig().baselines.export_path(), families=("pixel-ddpm",))
+    anc = Setting("pixel-ddpm", steps=2, scheduler="ddpm")
+    a, b = methods.bank(anc, y8, 2, 7), methods.bank(anc, y8, 2, 7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, methods.bank(Setting("pixel-ddpm", steps=2), y8, 2, 7))
+    assert anc.label == "pixel-ddpm (2 steps, ddpm)"
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        Setting("pixel-ddpm", steps=2, scheduler="heun")
+    with pytest.raises(ValueError, match="has no scheduler"):
+        Setting("regression", scheduler="ddpm")
+    unet, cfg = methods.pixel
+    with pytest.raises(ValueError, match="one generator per sample"):
+        pixel_sample(unet, cfg, torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), 2, scheduler="ddpm")

@@ -8,6 +8,9 @@ Families (``FAMILIES``):
   projection ``x0_hat <- x0_hat + D^+(y - D x0_hat)`` at every step.
 - ``kernel-flow`` / ``kernel-strict``: the shipped engine's kernel-space sampler in flow / strict mode (DDIM).
 
+The samplers run DDIM unless a setting names another of the kernel DDPM's schedulers (``SCHEDULERS``: ``dpmsolver``,
+or ``ddpm``, ancestral, drawing each step's noise from the sample's own generator); the benchmark runs DDIM.
+
 Network evaluations per sample (``Setting.nfe``): the kernel sampler runs ``steps`` UNet calls on the z grid
 (half the HR resolution) plus one inverse flow pass; the pixel DDPM runs ``steps`` UNet calls at full
 resolution; prior sampling one flow pass; regression one forward pass. (The engine's extra forward flow pass
@@ -28,7 +31,7 @@ import torch
 from ..degradation import bicubic_up, get_degradation
 from ..engines.base import sample_seeds
 from ..engines.registry import load_engine
-from ..models.kernel_diffusion import KernelDDPMConfig, make_scheduler
+from ..models.kernel_diffusion import SCHEDULERS, KernelDDPMConfig, make_scheduler
 from .baselines import load_pixel_ddpm, load_regression
 from .config import BenchConfig
 
@@ -43,17 +46,23 @@ DETERMINISTIC: tuple[str, ...] = ("bicubic", "regression")
 @dataclass(frozen=True)
 class Setting:
     """One method at one setting. ``steps`` is 0 where it does not apply; ``tau`` is the temperature of the
-    starting Gaussian (``prior`` and the samplers; the benchmark runs the samplers at 1)."""
+    starting Gaussian (``prior`` and the samplers; the benchmark runs the samplers at 1); ``scheduler`` the
+    samplers' diffusers scheduler (the benchmark runs ``ddim``)."""
 
     family: str
     steps: int = 0
     tau: float = 1.0
+    scheduler: str = "ddim"
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"unknown method family {self.family!r}; expected one of {FAMILIES}")
         if self.family in SAMPLERS and self.steps < 1:
             raise ValueError(f"{self.family} needs steps >= 1")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {SCHEDULERS}")
+        if self.scheduler != "ddim" and self.family not in SAMPLERS:
+            raise ValueError(f"{self.family} has no scheduler; only the samplers {SAMPLERS} take one")
 
     @property
     def label(self) -> str:
@@ -61,7 +70,8 @@ class Setting:
             return f"flow only (prior, tau={self.tau:g})"
         if self.family in SAMPLERS:
             temp = f", tau={self.tau:g}" if self.tau != 1.0 else ""
-            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''}{temp})"
+            sched = f", {self.scheduler}" if self.scheduler != "ddim" else ""
+            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''}{temp}{sched})"
         return self.family
 
     @property
@@ -93,8 +103,9 @@ def timed(fn: Callable[[], R], repeats: int = 1) -> tuple[R, float]:
 
 @torch.no_grad()
 def pixel_sample(unet, cfg: KernelDDPMConfig, up: torch.Tensor, noise: torch.Tensor, steps: int,
-                 y: torch.Tensor | None = None, scale: int = 4) -> torch.Tensor:
-    """DDIM sampling of the pixel DDPM (deterministic given the starting noise).
+                 y: torch.Tensor | None = None, scale: int = 4, scheduler: str = "ddim",
+                 generators: list[torch.Generator] | None = None) -> torch.Tensor:
+    """Sampling of the pixel DDPM: DDIM by default (deterministic given the starting noise).
 
     Args:
         up: (B, 1, H, W) bicubic-upsampled LR on [0, 1] (the condition).
@@ -103,9 +114,13 @@ def pixel_sample(unet, cfg: KernelDDPMConfig, up: torch.Tensor, noise: torch.Ten
             projection ``x0_hat + D^+(y - D x0_hat)`` (DDNM, Wang et al. 2023, eq. 13) and hands the scheduler the
             v that implies it, so the step samples x_{t-1} given (x_t, projected x0_hat); the last step
             (alpha_bar = 1) returns the projected x0_hat itself.
+        scheduler: ``ddim``, ``dpmsolver`` or ``ddpm`` (ancestral: each step's noise comes from ``generators``,
+            one per sample).
     Returns: (B, 1, H, W) on [0, 1] (clipped).
     """
-    sched = make_scheduler(cfg, "ddim")
+    if scheduler == "ddpm" and (generators is None or len(generators) != noise.shape[0]):
+        raise ValueError("the ancestral (ddpm) scheduler needs one generator per sample")
+    sched = make_scheduler(cfg, scheduler)
     sched.set_timesteps(int(steps))
     cond = up * 2 - 1
     deg = get_degradation(tuple(up.shape[-2:]), scale, "bicubic") if y is not None else None
@@ -117,7 +132,7 @@ def pixel_sample(unet, cfg: KernelDDPMConfig, up: torch.Tensor, noise: torch.Ten
             x0 = (a.sqrt() * x - (1 - a).sqrt() * out).clamp(-1, 1)  # v-prediction -> x0_hat on [-1, 1]
             x0 = deg.range_step(((x0 + 1) / 2).double(), y.double()).to(x.dtype) * 2 - 1
             out = (a.sqrt() * x - x0) / (1 - a).sqrt()  # the v whose x0_hat is the projected one
-        x = sched.step(out, t, x).prev_sample
+        x = sched.step(out, t, x, **({"generator": generators} if scheduler == "ddpm" else {})).prev_sample
     return ((x + 1) / 2).clamp(0, 1)
 
 
@@ -158,7 +173,8 @@ class Methods:
                 return _u8(self.regression(up))
         if s.family in ("prior", "kernel-flow", "kernel-strict"):
             mode = {"prior": "prior", "kernel-flow": "flow", "kernel-strict": "strict"}[s.family]
-            return self.engine.sample_bank(lr, n=n, steps=max(s.steps, 1), seed=seed, mode=mode, tau=s.tau).images
+            return self.engine.sample_bank(lr, n=n, steps=max(s.steps, 1), seed=seed, mode=mode, tau=s.tau,
+                                           scheduler=s.scheduler).images
         unet, cfg = self.pixel
         seeds = sample_seeds(int(seed), int(n))
         side = (lr.shape[0] * self.scale, lr.shape[1] * self.scale)
@@ -167,8 +183,10 @@ class Methods:
         out = []
         for i in range(0, n, self.batch_size):
             b = seeds[i : i + self.batch_size]
-            noise = torch.stack([torch.randn((1, *side), generator=torch.Generator().manual_seed(int(v))) for v in b])
+            gens = [torch.Generator().manual_seed(int(v)) for v in b]  # the start, then any ancestral noise
+            noise = torch.stack([torch.randn((1, *side), generator=g) for g in gens])
             noise = noise * s.tau  # exact at tau 1
             y = y1.expand(len(b), -1, -1, -1) if s.family == "pixel-ddnm" else None
-            out.append(_u8(pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale)))
+            out.append(_u8(pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale,
+                                        scheduler=s.scheduler, generators=gens)))
         return np.concatenate(out)

@@ -1,7 +1,9 @@
-"""The starting noise's temperature, on training images: does a colder start buy fidelity honestly?
+"""The starting noise's temperature and the scheduler, on training images: does a colder start or another
+sampler buy fidelity honestly?
 
     python -m sr_engine.bench.temperature --model mnist-x4 --rows 50 --taus 1,0.9,0.8,0.7,0.6,0.5
     python -m sr_engine.bench.temperature --model plates-x4 --rows 30 --taus 1,0.8,0.6
+    python -m sr_engine.bench.temperature --model plates-x4 --rows 60 --taus 1 --schedulers ddim,ddpm,dpmsolver
 
 Scaling the starting Gaussian by ``tau < 1`` pulls every sample towards the sampler's mean, which raises
 single-sample SSIM whether or not the sampler is any better. So each row also gives the bank's **skill** (mean squared
@@ -9,7 +11,9 @@ error of a sample against the HR image) and **spread** (mean squared distance be
 :func:`sr_engine.metrics.spread_skill`): for a calibrated sampler the HR image is one more draw and the two agree
 (skill / spread = 1); above 1 the bank is narrower than its own error, the over-confidence a rater cannot see.
 Both samplers of the benchmark's step sweep are measured on the same images and seeds: the kernel DDPM in strict
-mode (every sample exact) and the pixel DDPM (:func:`sr_engine.bench.methods.pixel_sample`).
+mode (every sample exact) and the pixel DDPM (:func:`sr_engine.bench.methods.pixel_sample`), each with every
+scheduler asked for (DDIM, the benchmark's, by default; ``ddpm`` is ancestral): a scheduler that raises SSIM by
+narrowing the bank shows it in the same way as a colder start.
 
 Training rows only (:func:`sr_engine.eval.strict_tuning.training_images`): MNIST's first training rows of each
 digit, or training-font plates. Bank ``i`` is seeded ``seed + i``.
@@ -41,9 +45,9 @@ FAMILIES: tuple[str, ...] = ("kernel-strict", "pixel-ddpm")
 
 def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, taus: Sequence[float] = (1.0, 0.8),
                       families: Sequence[str] = FAMILIES, baselines: str | Path | None = None,
-                      seed: int = 1000) -> pd.DataFrame:
-    """One row per (family, tau): single-sample SSIM, skill, spread and their ratio, averaged over ``rows``
-    training images of ``model``'s domain, ``n`` samples each at ``steps`` DDIM steps."""
+                      seed: int = 1000, schedulers: Sequence[str] = ("ddim",)) -> pd.DataFrame:
+    """One row per (family, scheduler, tau): single-sample SSIM, skill, spread and their ratio, averaged over
+    ``rows`` training images of ``model``'s domain, ``n`` samples each at ``steps`` scheduler steps."""
     if n < 2:
         raise ValueError("the spread needs banks of at least two samples")
     eng = load_engine(model)
@@ -53,31 +57,35 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
     lr = make_lr(hr, eng.scale)
     root = baselines if baselines is not None else BenchConfig().baselines.export_path()
     methods = Methods(eng.scale, eng, root, families=tuple(families), domain=eng.domain)
-    acc: dict[tuple[str, float], list[list[float]]] = {}
+    settings = [Setting(fam, steps=steps, tau=float(tau), scheduler=sch) for fam in families for sch in schedulers
+                for tau in taus]  # unknown families or schedulers fail here, before any sampling
+    acc: dict[Setting, list[list[float]]] = {}
     t0 = time.perf_counter()
     for i, (h, y8) in enumerate(tqdm(list(zip(hr, lr)), desc=f"temperature {eng.name}", mininterval=10)):
-        for fam in families:
-            for tau in taus:
-                bank = methods.bank(Setting(fam, steps=steps, tau=float(tau)), y8, n, seed + i)
-                skill, spread = spread_skill(bank, h)
-                acc.setdefault((fam, float(tau)), []).append([np.mean([ssim(s, h) for s in bank]), skill, spread])
+        for st in settings:
+            bank = methods.bank(st, y8, n, seed + i)
+            skill, spread = spread_skill(bank, h)
+            acc.setdefault(st, []).append([np.mean([ssim(s, h) for s in bank]), skill, spread])
     seconds = time.perf_counter() - t0
     out = []
-    for (fam, tau), v in acc.items():
+    for st, v in acc.items():
         a = np.asarray(v)
         skill, spread = float(a[:, 1].mean()), float(a[:, 2].mean())
-        out.append({"model": eng.name, "family": fam, "steps": steps, "tau": tau, "images": len(hr), "n": n,
+        out.append({"model": eng.name, "family": st.family, "scheduler": st.scheduler, "steps": steps,
+                    "tau": st.tau, "images": len(hr), "n": n,
                     "seed": seed, "ssim_single": float(a[:, 0].mean()), "skill": skill, "spread": spread,
                     "skill_over_spread": skill / spread if spread > 0 else float("inf"), "seconds": seconds})
     return pd.DataFrame(out)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    head = ["sampler", "tau", "SSIM", "skill (MSE to HR)", "spread (MSE between samples)", "skill / spread"]
-    rows = [[r.family, f"{r.tau:g}", f"{r.ssim_single:.4f}", f"{r.skill:.5f}", f"{r.spread:.5f}",
+    head = ["sampler", "scheduler", "tau", "SSIM", "skill (MSE to HR)", "spread (MSE between samples)",
+            "skill / spread"]
+    rows = [[r.family, r.scheduler, f"{r.tau:g}", f"{r.ssim_single:.4f}", f"{r.skill:.5f}", f"{r.spread:.5f}",
              f"{r.skill_over_spread:.2f}"] for r in df.itertuples()]
     r0 = df.iloc[0]
-    return (f"model {r0.model}: {r0.images} training images x {r0.n} samples, {r0.steps} DDIM steps, banks seeded "
+    return (f"model {r0.model}: {r0.images} training images x {r0.n} samples, {r0.steps} step"
+            f"{'s' if r0.steps != 1 else ''}, banks seeded "
             f"{r0.seed} + image; {r0.seconds:.0f} s. Skill / spread is 1 for a calibrated sampler, above 1 "
             f"over-confident.\n\n{markdown(head, rows)}")
 
@@ -91,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--taus", default="1,0.8", help="comma-separated temperatures")
     p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--schedulers", default="ddim", help="comma-separated: ddim (the benchmark's), dpmsolver, ddpm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     df = temperature_study(a.model, a.rows, a.n, a.steps, [float(t) for t in a.taus.split(",")],
-                           a.families.split(","))
+                           a.families.split(","), schedulers=a.schedulers.split(","))
     md = to_markdown(df)
     print(md)
     if a.out:
