@@ -84,18 +84,25 @@ def _filter_valid(img: np.ndarray, win: np.ndarray) -> np.ndarray:
     return np.einsum("chwij,ij->chw", view, win)
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM (Wang et al. 2004) on 0..255 with a Gaussian window (sigma 1.5; 7x7 so that 28x28 digits have
-    room), valid region only, averaged over channels."""
+SSIM_WINDOW = 7  # the SSIM window's side: its map loses SSIM_WINDOW // 2 pixels at every border
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The local SSIM of :func:`ssim` at every window centre: ``(C, H - 6, W - 6)`` (valid region)."""
     x, y = _chw(_as_float(a) * 255), _chw(_as_float(b) * 255)
-    win = _gaussian_window()
+    win = _gaussian_window(SSIM_WINDOW)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mx, my = _filter_valid(x, win), _filter_valid(y, win)
     sxx = _filter_valid(x * x, win) - mx**2
     syy = _filter_valid(y * y, win) - my**2
     sxy = _filter_valid(x * y, win) - mx * my
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return float(s.mean())
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004) on 0..255 with a Gaussian window (sigma 1.5; 7x7 so that 28x28 digits have
+    room), valid region only, averaged over channels."""
+    return float(ssim_map(a, b).mean())
 
 
 def diversity(bank: np.ndarray) -> float:
@@ -129,6 +136,19 @@ def background_mask(hr: np.ndarray, dark_ink: bool = False, distance: int = 2, i
     padded = np.pad(ink, distance, constant_values=False)
     near = np.lib.stride_tricks.sliding_window_view(padded, (k, k)).any(axis=(-2, -1))
     return ~near
+
+
+def background_ssim_loss(sr: np.ndarray, hr: np.ndarray, dark_ink: bool = False, distance: int = 2) -> float:
+    """The part of ``1 - ssim(sr, hr)`` that windows centred on the HR image's background make
+    (:func:`background_mask`): the sum of ``1 - local SSIM`` over those centres divided by all centres, so that
+    it and the rest add up to ``1 - ssim``. Large where a sample's error is faint texture on flat background, which
+    SSIM weighs far more than its squared size. ``sr`` is one image or a bank ``(N, ...)`` (averaged over it)."""
+    h = _as_float(hr)
+    s = _as_float(sr)
+    bank = s[None] if s.shape == h.shape else s
+    r = SSIM_WINDOW // 2
+    mask = background_mask(hr, dark_ink, distance)[r : h.shape[0] - r, r : h.shape[1] - r]
+    return float(np.mean([(1.0 - ssim_map(x, h)).mean(0)[mask].sum() / mask.size for x in bank]))
 
 
 def background_haze(sr: np.ndarray, hr: np.ndarray, dark_ink: bool = False, distance: int = 2) -> float:

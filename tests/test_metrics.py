@@ -218,3 +218,26 @@ def test_background_haze_of_dark_ink_and_colour():
     rgb = np.repeat(hr[..., None], 3, -1)
     sr_rgb = np.repeat(sr[..., None], 3, -1)
     assert background_haze(sr_rgb, rgb, dark_ink=True) == pytest.approx(30 / 64)
+
+
+def test_background_ssim_loss_splits_one_minus_ssim_by_where_the_error_lies():
+    """Noise deep inside a stroke costs the background part nothing; faint noise far out on the background is all
+    of 1 - SSIM; a bank is the mean of its samples; the HR image itself loses nothing; plates use dark ink."""
+    from sr_engine.metrics import background_ssim_loss, ssim, ssim_map
+
+    rng = np.random.default_rng(0)
+    hr = np.zeros((40, 40), np.uint8)
+    hr[10:30, 10:30] = 200  # one big stroke; background: more than 2 px from it
+    inside = hr.copy()
+    inside[14:26, 14:26] = np.clip(200 + rng.integers(-20, 21, (12, 12)), 0, 255)  # >= 4 px inside the stroke
+    assert 1 - ssim(inside, hr) > 0.01 and background_ssim_loss(inside, hr) == 0.0
+    outside = hr.copy()
+    outside[:4, :] = rng.integers(0, 4, (4, 40))  # faint texture >= 6 px from the stroke
+    assert background_ssim_loss(outside, hr) == pytest.approx(1 - ssim(outside, hr), rel=1e-12)
+    assert 1 - ssim(outside, hr) > 0.005
+    both = np.stack([inside, outside])
+    assert background_ssim_loss(both, hr) == pytest.approx(background_ssim_loss(outside, hr) / 2, rel=1e-12)
+    assert background_ssim_loss(hr, hr) == 0.0
+    assert ssim_map(outside, hr).shape == (1, 34, 34)
+    plate = 255 - hr  # dark ink on a light plate
+    assert background_ssim_loss(255 - outside, plate, dark_ink=True) == pytest.approx(1 - ssim(255 - outside, plate))
