@@ -231,6 +231,9 @@ def train_main(argv: list[str] | None = None) -> None:
     p.add_argument("--export-dir", default="", help="where the ddpm stage writes <model>.pt (default data/checkpoints)")
     p.add_argument("--pixel-loss", type=float, default=0.0,
                    help="ddpm stage: add the loss measured in pixels through the flow, with this weight (0: off)")
+    p.add_argument("--flat-weight", type=float, default=0.0,
+                   help="ddpm stage, with --pixel-loss: the pixel loss counts 1 + this on the HR image's flat ground "
+                        "(more than 2 px from any stroke), where faint texture costs SSIM (0: off)")
     p.add_argument("--average", default="",
                    help="average stage: comma-separated engine checkpoints of --model (one flow) whose kernel DDPM "
                         "weights are averaged into <export-dir>/<model>.pt")
@@ -258,7 +261,7 @@ def train_main(argv: list[str] | None = None) -> None:
                                 batch_size=a.batch_size, lr=a.lr or defaults[1], seed=a.seed,
                                 ckpt_every=a.ckpt_every, threads=a.threads, work_dir=a.work_dir,
                                 export_dir=a.export_dir, init_from=a.init_from,
-                                pixel_loss=a.pixel_loss)
+                                pixel_loss=a.pixel_loss, flat_weight=a.flat_weight)
     if a.stage == "declip":
         print(f"wrote {train_lib.train_declip(cfg)}")
         return

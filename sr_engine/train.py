@@ -72,6 +72,7 @@ class TrainConfig(ConfigMixin):
     init_from: str = ""  # ddpm stage: an engine checkpoint whose flow and UNet (EMA) weights it continues from;
     # declip stage: the engine checkpoint whose flow it learns the input of (written again with the estimator)
     pixel_loss: float = 0.0  # ddpm stage: weight of the loss measured in pixels through the flow (0: z only)
+    flat_weight: float = 0.0  # ddpm stage: the pixel loss counts 1 + this on the HR image's flat ground (0: off)
     flow: dict = field(default_factory=dict)  # FlowConfig overrides
     ddpm: dict = field(default_factory=dict)  # KernelDDPMConfig overrides
     declip: dict = field(default_factory=dict)  # DeclipConfig overrides
@@ -292,7 +293,8 @@ def train_ddpm(cfg: TrainConfig) -> None:
         parts: dict = {}
         loss = training_loss(unet, sched, z0, y, dcfg, generator=gen, parts=parts,
                              decode=lambda g, fy=out.y: flow.inverse(fy, grid_to_zs(g, fcfg.channels, fcfg.levels)),
-                             x_ref=x, pixel_weight=cfg.pixel_loss)
+                             x_ref=x, pixel_weight=cfg.pixel_loss, flat_weight=cfg.flat_weight,
+                             dark_ink=PRESETS[cfg.model]["domain"] == "plates")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -3,6 +3,7 @@ timesteps, intermediate starts, argument validation, and padding of odd grids.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,6 +108,41 @@ def test_pixel_term_is_the_weighted_decoded_error(prediction_type):
     assert float(parts["pixel"]) == pytest.approx(4 * float(plain.detach()), rel=1e-4)
     with pytest.raises(ValueError, match="needs decode"):
         training_loss(unet, sched, z0, y, cfg, pixel_weight=1.0)
+
+
+def test_flat_weight_scales_the_pixel_term_on_flat_ground_only():
+    """--flat-weight: the pixel term counts 1 + w where the reference image is flat ground (more than 2 px from
+    ink) and 1 on and near strokes; dark ink flips which side is ink; the mask is the metrics' background mask;
+    without a pixel term it is refused."""
+    from sr_engine.metrics import background_mask
+    from sr_engine.models.kernel_diffusion import flat_ground
+    from sr_engine.plates import render_plates
+
+    cfg = _cfg()
+    torch.manual_seed(8)
+    unet = build_unet(cfg).train()
+    sched = make_scheduler(cfg, "ddpm")
+    y, z0 = _inputs(cfg, b=3)
+
+    def pixel(shift: float, flat: float, dark: bool = False) -> float:
+        parts: dict = {}
+        training_loss(unet, sched, z0, y, cfg, generator=torch.Generator().manual_seed(9), parts=parts,
+                      decode=lambda g: g + shift, x_ref=z0 + shift, pixel_weight=1.0, flat_weight=flat,
+                      dark_ink=dark)
+        return float(parts["pixel"])
+
+    base = pixel(-20.0, 0.0)
+    assert pixel(-20.0, 3.0) == pytest.approx(4 * base, rel=1e-5)  # all below the ink level: all flat ground
+    assert pixel(20.0, 3.0) == pytest.approx(pixel(20.0, 0.0), rel=1e-5)  # all ink: nothing flat
+    assert pixel(20.0, 3.0, dark=True) == pytest.approx(4 * pixel(20.0, 0.0), rel=1e-5)  # light = plate ground
+    plates = render_plates(2, seed=3, split="train").images
+    x = torch.from_numpy(plates.astype(np.float32) / 255)[:, None]
+    got = flat_ground(x, dark_ink=True)[:, 0].numpy().astype(bool)
+    want = np.stack([background_mask(p, dark_ink=True) for p in plates])
+    np.testing.assert_array_equal(got, want)
+    assert 0 < got.mean() < 1
+    with pytest.raises(ValueError, match="needs pixel_weight"):
+        training_loss(unet, sched, z0, y, cfg, decode=lambda g: g, x_ref=z0, flat_weight=1.0)
 
 
 def test_condition_enlarges_onto_grid():
