@@ -277,25 +277,31 @@ def test_kernel_sweep_matches_the_engine_and_reads_the_full_run(tmp_path):
     assert "100.0% |" in md
 
 
+def _strict_bank_figures(eng, steps: int, **bank_kw) -> np.ndarray:
+    """Mean (SSIM, skill, spread) of the engine's 2-sample strict banks on the temperature study's MNIST x4
+    training digits, bank i seeded 1000 + i: what the study's kernel-strict row must equal."""
+    from sr_engine.degradation import make_lr
+    from sr_engine.eval.strict_tuning import training_images
+    from sr_engine.metrics import spread_skill, ssim
+
+    hr = training_images("mnist", 4, 1)
+    figs = []
+    for i, (h, y8) in enumerate(zip(hr, make_lr(hr, 4))):
+        bank = eng.sample_bank(y8, n=2, steps=steps, seed=1000 + i, mode="strict", **bank_kw).images
+        figs.append([np.mean([ssim(s, h) for s in bank]), *spread_skill(bank, h)])
+    return np.mean(figs, axis=0)
+
+
 def test_temperature_study_rows_are_the_samplers_own_banks():
     """The study's kernel-strict row at tau 1 is the engine's strict banks (seeded 1000 + image) scored by
     spread_skill and SSIM; a colder start narrows both samplers' banks; the pixel DDPM's tau scales its noise."""
     from sr_engine.bench.temperature import temperature_study, to_markdown
-    from sr_engine.degradation import make_lr
     from sr_engine.engines.registry import load_engine
-    from sr_engine.eval.strict_tuning import training_images
-    from sr_engine.metrics import spread_skill, ssim
 
     df = temperature_study("mnist-x4", rows=1, n=2, steps=1, taus=(1.0, 0.25))
     assert len(df) == 4 and set(df["family"]) == {"kernel-strict", "pixel-ddpm"}
     eng = load_engine("mnist-x4")
-    hr = training_images("mnist", 4, 1)
-    lr = make_lr(hr, 4)
-    figs = []
-    for i, (h, y8) in enumerate(zip(hr, lr)):
-        bank = eng.sample_bank(y8, n=2, steps=1, seed=1000 + i, mode="strict", tau=1.0).images
-        figs.append([np.mean([ssim(s, h) for s in bank]), *spread_skill(bank, h)])
-    want = np.mean(figs, axis=0)
+    want = _strict_bank_figures(eng, steps=1, tau=1.0)
     got = df[(df["family"] == "kernel-strict") & (df["tau"] == 1.0)].iloc[0]
     assert [got["ssim_single"], got["skill"], got["spread"]] == pytest.approx(list(want), rel=1e-9)
     for fam in ("kernel-strict", "pixel-ddpm"):
@@ -315,19 +321,15 @@ def test_temperature_study_schedulers_are_the_engines_own_and_seeded():
     from sr_engine.degradation import make_lr
     from sr_engine.engines.registry import load_engine
     from sr_engine.eval.strict_tuning import training_images
-    from sr_engine.metrics import spread_skill, ssim
 
     df = temperature_study("mnist-x4", rows=1, n=2, steps=2, taus=(1.0,), schedulers=("ddim", "ddpm"))
     assert len(df) == 4 and set(df["scheduler"]) == {"ddim", "ddpm"}
     eng = load_engine("mnist-x4")
-    hr = training_images("mnist", 4, 1)
-    lr = make_lr(hr, 4)
-    figs = []
-    for i, (h, y8) in enumerate(zip(hr, lr)):
-        bank = eng.sample_bank(y8, n=2, steps=2, seed=1000 + i, mode="strict", scheduler="ddpm").images
-        figs.append([np.mean([ssim(s, h) for s in bank]), *spread_skill(bank, h)])
     got = df[(df["family"] == "kernel-strict") & (df["scheduler"] == "ddpm")].iloc[0]
-    assert [got["ssim_single"], got["skill"], got["spread"]] == pytest.approx(list(np.mean(figs, axis=0)), rel=1e-9)
+    assert [got["ssim_single"], got["skill"], got["spread"]] == pytest.approx(
+        list(_strict_bank_figures(eng, steps=2, scheduler="ddpm")), rel=1e-9)
+    h = training_images("mnist", 4, 1)[0]
+    y8 = make_lr(h[None], 4)[0]
     assert "| kernel-strict | ddpm | 1 |" in to_markdown(df)
 
     methods = Methods(4, eng, BenchConfig().baselines.export_path(), families=("pixel-ddpm",))
