@@ -184,6 +184,8 @@ def tune_strict_main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--declips", default=",".join(f"{d:g}" for d in strict_tuning.DECLIPS), help="grey, comma-separated")
     p.add_argument("--floors", default=",".join(f"{f:g}" for f in strict_tuning.FLOORS), help="comma-separated")
+    p.add_argument("--shrinks", default=",".join(f"{t:g}" for t in strict_tuning.SHRINKS),
+                   help="haar_shrink thresholds (grey), comma-separated; 0: the flow's output as decoded")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.md")
@@ -199,7 +201,8 @@ def tune_strict_main(argv: list[str] | None = None) -> None:
                                             a.n, a.steps, a.seed)
     else:
         res = strict_tuning.tune_strict(a.model, a.rows, a.n, a.steps, [float(v) for v in a.declips.split(",")],
-                                        [float(v) for v in a.floors.split(",")], a.seed)
+                                        [float(v) for v in a.floors.split(",")], a.seed,
+                                        [float(v) for v in a.shrinks.split(",")])
     cmd = "python -m sr_engine tune-strict " + " ".join(argv if argv is not None else sys.argv[2:])
     md = f"`{cmd}`\n\n{res.to_markdown()}"
     print(md)

@@ -276,6 +276,14 @@ def test_kernel_sweep_matches_the_engine_and_reads_the_full_run(tmp_path):
     assert f"| 1 | {row['ssim_single']:.3f} / 0.500 / 0.250 |" in md
     assert "100.0% |" in md
 
+    # with the like-for-like pixel DDPM (its output shrunk as the engine's strict mode shrinks): a fourth figure
+    both = sweep("mnist-x4", cfg, families=("kernel-strict",), pixel_shrink=12.0)
+    assert list(both["family"]) == ["kernel-strict", "pixel-ddpm"] and list(both["shrink"]) == [0.0, 12.0]
+    assert both.iloc[0]["ssim_single"] == row["ssim_single"]
+    md = compare(both, tmp_path, "mnist", 4, label="new")
+    assert "pixel DDPM / pixel DDPM shrunk 12 |" in md
+    assert f"| 1 | {row['ssim_single']:.3f} / 0.500 / 0.250 / {both.iloc[1]['ssim_single']:.3f} |" in md
+
 
 def _strict_bank_figures(eng, steps: int, **bank_kw) -> np.ndarray:
     """Mean (SSIM, skill, spread) of the engine's 2-sample strict banks on the temperature study's MNIST x4
@@ -342,6 +350,27 @@ def test_temperature_study_schedulers_are_the_engines_own_and_seeded():
         Setting("pixel-ddpm", steps=2, scheduler="heun")
     with pytest.raises(ValueError, match="has no scheduler"):
         Setting("regression", scheduler="ddpm")
+    # the like-for-like pixel DDPM: its output through the kernel models' Haar shrinkage
+    from sr_engine.projection import haar_shrink
+
+    shrunk = Setting("pixel-ddpm", steps=2, shrink=16.0)
+    assert shrunk.label == "pixel-ddpm (2 steps, shrink 16)"
+    plain = methods.bank(Setting("pixel-ddpm", steps=2), y8, 2, 7)
+    got = methods.bank(shrunk, y8, 2, 7)
+    assert not np.array_equal(got, plain)
+    # shrinking the 8-bit samples lands close to it (the bank shrinks the float output, before clipping and
+    # rounding), and the shrunk bank is smoother
+    again = haar_shrink(torch.from_numpy(plain.astype(np.float64) / 255), 16 / 255, 2).numpy() * 255
+    assert np.abs(again - got).mean() < 0.5
+
+    def tv(b):
+        return np.abs(np.diff(b.astype(float), axis=-1)).sum() + np.abs(np.diff(b.astype(float), axis=-2)).sum()
+
+    assert tv(got) < tv(plain)
+    with pytest.raises(ValueError, match="shrink must be >= 0"):
+        Setting("pixel-ddpm", steps=2, shrink=-1.0)
+    with pytest.raises(ValueError, match="only"):
+        Setting("kernel-strict", steps=2, shrink=8.0)
     unet, cfg = methods.pixel
     with pytest.raises(ValueError, match="one generator per sample"):
         pixel_sample(unet, cfg, torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), 2, scheduler="ddpm")

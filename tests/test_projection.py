@@ -20,10 +20,12 @@ from sr_engine.projection import (
     background_weights,
     declip_lr,
     default_margin,
+    haar_shrink,
     project_slab,
     rounding_shift,
     rounds_back,
     slab_bounds,
+    shrink_levels,
     strict_project,
 )
 
@@ -326,3 +328,57 @@ def test_an_exhausted_margin_bracket_is_bisected():
     u8, info = strict_project(deg, x, lr, weights=w)
     assert rounds_back(deg, u8, lr).all() and not info.fallback.any()
     assert 0.2 < info.margin[0] < default_margin(deg)
+
+
+# ---- the Haar shrinkage before the projection (StrictSettings.shrink_grey) --------------------------------------
+@FAST
+@given(seed=st.integers(0, 2**31 - 1), setting=st.sampled_from(SETTINGS))
+def test_haar_shrink_keeps_strong_edges_and_flat_ground(seed, setting):
+    """Blocks of 0 and 1 (edges far above the threshold) and constant images come back as they were; below a
+    tiny threshold the transform is its own inverse; a threshold of 0 returns the very tensor."""
+    size, scale, ch = setting
+    gen = torch.Generator().manual_seed(seed)
+    levels = shrink_levels(size, scale)
+    k = 2**levels
+    coarse = (torch.rand((2, ch, size[0] // k, size[1] // k), generator=gen) > 0.5).double()
+    blocks = coarse.repeat_interleave(k, -2).repeat_interleave(k, -1)
+    # every edge is far above the threshold; at 3 levels a few coarse details of shifted corners are not (a quarter
+    # grey at most in 30 seeds), so the 8-bit image is the same
+    out = haar_shrink(blocks, 8 / 255, levels)
+    assert (out - blocks).abs().max() < 0.5 / 255
+    if levels <= 2:
+        assert torch.allclose(out, blocks, atol=1e-12)
+    flat = torch.full((ch, *size), float(torch.rand((), generator=gen, dtype=torch.float64)))
+    assert torch.allclose(haar_shrink(flat, 8 / 255, levels), flat, atol=1e-12)
+    x = torch.rand((2, ch, *size), generator=gen, dtype=torch.float64)
+    assert torch.allclose(haar_shrink(x, 1e-12, levels), x, atol=1e-12)
+    assert haar_shrink(x, 0.0, levels) is x
+
+
+def test_haar_shrink_removes_faint_texture_on_flat_ground_and_the_projection_stays_exact():
+    """Faint noise (+-2 grey) on a light plate with dark ink: the ground's noise shrinks (its 4 x 4 block means
+    stay), the ink's edges do not move, and the strict projection of the result still rounds back exactly."""
+    gen = torch.Generator().manual_seed(3)
+    size, scale = (32, 128), 4
+    ink = torch.ones((1, *size), dtype=torch.float64) * 0.85
+    ink[:, 8:24, 16:20] = 0.1
+    ink[:, 8:24, 40:56] = 0.1
+    noisy = ink + (torch.rand((4, *size), generator=gen, dtype=torch.float64) - 0.5) * 4 / 255
+    out = haar_shrink(noisy, 8 / 255, shrink_levels(size, scale))
+    ground = (ink[0] > 0.5) & (F.max_pool2d((ink < 0.5).double()[None], 9, 1, 4)[0, 0] == 0)
+    assert (out - ink)[:, ground].std() < 0.5 * (noisy - ink)[:, ground].std()
+    assert (out - ink)[:, ~ground].abs().max() < 3 / 255  # the ink stays where it was
+    deg = get_degradation(size, scale)
+    lr = _lr_of(deg, ink[0])
+    u8, info = strict_project(deg, out, lr, weights=background_weights(out, 0.003, dark_ink=True))
+    assert rounds_back(deg, u8, lr).all() and not info.fallback.any()
+
+
+def test_haar_shrink_levels_and_bad_arguments():
+    assert [shrink_levels(s, k) for s, k in [((28, 28), 4), ((32, 32), 8), ((32, 128), 4), ((30, 30), 4),
+                                            ((24, 24), 3), ((28, 28), 1)]] == [2, 3, 2, 1, 1, 0]
+    x = torch.rand(2, 28, 28, dtype=torch.float64)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        haar_shrink(x, 0.1, 3)
+    with pytest.raises(ValueError, match="threshold"):
+        haar_shrink(x, -0.1, 2)

@@ -123,6 +123,26 @@ def test_an_unreachable_lr_raises_naming_the_seeds(scale):
     assert all(str(s) in str(err.value) for s in seeds)
 
 
+@pytest.mark.parametrize("scale", [4, 8])
+def test_the_shrink_changes_strict_samples_only_and_they_stay_exact(scale):
+    """``shrink_grey`` smooths the flow's output before the projection: strict samples change and still round
+    back; flow and prior mode, which do not project, are left as decoded."""
+    eng = ENGINES[scale]
+    shrunk = FlowEngine("shrunk", eng.flow, eng.unet, eng.ddpm_config,
+                        strict=StrictSettings(eng.strict.declip_grey, eng.strict.floor, shrink_grey=24.0))
+    rng = np.random.default_rng(scale)
+    hr = _blocks(rng.choice([0, 255, -1], size=(2, 2)), LR_SIDE * scale, scale)
+    lr = make_lr(hr, scale)
+    a = shrunk.sample_bank(lr, n=4, steps=2, seed=5)
+    b = eng.sample_bank(lr, n=4, steps=2, seed=5)
+    _assert_exact(shrunk, a.images, lr)
+    assert not np.array_equal(a.images, b.images)
+    assert a.settings["strict"]["shrink_grey"] == 24.0
+    for mode in ("flow", "prior"):
+        assert np.array_equal(shrunk.sample_bank(lr, n=2, steps=2, seed=5, mode=mode).images,
+                              eng.sample_bank(lr, n=2, steps=2, seed=5, mode=mode).images)
+
+
 def test_flow_mode_uses_the_declipped_input_and_prior_does_not():
     eng = ENGINES[4]
     lr = np.array([[0, 0, 0, 0], [0, 255, 200, 0], [0, 90, 255, 0], [0, 0, 0, 0]], dtype=np.uint8)
@@ -140,7 +160,7 @@ def test_flow_mode_uses_the_declipped_input_and_prior_does_not():
 
 def test_settings_are_in_the_config_and_defaults_follow_the_domain():
     eng = ENGINES[8]
-    assert eng.config["strict"] == {"declip_grey": 8.0, "floor": 0.003, "dark_ink": False}
+    assert eng.config["strict"] == {"declip_grey": 8.0, "floor": 0.003, "dark_ink": False, "shrink_grey": 0.0}
     json.dumps(eng.config)
     assert strict_settings_for("mnist-x4", "mnist") == TUNED_STRICT["mnist-x4"]
     # with a de-clip estimator the amount is tuned beyond its estimate; a model tuned without one keeps its own
@@ -153,6 +173,8 @@ def test_settings_are_in_the_config_and_defaults_follow_the_domain():
         StrictSettings(declip_grey=-1)
     with pytest.raises(ValueError):
         StrictSettings(floor=0)
+    with pytest.raises(ValueError):
+        StrictSettings(shrink_grey=-1)
 
 
 def test_shipped_models_carry_their_tuned_settings():

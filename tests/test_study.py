@@ -15,6 +15,7 @@ from sr_engine.bench.study import (
     _fit,
     adaptive,
     calibrate,
+    engine_settings,
     evaluate,
     fit_pool,
     posteriors_by_votes,
@@ -41,7 +42,8 @@ def _cache(path, rows, seed, n=8, sha=None):
     # a bank mostly shows its digit, sometimes a neighbour
     readings = np.where(rng.random((len(rows), n)) < 0.8, labels[:, None], (labels[:, None] + 1) % 10)
     np.savez_compressed(path, rows=rows, labels=labels, readings=readings, confidence=np.full((len(rows), n), 0.9),
-                        engine_sha256=np.array(_engine_sha() if sha is None else sha))
+                        engine_sha256=np.array(_engine_sha() if sha is None else sha),
+                        engine_strict=np.array(engine_settings(load_engine("mnist-x8"))))
 
 
 @pytest.fixture()
@@ -135,17 +137,21 @@ def test_real_banks_are_read_and_cached_with_the_engines_hash(tmp_path):
     again = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")  # from the cache
     assert (again["readings"] == got["readings"]).all()
 
-    # a cache made with other engine weights (or with none recorded) is not used: sampled again, rewritten
-    for stale_sha in ("0" * 64, None):
+    # a cache made with other engine weights or strict settings (or with none recorded) is not used: sampled
+    # again, rewritten
+    for key, stale_value in (("engine_sha256", "0" * 64), ("engine_sha256", None), ("engine_strict", "{}"),
+                             ("engine_strict", None)):
         stale = dict(got, readings=np.full_like(got["readings"], -1))
-        if stale_sha is None:
-            stale.pop("engine_sha256")
+        if stale_value is None:
+            stale.pop(key)
         else:
-            stale["engine_sha256"] = np.array(stale_sha)
+            stale[key] = np.array(stale_value)
         np.savez_compressed(tmp_path / "banks-train.npz", **stale)
         fresh = bank_readings("train", 1, cfg, tmp_path / "banks-train.npz")
         assert (fresh["readings"] == got["readings"]).all()
         assert str(np.load(tmp_path / "banks-train.npz")["engine_sha256"]) == _engine_sha()
+        saved = np.load(tmp_path / "banks-train.npz")
+        assert str(saved["engine_strict"]) == engine_settings(load_engine("mnist-x8"))
 
 
 def test_targets_count_a_tie_as_met():

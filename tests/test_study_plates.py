@@ -24,6 +24,7 @@ from sr_engine.bench.study_plates import (
     plate_probabilities,
     simulate_project,
 )
+from sr_engine.bench.study import engine_settings
 from sr_engine import load_engine
 from sr_engine.calibration import calibration_path, load_calibration, save_calibration
 from sr_engine.consensus import PLATE_CONFIG, ConsensusConfig
@@ -62,7 +63,8 @@ def _cache(path, n, split, seed, bank_n=8, wrong=0.0):
     fonts = (EVAL_FONTS if split == "eval" else TRAIN_FONTS)[:1] * n
     np.savez_compressed(path, texts=np.array(texts), fonts=np.array(fonts),
                         split=np.array("eval" if split == "eval" else "train"), readings=np.array(readings),
-                        confidence=np.full((n, bank_n), 0.9), engine_sha256=np.array(_engine_sha()))
+                        confidence=np.full((n, bank_n), 0.9), engine_sha256=np.array(_engine_sha()),
+                        engine_strict=np.array(engine_settings(load_engine("plates-x4"))))
 
 
 @pytest.fixture()
@@ -166,6 +168,10 @@ def test_real_banks_are_read_and_cached(tmp_path):
     fresh = bank_readings("train", cfg, tmp_path / "banks-train.npz")
     assert (fresh["readings"] == got["readings"]).all()
     assert str(np.load(tmp_path / "banks-train.npz")["engine_sha256"]) == str(got["engine_sha256"])
+    # and so is one sampled with other strict-mode settings (a shrink threshold, a de-clip amount)
+    np.savez_compressed(tmp_path / "banks-train.npz", **dict(got, readings=np.full_like(got["readings"], "ZZZ"),
+                                                              engine_strict=np.array("{}")))
+    assert (bank_readings("train", cfg, tmp_path / "banks-train.npz")["readings"] == got["readings"]).all()
 
 
 def test_the_app_loads_each_kinds_calibration(tmp_path, monkeypatch):

@@ -8,6 +8,10 @@ Families (``FAMILIES``):
   projection ``x0_hat <- x0_hat + D^+(y - D x0_hat)`` at every step.
 - ``kernel-flow`` / ``kernel-strict``: the shipped engine's kernel-space sampler in flow / strict mode (DDIM).
 
+``Setting.shrink`` (grey; pixel families only) passes the pixel DDPM's output through the same Haar shrinkage that a
+kernel model's strict mode may apply before its projection (:func:`sr_engine.projection.haar_shrink`,
+``StrictSettings.shrink_grey``): a like-for-like comparison, never the benchmark's own baseline.
+
 The samplers run DDIM unless a setting names another of the kernel DDPM's schedulers (``SCHEDULERS``: ``dpmsolver``,
 or ``ddpm``, ancestral, drawing each step's noise from the sample's own generator); the benchmark runs DDIM.
 
@@ -32,6 +36,7 @@ from ..degradation import bicubic_up, get_degradation
 from ..engines.base import sample_seeds
 from ..engines.registry import load_engine
 from ..models.kernel_diffusion import SCHEDULERS, KernelDDPMConfig, make_scheduler
+from ..projection import haar_shrink, shrink_levels
 from .baselines import load_pixel_ddpm, load_regression
 from .config import BenchConfig
 
@@ -41,18 +46,21 @@ FAMILIES: tuple[str, ...] = ("bicubic", "regression", "prior", "pixel-ddpm", "pi
                              "kernel-strict")
 SAMPLERS: tuple[str, ...] = ("pixel-ddpm", "pixel-ddnm", "kernel-flow", "kernel-strict")  # the step sweep
 DETERMINISTIC: tuple[str, ...] = ("bicubic", "regression")
+PIXEL: tuple[str, ...] = ("pixel-ddpm", "pixel-ddnm")
 
 
 @dataclass(frozen=True)
 class Setting:
     """One method at one setting. ``steps`` is 0 where it does not apply; ``tau`` is the temperature of the
     starting Gaussian (``prior`` and the samplers; the benchmark runs the samplers at 1); ``scheduler`` the
-    samplers' diffusers scheduler (the benchmark runs ``ddim``)."""
+    samplers' diffusers scheduler (the benchmark runs ``ddim``); ``shrink`` the grey threshold of the Haar shrinkage of
+    the pixel families' output (0: none; the benchmark runs 0)."""
 
     family: str
     steps: int = 0
     tau: float = 1.0
     scheduler: str = "ddim"
+    shrink: float = 0.0
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -63,6 +71,10 @@ class Setting:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {SCHEDULERS}")
         if self.scheduler != "ddim" and self.family not in SAMPLERS:
             raise ValueError(f"{self.family} has no scheduler; only the samplers {SAMPLERS} take one")
+        if not self.shrink >= 0:
+            raise ValueError(f"shrink must be >= 0, got {self.shrink}")
+        if self.shrink and self.family not in PIXEL:
+            raise ValueError(f"only {PIXEL} take a shrink (a kernel model's is its StrictSettings.shrink_grey)")
 
     @property
     def label(self) -> str:
@@ -71,7 +83,8 @@ class Setting:
         if self.family in SAMPLERS:
             temp = f", tau={self.tau:g}" if self.tau != 1.0 else ""
             sched = f", {self.scheduler}" if self.scheduler != "ddim" else ""
-            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''}{temp}{sched})"
+            shrink = f", shrink {self.shrink:g}" if self.shrink else ""
+            return f"{self.family} ({self.steps} step{'s' if self.steps != 1 else ''}{temp}{sched}{shrink})"
         return self.family
 
     @property
@@ -187,6 +200,9 @@ class Methods:
             noise = torch.stack([torch.randn((1, *side), generator=g) for g in gens])
             noise = noise * s.tau  # exact at tau 1
             y = y1.expand(len(b), -1, -1, -1) if s.family == "pixel-ddnm" else None
-            out.append(_u8(pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale,
-                                        scheduler=s.scheduler, generators=gens)))
+            x = pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale,
+                             scheduler=s.scheduler, generators=gens)
+            if s.shrink:
+                x = haar_shrink(x, s.shrink / 255.0, shrink_levels(side, self.scale))
+            out.append(_u8(x))
         return np.concatenate(out)

@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
 def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> tuple[float, float]:
     """Seconds of the strict step of one ``n``-sample bank of a shipped model (a training digit or training plate),
     old against new, timed alternately (median of ``repeats`` each): old = the flow fed the LR image, then
-    ``Degradation.project`` onto ``D x = Y/255`` and rounding; new = the flow fed the de-clipped LR image, then
-    the background weights and :func:`strict_project` (projection, rounding, verification). The kernel DDPM's
+    ``Degradation.project`` onto ``D x = Y/255`` and rounding; new = the flow fed the de-clipped LR image, the
+    model's Haar shrinkage, then the background weights and :func:`strict_project` (projection, rounding,
+    verification). The kernel DDPM's
     latents, which both share, are drawn once and not timed."""
     eng = load_engine(model)
     hr = _training_hr(eng, seed)
@@ -159,8 +160,9 @@ def bank_step_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, 
 
 def _strict_step(eng, deg: Degradation, lr: np.ndarray, y_flow: torch.Tensor, zs):
     """Strict mode's step after the kernel DDPM: the flow's inverse from ``y_flow`` (its input, batched) and the
-    latents, then :func:`strict_project` in the engine's metric (uint8 samples and the projection's record)."""
-    x = eng.flow.inverse(y_flow, zs).double()
+    latents, the model's Haar shrinkage (``StrictSettings.shrink``; none at 0), then :func:`strict_project` in the
+    engine's metric (uint8 samples and the projection's record)."""
+    x = eng.strict.shrink(eng.flow.inverse(y_flow, zs).double(), eng.scale)
     return strict_project(deg, x, lr[None], weights=eng.strict.weights(x), tol=eng.projection_tol)
 
 

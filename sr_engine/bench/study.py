@@ -92,16 +92,26 @@ def _rows(split: str, per_digit: int, skip: int = 0):
     return d.images[keep], d.labels[keep], d.rows[keep]
 
 
+def engine_settings(engine) -> str:
+    """What a bank cache must match besides the engine's weights: its strict-mode settings, as JSON."""
+    return json.dumps(engine.config.get("strict", {}), sort_keys=True)
+
+
+def cache_matches(got: dict[str, np.ndarray], engine) -> bool:
+    """Whether a cache was sampled by these weights (SHA-256) with these strict-mode settings."""
+    return (str(got.get("engine_sha256", "")) == engine.config["checkpoint_sha256"]
+            and str(got.get("engine_strict", "")) == engine_settings(engine))
+
+
 def bank_readings(split: str, per_digit: int, cfg: StudyConfig, cache: Path, skip: int = 0) -> dict[str, np.ndarray]:
     """{"rows", "labels", "readings" int (N, bank_n), "confidence" (N, bank_n)} of ``per_digit`` rows per digit of
-    ``split`` (after the first ``skip`` of each digit), cached in ``cache`` with the engine checkpoint's SHA-256
-    (a cache of other weights, or of none recorded, is made again)."""
+    ``split`` (after the first ``skip`` of each digit), cached in ``cache`` with the engine checkpoint's SHA-256 and
+    strict-mode settings (a cache of other weights or settings, or of none recorded, is made again)."""
     engine = load_engine(MODEL)
     sha = engine.config["checkpoint_sha256"]
     if cache.is_file():
         got = dict(np.load(cache))
-        if (got["readings"].shape[1] == cfg.bank_n and len(got["rows"]) == 10 * per_digit
-                and str(got.get("engine_sha256", "")) == sha):
+        if got["readings"].shape[1] == cfg.bank_n and len(got["rows"]) == 10 * per_digit and cache_matches(got, engine):
             return got
         logger.info("%s: made with other engine weights or settings; sampling the banks again", cache)
     reader = reader_for("mnist")
@@ -119,7 +129,8 @@ def bank_readings(split: str, per_digit: int, cfg: StudyConfig, cache: Path, ski
         conf[i] = ev.confidence
         if i % 50 == 0:
             logger.info("%s banks: %d of %d (%.0f s)", split, i, len(rows), time.perf_counter() - t0)
-    out = {"rows": rows, "labels": labels, "readings": readings, "confidence": conf, "engine_sha256": np.array(sha)}
+    out = {"rows": rows, "labels": labels, "readings": readings, "confidence": conf, "engine_sha256": np.array(sha),
+           "engine_strict": np.array(engine_settings(engine))}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **out)
     return out

@@ -50,7 +50,7 @@ from ..evidence import read_bank, reader_for
 from ..plates import ALPHABET, EVAL_FONTS, TRAIN_FONTS, Plates, eval_plates, is_eval_string, render_plates
 from ..raters_sim import SimRater, careful, careless, confuser, simulate_strings, spammer
 from ..reliability import apply_temperature, expected_calibration_error, reliability_diagram, risk_coverage
-from .study import best_min_raters, study_targets
+from .study import best_min_raters, cache_matches, engine_settings, study_targets
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +109,14 @@ def assert_training(b: dict) -> None:
 
 def bank_readings(split: str, cfg: PlateStudyConfig, cache: Path) -> dict[str, np.ndarray]:
     """{"texts" str (N,), "fonts" str (N,), "split" str (), "readings" str (N, bank_n), "confidence" (N, bank_n)}
-    of the plates of ``split`` (:func:`study_plates`), cached in ``cache`` with the engine checkpoint's SHA-256
-    (a cache of other weights, or of none recorded, is made again)."""
+    of the plates of ``split`` (:func:`study_plates`), cached in ``cache`` with the engine checkpoint's SHA-256 and
+    strict-mode settings (a cache of other weights or settings, or of none recorded, is made again)."""
     engine = load_engine(MODEL)
     sha = engine.config["checkpoint_sha256"]
     if cache.is_file():
         got = dict(np.load(cache))
         want = {"train": cfg.train_plates, "gold": cfg.gold_plates, "eval": cfg.eval_plates}[split]
-        if got["readings"].shape == (want, cfg.bank_n) and str(got.get("engine_sha256", "")) == sha:
+        if got["readings"].shape == (want, cfg.bank_n) and cache_matches(got, engine):
             return got
         logger.info("%s: made with other engine weights or settings; sampling the banks again", cache)
     plates = study_plates(split, cfg)
@@ -136,7 +136,8 @@ def bank_readings(split: str, cfg: PlateStudyConfig, cache: Path) -> dict[str, n
     logger.info("%s plate banks: %d in %.0f s", split, len(lr), time.perf_counter() - t0)
     out = {"texts": np.array(plates.texts), "fonts": np.array(plates.fonts), "split": np.array(plates.split),
            "readings": np.array(readings), "confidence": conf,
-           "seconds": np.array(time.perf_counter() - t0), "engine_sha256": np.array(sha)}
+           "seconds": np.array(time.perf_counter() - t0), "engine_sha256": np.array(sha),
+           "engine_strict": np.array(engine_settings(engine))}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **out)
     return out

@@ -8,6 +8,10 @@ code (:func:`sr_engine.eval.digits.digit_row`, :func:`sr_engine.eval.plates.plat
 ``python -m sr_engine benchmark``, for the kernel samplers only (``kernel-strict``, ``kernel-flow``). The other
 methods' rows are read from the given run's CSV instead of being sampled again: they do not depend on the kernel
 engine. No wall times (the full run has them). Evaluation rows only: this measures, it chooses nothing.
+
+``--pixel-shrink G`` also samples the pixel DDPM with its output through the Haar shrinkage that the kernel model's
+strict mode applies before its projection (``Setting.shrink``; G its ``StrictSettings.shrink_grey``): the
+like-for-like baseline, a column beside the full run's plain pixel DDPM.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ KERNEL_FAMILIES: tuple[str, ...] = ("kernel-strict", "kernel-flow")
 COLUMNS = ("ssim_single", "psnr_single", "share_exact", "haze", "diversity")
 
 
-def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...] = KERNEL_FAMILIES) -> pd.DataFrame:
+def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...] = KERNEL_FAMILIES,
+          pixel_shrink: float = 0.0) -> pd.DataFrame:
     """One row per (family, steps) of the kernel sampler of ``engine`` on the benchmark's images of its domain;
-    columns as the benchmark's ``metrics.csv`` / ``plates_metrics.csv`` (the timing columns are NaN)."""
+    columns as the benchmark's ``metrics.csv`` / ``plates_metrics.csv`` (the timing columns are NaN). With
+    ``pixel_shrink`` > 0, also the pixel DDPM shrunk at that threshold (family ``pixel-ddpm``, column ``shrink``)."""
     cfg = cfg or BenchConfig()
     eng = load_engine(engine)
     rows = []
@@ -50,26 +56,31 @@ def sweep(engine: str, cfg: BenchConfig | None = None, families: tuple[str, ...]
         hr, labels, lr, seeds = digit_images(cfg, eng.scale)
         _, judge = load_raters(cfg.baselines.export_path())
         n = cfg.sweep_n
-    methods = Methods(eng.scale, eng, cfg.baselines.export_path(), families=families, domain=eng.domain)
-    for fam in families:
+    runs = list(families) + (["pixel-ddpm"] if pixel_shrink else [])
+    methods = Methods(eng.scale, eng, cfg.baselines.export_path(), families=tuple(runs), domain=eng.domain)
+    for fam in runs:
+        shrink = pixel_shrink if fam == "pixel-ddpm" else 0.0
         for steps in tqdm(cfg.steps, desc=f"{fam} {eng.name}", mininterval=5):
-            s = Setting(fam, steps=steps)
+            s = Setting(fam, steps=steps, shrink=shrink)
             banks = np.stack([methods.bank(s, im, n, sd) for im, sd in zip(lr, seeds)])
             if eng.domain == "plates":
                 r = plate_row(s.label, hr, lr, banks, texts, judge, None, eng.scale, float("nan"))
             else:
                 r = digit_row(s.label, hr, lr, banks, labels, judge, eng.scale, float("nan"))
-            rows.append({"scale": eng.scale, "family": fam, "steps": steps, **vars(r)})
+            rows.append({"scale": eng.scale, "family": fam, "steps": steps, "shrink": shrink, **vars(r)})
     return pd.DataFrame(rows)
 
 
 def compare(new: pd.DataFrame, against: Path, domain: str, scale: int, label: str = "new") -> str:
     """Markdown: per step count, SSIM / PSNR / haze / diversity of the new kernel-strict rows beside the full
-    run's kernel-strict and pixel DDPM rows."""
+    run's kernel-strict and pixel DDPM rows (and the new shrunk pixel DDPM rows, where the sweep has them)."""
     ref = pd.read_csv(Path(against) / ("plates_metrics.csv" if domain == "plates" else "metrics.csv"))
     ref = ref[ref["scale"] == scale]
-    lines = [f"| steps | SSIM {label} / run / pixel DDPM | PSNR {label} / run / pixel DDPM | "
-             f"haze {label} / run / pixel DDPM (grey) | diversity {label} / run / pixel DDPM | exact {label} |",
+    shrunk = new[new["family"] == "pixel-ddpm"].set_index("steps")
+    px = f" / pixel DDPM shrunk {shrunk['shrink'].iloc[0]:g}" if len(shrunk) else ""
+    lines = [f"| steps | SSIM {label} / run / pixel DDPM{px} | PSNR {label} / run / pixel DDPM{px} | "
+             f"haze {label} / run / pixel DDPM{px} (grey) | diversity {label} / run / pixel DDPM{px} | "
+             f"exact {label} |",
              "|---|---|---|---|---|---|"]
     def old(fam: str, steps: int, col: str) -> float:
         hit = ref[(ref["family"] == fam) & (ref["steps"] == steps)]
@@ -77,8 +88,12 @@ def compare(new: pd.DataFrame, against: Path, domain: str, scale: int, label: st
 
     mine = new[new["family"] == "kernel-strict"].set_index("steps")
     for steps, r in mine.iterrows():
-        cells = [f"{r[c]:{f}} / {old('kernel-strict', steps, c):{f}} / {old('pixel-ddpm', steps, c):{f}}"
-                 for c, f in (("ssim_single", ".3f"), ("psnr_single", ".2f"), ("haze", ".2f"), ("diversity", ".4f"))]
+        cells = []
+        for c, f in (("ssim_single", ".3f"), ("psnr_single", ".2f"), ("haze", ".2f"), ("diversity", ".4f")):
+            cell = f"{r[c]:{f}} / {old('kernel-strict', steps, c):{f}} / {old('pixel-ddpm', steps, c):{f}}"
+            if len(shrunk):
+                cell += f" / {shrunk.loc[steps, c]:{f}}"
+            cells.append(cell)
         lines.append(f"| {steps} | " + " | ".join(cells) + f" | {100 * r['share_exact']:.1f}% |")
     return "\n".join(lines)
 
@@ -92,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--families", default=",".join(KERNEL_FAMILIES),
                    help="comma-separated: kernel-strict, kernel-flow (the table reads the kernel-strict rows)")
+    p.add_argument("--pixel-shrink", type=float, default=0.0,
+                   help="also the pixel DDPM with its output Haar-shrunk at this threshold (grey; 0: not run)")
     p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     a = p.parse_args(argv)
     families = tuple(a.families.split(","))
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--families takes {', '.join(KERNEL_FAMILIES)}")
     torch.set_num_threads(a.threads)
     eng = load_engine(a.engine)
-    df = sweep(a.engine, families=families)
+    df = sweep(a.engine, families=families, pixel_shrink=a.pixel_shrink)
     md = compare(df, Path(a.against), eng.domain, eng.scale, a.label)
     print(md)
     if a.out:

@@ -15,6 +15,9 @@ mode (every sample exact) and the pixel DDPM (:func:`sr_engine.bench.methods.pix
 scheduler asked for (DDIM, the benchmark's, by default; ``ddpm`` is ancestral): a scheduler that raises SSIM by
 narrowing the bank shows it in the same way as a colder start.
 
+``--pixel-shrinks 0,16`` adds the pixel DDPM's output passed through the Haar shrinkage that a kernel model's strict
+mode may apply before its projection (``StrictSettings.shrink_grey``): the like-for-like comparison.
+
 Training rows only (:func:`sr_engine.eval.strict_tuning.training_images`): MNIST's first training rows of each
 digit, or training-font plates. Bank ``i`` is seeded ``seed + i``.
 """
@@ -38,14 +41,15 @@ from ..eval.strict_tuning import training_images
 from ..eval.tables import markdown
 from ..metrics import background_ssim_loss, spread_skill, ssim
 from .config import BenchConfig
-from .methods import Methods, Setting
+from .methods import PIXEL, Methods, Setting
 
 FAMILIES: tuple[str, ...] = ("kernel-strict", "pixel-ddpm")
 
 
 def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, taus: Sequence[float] = (1.0, 0.8),
                       families: Sequence[str] = FAMILIES, baselines: str | Path | None = None,
-                      seed: int = 1000, schedulers: Sequence[str] = ("ddim",)) -> pd.DataFrame:
+                      seed: int = 1000, schedulers: Sequence[str] = ("ddim",),
+                      pixel_shrinks: Sequence[float] = (0.0,)) -> pd.DataFrame:
     """One row per (family, scheduler, tau): single-sample SSIM, skill, spread and their ratio, averaged over
     ``rows`` training images of ``model``'s domain, ``n`` samples each at ``steps`` scheduler steps."""
     if n < 2:
@@ -58,8 +62,9 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
     dark_ink = eng.domain == "plates"  # dark text on a light plate; digits are light strokes on black
     root = baselines if baselines is not None else BenchConfig().baselines.export_path()
     methods = Methods(eng.scale, eng, root, families=tuple(families), domain=eng.domain)
-    settings = [Setting(fam, steps=steps, tau=float(tau), scheduler=sch) for fam in families for sch in schedulers
-                for tau in taus]  # unknown families or schedulers fail here, before any sampling
+    settings = [Setting(fam, steps=steps, tau=float(tau), scheduler=sch, shrink=float(g) if fam in PIXEL else 0.0)
+                for fam in families for sch in schedulers for tau in taus
+                for g in (pixel_shrinks if fam in PIXEL else (0.0,))]  # bad arguments fail here, before sampling
     acc: dict[Setting, list[list[float]]] = {}
     t0 = time.perf_counter()
     for i, (h, y8) in enumerate(tqdm(list(zip(hr, lr)), desc=f"temperature {eng.name}", mininterval=10)):
@@ -73,7 +78,8 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
     for st, v in acc.items():
         a = np.asarray(v)
         skill, spread = float(a[:, 1].mean()), float(a[:, 2].mean())
-        out.append({"model": eng.name, "family": st.family, "scheduler": st.scheduler, "steps": steps,
+        out.append({"model": eng.name, "family": st.family, "scheduler": st.scheduler, "shrink": st.shrink,
+                    "steps": steps,
                     "tau": st.tau, "images": len(hr), "n": n,
                     "seed": seed, "ssim_single": float(a[:, 0].mean()), "skill": skill, "spread": spread,
                     "skill_over_spread": skill / spread if spread > 0 else float("inf"),
@@ -84,7 +90,8 @@ def temperature_study(model: str, rows: int = 50, n: int = 8, steps: int = 8, ta
 def to_markdown(df: pd.DataFrame) -> str:
     head = ["sampler", "scheduler", "tau", "SSIM", "skill (MSE to HR)", "spread (MSE between samples)",
             "skill / spread", "1 - SSIM off strokes"]
-    rows = [[r.family, r.scheduler, f"{r.tau:g}", f"{r.ssim_single:.4f}", f"{r.skill:.5f}", f"{r.spread:.5f}",
+    rows = [[r.family + (f" (shrink {r.shrink:g})" if r.shrink else ""), r.scheduler, f"{r.tau:g}",
+             f"{r.ssim_single:.4f}", f"{r.skill:.5f}", f"{r.spread:.5f}",
              f"{r.skill_over_spread:.2f}", f"{r.ssim_loss_background:.4f}"] for r in df.itertuples()]
     r0 = df.iloc[0]
     return (f"model {r0.model}: {r0.images} training images x {r0.n} samples, {r0.steps} step"
@@ -105,12 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--taus", default="1,0.8", help="comma-separated temperatures")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--schedulers", default="ddim", help="comma-separated: ddim (the benchmark's), dpmsolver, ddpm")
+    p.add_argument("--pixel-shrinks", default="0",
+                   help="comma-separated grey thresholds of the Haar shrinkage of the pixel DDPM's output (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     df = temperature_study(a.model, a.rows, a.n, a.steps, [float(t) for t in a.taus.split(",")],
-                           a.families.split(","), schedulers=a.schedulers.split(","))
+                           a.families.split(","), schedulers=a.schedulers.split(","),
+                           pixel_shrinks=[float(g) for g in a.pixel_shrinks.split(",")])
     md = to_markdown(df)
     print(md)
     if a.out:

@@ -166,8 +166,9 @@ class FlowEngine:
                                      timesteps=timesteps, start_step=start_step)
             x = self.flow.inverse(y_flow.expand(len(bseeds), -1, -1, -1), zs)
             if mode == "strict":
+                x = self.strict.shrink(x.double(), self.scale)
                 try:
-                    u8, info = strict_project(deg, x.double(), lr_u8, weights=self.strict.weights(x.double()),
+                    u8, info = strict_project(deg, x, lr_u8, weights=self.strict.weights(x),
                                               tol=self.projection_tol)
                 except StrictProjectionError as err:
                     bad = [int(bseeds[i]) for i in err.indices]

@@ -7,7 +7,8 @@ settings); then for each de-clip amount the flow decodes them from the de-clippe
 (:func:`sr_engine.projection.declip_lr`; for a model with a de-clip estimator the amount is the push beyond its
 estimate), and each sample is projected onto the 8-bit slab
 (:func:`sr_engine.projection.strict_project`) in the Euclidean norm and with :func:`background_weights` at each
-floor. Reported per setting: single-sample SSIM against HR (the criterion), background haze
+floor, after :func:`sr_engine.projection.haar_shrink` at each shrink threshold (``--shrinks``; 0: none). Reported
+per setting: single-sample SSIM against HR (the criterion), background haze
 (:func:`sr_engine.metrics.background_haze`) and the share of samples that round back exactly; the flow's own
 output (no projection) is a reference column. The chosen setting is the one of highest SSIM.
 Evaluation rows are never read here.
@@ -44,6 +45,7 @@ from .tables import markdown
 log = logging.getLogger(__name__)
 
 DECLIPS: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0, 12.0, 16.0)  # grey
+SHRINKS: tuple[float, ...] = (0.0,)  # grey; the default grid leaves the flow's output as decoded
 FLOORS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
 TUNE_PLATES_SEED = 11  # training renders drawn for tuning (training fonts and strings only)
 TUNE_DIGITS_PER_CLASS = 20  # the most training digits of each class tuning reads (rows <= 200)
@@ -66,33 +68,37 @@ class TuneResult:
     steps: int
     dark_ink: bool
     seconds: float
-    cells: dict[tuple[float, str], TuneCell] = field(default_factory=dict)  # (declip, metric) -> figures
+    # (declip, metric, shrink) -> figures
+    cells: dict[tuple[float, str, float], TuneCell] = field(default_factory=dict)
 
     def metrics(self) -> list[str]:
-        return list(dict.fromkeys(m for _, m in self.cells))
+        return list(dict.fromkeys(m for _, m, _ in self.cells))
 
     def best(self) -> StrictSettings:
         """The projected setting of highest SSIM (the unprojected flow is only a reference)."""
-        (d, m), _ = max(((k, c) for k, c in self.cells.items() if k[1] != FLOW), key=lambda kc: kc[1].ssim)
+        (d, m, t), _ = max(((k, c) for k, c in self.cells.items() if k[1] != FLOW), key=lambda kc: kc[1].ssim)
         return StrictSettings(declip_grey=d, floor=None if m == EUCLID else float(m.split("=")[1]),
-                              dark_ink=self.dark_ink)
+                              dark_ink=self.dark_ink, shrink_grey=t)
 
     def to_markdown(self) -> str:
         metrics = self.metrics()
-        head = ["de-clip (grey)"] + [f"{m}: SSIM / haze / exact" for m in metrics]
+        shrinks = list(dict.fromkeys(k[2] for k in self.cells))
+        head = ["de-clip (grey)"] + (["shrink (grey)"] if shrinks != [0.0] else []) + [
+            f"{m}: SSIM / haze / exact" for m in metrics]
         rows = []
-        for d in dict.fromkeys(k[0] for k in self.cells):
+        for d, t in dict.fromkeys((k[0], k[2]) for k in self.cells):
             cells = []
             for m in metrics:
-                c = self.cells[(d, m)]
+                c = self.cells[(d, m, t)]
                 ex = "n/a" if c.exact != c.exact else f"{100 * c.exact:.0f}%"
                 cells.append(f"{c.ssim:.4f} / {c.haze:.2f} / {ex}")
-            rows.append([f"{d:g}"] + cells)
+            rows.append([f"{d:g}"] + ([f"{t:g}"] if shrinks != [0.0] else []) + cells)
         b = self.best()
         return (f"model {self.model}: {self.images} training images x {self.samples} samples, {self.steps} steps, "
                 f"dark_ink={self.dark_ink}, {self.seconds:.0f} s; single-sample SSIM against HR / background "
                 f"haze (grey) / share exact\n\n{markdown(head, rows)}\n\nchosen: de-clip {b.declip_grey:g} grey, "
-                f"floor {b.floor if b.floor is not None else 'none (uniform)'}")
+                f"floor {b.floor if b.floor is not None else 'none (uniform)'}"
+                + (f", shrink {b.shrink_grey:g} grey" if shrinks != [0.0] else ""))
 
 
 def training_images(domain: str, scale: int, rows: int) -> np.ndarray:
@@ -116,8 +122,8 @@ def tuning_rows(labels: np.ndarray, rows: int = 10 * TUNE_DIGITS_PER_CLASS) -> n
 
 @torch.no_grad()
 def tune_strict(model: str, rows: int = 200, n: int = 8, steps: int = 8, declips: Sequence[float] = DECLIPS,
-                floors: Sequence[float] = FLOORS, seed: int = 0) -> TuneResult:
-    """Evaluate the de-clip x metric grid on training images of ``model`` (see the module docstring)."""
+                floors: Sequence[float] = FLOORS, seed: int = 0, shrinks: Sequence[float] = SHRINKS) -> TuneResult:
+    """Evaluate the de-clip x metric x shrink grid on training images of ``model`` (see the module docstring)."""
     eng = load_engine(model)
     if eng.domain not in ("mnist", "plates"):
         raise ValueError(f"model {model!r} has no known training domain ({eng.domain!r}); nothing to tune on")
@@ -126,7 +132,7 @@ def tune_strict(model: str, rows: int = 200, n: int = 8, steps: int = 8, declips
     lr = make_lr(hr, eng.scale)
     deg = get_degradation(hr.shape[-2:], eng.scale, eng.kernel)
     metrics: list[tuple[str, float | None]] = [(EUCLID, None)] + [(f"floor={f:g}", float(f)) for f in floors]
-    acc: dict[tuple[float, str], list[np.ndarray]] = {}
+    acc: dict[tuple[float, str, float], list[np.ndarray]] = {}
     t0 = time.perf_counter()
     for i, (h, y8) in enumerate(tqdm(list(zip(hr, lr)), desc=f"tune {model}", mininterval=10)):
         seeds = sample_seeds(seed + i, n)
@@ -136,15 +142,17 @@ def tune_strict(model: str, rows: int = 200, n: int = 8, steps: int = 8, declips
                                 start_step=None)
         for d in declips:
             yf = torch.from_numpy(eng.flow_input(y8[None], d)).float()[None].expand(n, -1, -1, -1)
-            x = eng.flow.inverse(yf, zs).double()
-            outs = {FLOW: (to_uint8(x), float("nan"))}
-            for name, floor in metrics:
-                w = None if floor is None else StrictSettings(d, floor, dark_ink).weights(x)
-                u8, _ = strict_project(deg, x, y8[None], weights=w)
-                outs[name] = (u8[:, 0], float(rounds_back(deg, u8, y8[None]).mean()))
-            for name, (imgs, exact) in outs.items():
-                figs = [[ssim(s, h), background_haze(s, h, dark_ink), exact] for s in imgs]
-                acc.setdefault((d, name), []).append(np.array(figs))
+            decoded = eng.flow.inverse(yf, zs).double()
+            for t in shrinks:
+                x = StrictSettings(shrink_grey=t).shrink(decoded, eng.scale)
+                outs = {FLOW: (to_uint8(x), float("nan"))}
+                for name, floor in metrics:
+                    w = None if floor is None else StrictSettings(d, floor, dark_ink).weights(x)
+                    u8, _ = strict_project(deg, x, y8[None], weights=w)
+                    outs[name] = (u8[:, 0], float(rounds_back(deg, u8, y8[None]).mean()))
+                for name, (imgs, exact) in outs.items():
+                    figs = [[ssim(s, h), background_haze(s, h, dark_ink), exact] for s in imgs]
+                    acc.setdefault((d, name, float(t)), []).append(np.array(figs))
     res = TuneResult(model=model, images=len(hr), samples=n, steps=steps, dark_ink=dark_ink,
                      seconds=time.perf_counter() - t0)
     for k, v in acc.items():
@@ -207,7 +215,8 @@ def fidelity_budget(eng, hr: np.ndarray, n: int = 8, steps: int = 8, seed: int =
                  (own.y, own.zs)]
         for name, (y, z) in zip(BUDGET_CASES, cases):
             x = eng.flow.inverse(y, z).double()
-            u8, _ = strict_project(deg, x, y8[None], weights=st.weights(x))
+            xs = st.shrink(x, eng.scale)  # as strict mode starts the projection
+            u8, _ = strict_project(deg, xs, y8[None], weights=st.weights(xs))
             acc[name].append(np.array([[ssim(s, h), background_haze(s, h, st.dark_ink), ssim(f, h)]
                                        for s, f in zip(u8[:, 0], to_uint8(x))]))
     res = BudgetResult(model=eng.name, images=len(hr), samples=n, steps=steps, declip_grey=st.declip_grey,
