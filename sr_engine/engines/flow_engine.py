@@ -36,13 +36,16 @@ from .base import Bank, as_lr_array, check_bank_args, check_mode, from_uint8, sa
 # the command are in each model card). Digits are light strokes on black; plates dark text on a light plate.
 TUNED_STRICT: dict[str, StrictSettings] = {
     "mnist-x4": StrictSettings(declip_grey=12.0, floor=0.1, dark_ink=False),  # results/tune-strict-mnist-x4.md
-    "mnist-x8": StrictSettings(declip_grey=4.0, floor=0.003, dark_ink=False),  # results/tune-strict-mnist-x8.md
-    "plates-x4": StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True),  # results/tune-strict-plates-x4.md
+    # results/tune-strict-mnist-x8.md; the shrink: results/strict/tune-shrink-mnist-x8.md
+    "mnist-x8": StrictSettings(declip_grey=4.0, floor=0.003, dark_ink=False, shrink_grey=6.0),
+    # results/tune-strict-plates-x4.md; the shrink: results/strict/tune-shrink-plates-x4.md
+    "plates-x4": StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True, shrink_grey=16.0),
 }
 # the same for a model that carries a de-clip estimator (sr_engine.models.declip): the amount is the push beyond its
 # estimate, tuned with it (the shipped mnist-x4 does; the table above holds for its file without one)
 TUNED_STRICT_DECLIP: dict[str, StrictSettings] = {
-    "mnist-x4": StrictSettings(declip_grey=2.0, floor=0.1, dark_ink=False),  # results/strict/tune-strict-declip-*
+    # results/strict/tune-strict-declip-*; the shrink: results/strict/tune-shrink-mnist-x4.md
+    "mnist-x4": StrictSettings(declip_grey=2.0, floor=0.1, dark_ink=False, shrink_grey=12.0),
 }
 # a model of a known domain without tuned settings gets its domain's (those of the shipped model of that domain);
 # an unknown one the Euclidean slab projection without de-clipping
