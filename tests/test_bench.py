@@ -220,6 +220,13 @@ def test_mode_timing_times_a_shipped_bank_in_both_modes():
     assert 0 < flow < 60 and 0 < strict < 60
 
 
+def test_shrink_timing_times_a_shipped_bank_with_and_without_its_shrinkage():
+    from sr_engine.bench.projection_timing import shrink_timing
+
+    t = shrink_timing("mnist-x4", n=2, steps=1, repeats=1)
+    assert set(t) == {"plain", "shrunk", "alone"} and all(0 < v < 60 for v in t.values())
+
+
 def test_engine_timing_times_two_engines_and_their_flow_input():
     """The shipped mnist-x4 (it carries a de-clip estimator) against itself: both sides time a whole strict bank
     and the flow's input, the estimator's forward pass included."""

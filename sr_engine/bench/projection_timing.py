@@ -3,7 +3,9 @@
 Run: ``python -m sr_engine.bench.projection_timing`` (``--n 64 --repeats 3``); with ``--bank mnist-x4`` it times
 instead a shipped model's whole strict step on one bank, old against new (:func:`bank_step_timing`); with
 ``--modes mnist-x4`` a whole bank in strict mode against flow mode (:func:`mode_timing`); with ``--engines A,B``
-a whole strict bank of one engine against another (:func:`engine_timing`). Otherwise it
+a whole strict bank of one engine against another (:func:`engine_timing`); with ``--shrink mnist-x4`` a whole
+strict bank with the model's Haar shrinkage against the same engine without it (:func:`shrink_timing`). Otherwise
+it
 prints, per setting, the median seconds
 of :func:`sr_engine.projection.project_slab` (Euclidean and with :func:`background_weights`), of the whole
 :func:`strict_project` (projection, rounding, verification) and of ``Degradation.project(method="auto")``, with
@@ -36,6 +38,8 @@ projects onto ``D x = Y / 255``, which excludes the true image where the LR imag
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import statistics
 import time
 
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="instead: a whole strict-mode bank of engine A against engine B (names or checkpoint paths), "
                          "timed alternately, and what each spends on the flow's input (the de-clip estimator)")
     ap.add_argument("--images", type=int, default=20, help="--engines: training images of the strict-step timing")
+    ap.add_argument("--shrink", default=None, metavar="MODEL",
+                    help="instead: a shipped model's whole strict bank with its Haar shrinkage against without it "
+                         "(see shrink_timing)")
     ap.add_argument("--modes", default=None, metavar="MODEL",
                     help="instead: a shipped model's whole bank in strict mode against flow mode (see mode_timing)")
     args = ap.parse_args(argv)
@@ -105,6 +112,12 @@ def main(argv: list[str] | None = None) -> None:
               f"alternating runs) A {ta:.3f} s, B {tb:.3f} s ({100 * (tb / ta - 1):+.1f}%); strict step on shared "
               f"latents (mean of {args.images} training images) A {1000 * sa:.1f} ms, B {1000 * sb:.1f} ms "
               f"({1000 * (sb - sa):+.1f} ms); the flow's input A {1000 * fa:.2f} ms, B {1000 * fb:.2f} ms")
+        return
+    if args.shrink:
+        t = shrink_timing(args.shrink, args.n, args.steps, args.repeats, args.seed)
+        print(f"{args.shrink}: {args.n}-sample strict bank, {args.steps} steps, one thread, median of {args.repeats} "
+              f"alternating runs: without the shrinkage {t['plain']:.3f} s, with it {t['shrunk']:.3f} s "
+              f"({100 * (t['shrunk'] / t['plain'] - 1):+.1f}%); the shrinkage alone {1e3 * t['alone']:.1f} ms")
         return
     if args.modes:
         flow, strict = mode_timing(args.modes, args.n, args.steps, args.repeats, args.seed)
@@ -188,6 +201,35 @@ def mode_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed:
             eng.sample_bank(lr, n=n, steps=steps, seed=seed + 1 + r, mode=mode)
             out.append(time.perf_counter() - t)
     return statistics.median(times["flow"]), statistics.median(times["strict"])
+
+
+def shrink_timing(model: str, n: int = 64, steps: int = 8, repeats: int = 9, seed: int = 0) -> dict[str, float]:
+    """What a shipped model's Haar shrinkage (``StrictSettings.shrink_grey``) costs, one thread: seconds of one
+    whole strict-mode ``n``-sample bank on a training LR image with it (``shrunk``) and from the same engine with
+    ``shrink_grey = 0`` (``plain``), timed alternately after a warm-up of each (median of ``repeats`` each), and
+    of the shrinkage alone on ``n`` samples of the model's HR size (``alone``, median of ``repeats``)."""
+    eng = load_engine(model)
+    if eng.strict.shrink_grey == 0:
+        raise ValueError(f"{model} does not shrink (shrink_grey 0): nothing to time")
+    plain = copy.copy(eng)
+    plain.strict = dataclasses.replace(eng.strict, shrink_grey=0.0)
+    hr = _training_hr(eng, seed)
+    lr = make_lr(hr, eng.scale)[0]
+    times: dict[str, list[float]] = {"plain": [], "shrunk": [], "alone": []}
+    engines = {"plain": plain, "shrunk": eng}
+    for e in engines.values():
+        e.sample_bank(lr, n=n, steps=steps, seed=seed)  # warm-up
+    for r in range(repeats):
+        for k, e in engines.items():
+            t = time.perf_counter()
+            e.sample_bank(lr, n=n, steps=steps, seed=seed + 1 + r)
+            times[k].append(time.perf_counter() - t)
+    x = torch.rand((n, 1, *hr.shape[-2:]), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        eng.strict.shrink(x, eng.scale)
+        times["alone"].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 @torch.no_grad()
