@@ -195,11 +195,21 @@ def _haar_merge(mean: torch.Tensor, det: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _hard_threshold(x: torch.Tensor, t: float, levels: int) -> torch.Tensor:
+def _spun_threshold(x: torch.Tensor, t: float, levels: int) -> torch.Tensor:
+    """Hard thresholding at ``t`` of ``levels`` Haar steps of ``x`` (B, H, W), averaged over all ``4 ** levels``
+    circular shifts. A shift by ``s + 2 s'`` is the shift ``s`` in {0, 1}^2 here and ``s'`` one level down (a shift
+    by 2 moves the block means by 1), and the inverse step is linear, so the average over all shifts is the
+    average over the four ``s`` of this level with the next level's own average inside: ``4 * levels`` Haar steps
+    over images of ever smaller size instead of ``4 ** levels`` full transforms."""
     if levels == 0:
         return x
-    mean, det = _haar_split(x)
-    return _haar_merge(_hard_threshold(mean, t, levels - 1), det * (det.abs() > t))
+    acc = torch.zeros_like(x)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            mean, det = _haar_split(torch.roll(x, (dy, dx), (-2, -1)))
+            rec = _haar_merge(_spun_threshold(mean, t, levels - 1), det * (det.abs() > t))
+            acc += torch.roll(rec, (-dy, -dx), (-2, -1))
+    return acc / 4
 
 
 def shrink_levels(size: tuple[int, int], scale: int) -> int:
@@ -234,13 +244,7 @@ def haar_shrink(x: torch.Tensor, threshold: float, levels: int) -> torch.Tensor:
     k = 2**levels
     if x.shape[-2] % k or x.shape[-1] % k:
         raise ValueError(f"{levels} Haar levels need sides that are multiples of {k}, got {tuple(x.shape[-2:])}")
-    flat = x.reshape(-1, *x.shape[-2:])
-    acc = torch.zeros_like(flat)
-    for dy in range(k):
-        for dx in range(k):
-            shifted = torch.roll(flat, (dy, dx), (-2, -1))
-            acc += torch.roll(_hard_threshold(shifted, float(threshold), levels), (-dy, -dx), (-2, -1))
-    return (acc / (k * k)).reshape(x.shape)
+    return _spun_threshold(x.reshape(-1, *x.shape[-2:]), float(threshold), levels).reshape(x.shape)
 
 
 # ------------------------------------------------------------------------------------------- the operator

@@ -355,6 +355,35 @@ def test_haar_shrink_keeps_strong_edges_and_flat_ground(seed, setting):
     assert haar_shrink(x, 0.0, levels) is x
 
 
+def _orthonormal_haar_threshold(x: torch.Tensor, t: float, levels: int) -> torch.Tensor:
+    """Reference: one shift's hard thresholding in the orthonormal Haar basis (block sums / 2 as the low-pass, so
+    the threshold doubles with each level to act on the same detail sizes as the flow's mean low-pass)."""
+    if levels == 0:
+        return x
+    a, b, c, d = x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    low = _orthonormal_haar_threshold((a + b + c + d) / 2, 2 * t, levels - 1)
+    h, v, g = ((u * (u.abs() > t)) for u in ((a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2))
+    out = torch.empty_like(x)
+    out[..., 0::2, 0::2], out[..., 0::2, 1::2] = (low + h + v + g) / 2, (low - h + v - g) / 2
+    out[..., 1::2, 0::2], out[..., 1::2, 1::2] = (low + h - v - g) / 2, (low - h - v + g) / 2
+    return out
+
+
+@FAST
+@given(seed=st.integers(0, 2**31 - 1), setting=st.sampled_from(SETTINGS), grey=st.sampled_from([2.0, 8.0, 30.0]))
+def test_haar_shrink_is_the_mean_over_every_shift(seed, setting, grey):
+    """The recursion equals the brute force: the plain hard thresholding of every one of the 4 ** levels circular
+    shifts, shifted back and averaged."""
+    size, scale, ch = setting
+    levels = shrink_levels(size, scale)
+    x = _smooth(torch.Generator().manual_seed(seed), (2, ch, *size), coarse=2) + 0.05 * torch.rand(
+        (2, ch, *size), generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    k = 2**levels
+    brute = sum(torch.roll(_orthonormal_haar_threshold(torch.roll(x, (dy, dx), (-2, -1)), grey / 255, levels),
+                           (-dy, -dx), (-2, -1)) for dy in range(k) for dx in range(k)) / (k * k)
+    assert torch.allclose(haar_shrink(x, grey / 255, levels), brute, atol=1e-12)
+
+
 def test_haar_shrink_removes_faint_texture_on_flat_ground_and_the_projection_stays_exact():
     """Faint noise (+-2 grey) on a light plate with dark ink: the ground's noise shrinks (its 4 x 4 block means
     stay), the ink's edges do not move, and the strict projection of the result still rounds back exactly."""
