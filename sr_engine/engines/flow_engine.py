@@ -6,11 +6,12 @@
 
 Strict mode (docs/engine.md, "The projection"): the kernel DDPM sees the LR image; the flow is fed the de-clipped
 LR image (:func:`sr_engine.projection.declip_lr`: it was trained on the unclipped ``y ~= D x``; a model that carries
-a de-clip estimator, :mod:`sr_engine.models.declip`, starts from its estimate of that y), and its output is
+a de-clip estimator, :mod:`sr_engine.models.declip`, starts from its estimate of that y), and its output, after the
+model's Haar shrinkage of faint texture (:func:`sr_engine.projection.haar_shrink`; none at ``shrink_grey`` 0), is
 projected onto the 8-bit slab ``{x : round(clip(255 D x)) = LR}`` in the background-protecting metric
-(:func:`sr_engine.projection.strict_project`), every 8-bit sample verified. The de-clip amount and the weights'
-floor are per model (:data:`TUNED_STRICT`, :data:`TUNED_STRICT_DECLIP` for a model with a de-clip estimator;
-chosen on training rows by ``python -m sr_engine tune-strict``).
+(:func:`sr_engine.projection.strict_project`), every 8-bit sample verified. The de-clip amount, the weights' floor
+and the shrink threshold are per model (:data:`TUNED_STRICT`, :data:`TUNED_STRICT_DECLIP` for a model with a de-clip
+estimator; chosen on training rows by ``python -m sr_engine tune-strict``).
 """
 
 from __future__ import annotations
