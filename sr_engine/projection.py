@@ -59,6 +59,7 @@ import torch.nn.functional as F
 
 from .degradation import Degradation
 from .metrics import downscale_255
+from .models.flow import HaarDownsampling
 
 log = logging.getLogger(__name__)
 
@@ -177,38 +178,24 @@ def background_weights(x0: torch.Tensor, floor: float = 0.01, dark_ink: bool = F
     return 1.0 / (floor + pooled)
 
 
-def _haar_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W) -> the flow's Haar step: block means (B, H/2, W/2) and the three orthonormal-size details
-    (B, 3, H/2, W/2) of each 2x2 block [a, b; c, d]: (a-b+c-d)/2, (a+b-c-d)/2, (a-b-c+d)/2."""
-    a, b, c, d = x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
-    return (a + b + c + d) / 4, torch.stack([(a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2], 1)
-
-
-def _haar_merge(mean: torch.Tensor, det: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`_haar_split`."""
-    h, v, g = det[:, 0], det[:, 1], det[:, 2]
-    out = mean.new_empty(mean.shape[0], 2 * mean.shape[1], 2 * mean.shape[2])
-    out[:, 0::2, 0::2] = mean + (h + v + g) / 2
-    out[:, 0::2, 1::2] = mean + (-h + v - g) / 2
-    out[:, 1::2, 0::2] = mean + (h - v - g) / 2
-    out[:, 1::2, 1::2] = mean + (-h - v + g) / 2
-    return out
+_HAAR = HaarDownsampling()  # the flow's own Haar step: block means and details of orthonormal size
 
 
 def _spun_threshold(x: torch.Tensor, t: float, levels: int) -> torch.Tensor:
     """Hard thresholding at ``t`` of ``levels`` Haar steps of ``x`` (B, H, W), averaged over all ``4 ** levels``
     circular shifts. A shift by ``s + 2 s'`` is the shift ``s`` in {0, 1}^2 here and ``s'`` one level down (a shift
     by 2 moves the block means by 1), and the inverse step is linear, so the average over all shifts is the
-    average over the four ``s`` of this level with the next level's own average inside: ``4 * levels`` Haar steps
-    over images of ever smaller size instead of ``4 ** levels`` full transforms."""
+    average over the four ``s`` of this level with the next level's own average inside: the work of about four
+    full-size Haar steps per level instead of ``4 ** levels`` full transforms."""
     if levels == 0:
         return x
     acc = torch.zeros_like(x)
     for dy in (0, 1):
         for dx in (0, 1):
-            mean, det = _haar_split(torch.roll(x, (dy, dx), (-2, -1)))
-            rec = _haar_merge(_spun_threshold(mean, t, levels - 1), det * (det.abs() > t))
-            acc += torch.roll(rec, (-dy, -dx), (-2, -1))
+            coeffs, _ = _HAAR(torch.roll(x, (dy, dx), (-2, -1))[:, None])  # (B, 4, H/2, W/2): means, 3 details
+            det = coeffs[:, 1:]
+            kept = torch.cat([_spun_threshold(coeffs[:, 0], t, levels - 1)[:, None], det * (det.abs() > t)], 1)
+            acc += torch.roll(_HAAR(kept, rev=True)[0][:, 0], (-dy, -dx), (-2, -1))
     return acc / 4
 
 
