@@ -212,6 +212,27 @@ def test_rgb_strict_and_guided_samples_round_back(rgb_engine, mode, data):
     assert rgb_engine.config["strict"] == StrictSettings().to_dict()  # Euclidean: no domain to protect
 
 
+def test_tuning_picks_the_best_projected_setting_with_its_shrink():
+    """``tune-strict``'s choice over the de-clip x metric x shrink grid: the projected cell of highest SSIM (never the
+    unprojected flow's reference column), its shrink in the settings; the table shows a shrink column only when
+    the grid has one."""
+    from sr_engine.eval.strict_tuning import EUCLID, FLOW, TuneCell, TuneResult
+
+    res = TuneResult(model="m", images=2, samples=2, steps=2, dark_ink=True, seconds=0.0)
+    for t, base in ((0.0, 0.90), (16.0, 0.95)):
+        res.cells[(8.0, FLOW, t)] = TuneCell(base + 0.04, 1.0, float("nan"))
+        res.cells[(8.0, EUCLID, t)] = TuneCell(base, 1.0, 1.0)
+        res.cells[(8.0, "floor=0.003", t)] = TuneCell(base + 0.01, 1.0, 1.0)
+    assert res.best() == StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=True, shrink_grey=16.0)
+    md = res.to_markdown()
+    assert "| de-clip (grey) | shrink (grey) |" in md and "| 8 | 16 | 0.9900 / 1.00 / n/a |" in md
+    assert md.endswith("floor 0.003, shrink 16 grey")
+    plain = TuneResult(model="m", images=2, samples=2, steps=2, dark_ink=False, seconds=0.0,
+                       cells={k: c for k, c in res.cells.items() if k[2] == 0.0})
+    assert plain.best() == StrictSettings(declip_grey=8.0, floor=0.003, dark_ink=False)
+    assert "shrink" not in plain.to_markdown()
+
+
 def test_fidelity_budget_decodes_the_hr_images_own_z_and_y_back_to_it():
     """``tune-strict --budget``: the four ways of feeding the flow's inverse; with the HR image's own z and y the
     flow inverts exactly and the projection leaves the (consistent) image alone, so SSIM is about 1."""

@@ -10,8 +10,8 @@ estimate), and each sample is projected onto the 8-bit slab
 floor, after :func:`sr_engine.projection.haar_shrink` at each shrink threshold (``--shrinks``; 0: none). Reported
 per setting: single-sample SSIM against HR (the criterion), background haze
 (:func:`sr_engine.metrics.background_haze`) and the share of samples that round back exactly; the flow's own
-output (no projection) is a reference column. The chosen setting is the one of highest SSIM.
-Evaluation rows are never read here.
+output (no projection; shrunk where the row's shrink is not 0) is a reference column. The chosen setting is the one
+of highest SSIM. Evaluation rows are never read here.
 
 ``--budget`` (:func:`fidelity_budget`) asks where the tuned strict mode loses fidelity on the same training images:
 the shipped sample against the flow fed the HR image's own z (a perfect kernel sampler's best draw) and its own,
