@@ -36,7 +36,7 @@ from ..degradation import bicubic_up, get_degradation
 from ..engines.base import sample_seeds
 from ..engines.registry import load_engine
 from ..models.kernel_diffusion import SCHEDULERS, KernelDDPMConfig, make_scheduler
-from ..projection import haar_shrink, shrink_levels
+from ..projection import StrictSettings
 from .baselines import load_pixel_ddpm, load_regression
 from .config import BenchConfig
 
@@ -202,7 +202,6 @@ class Methods:
             y = y1.expand(len(b), -1, -1, -1) if s.family == "pixel-ddnm" else None
             x = pixel_sample(unet, cfg, up1.expand(len(b), -1, -1, -1), noise, s.steps, y, self.scale,
                              scheduler=s.scheduler, generators=gens)
-            if s.shrink:
-                x = haar_shrink(x, s.shrink / 255.0, shrink_levels(side, self.scale))
+            x = StrictSettings(shrink_grey=s.shrink).shrink(x, self.scale)  # unchanged at 0
             out.append(_u8(x))
         return np.concatenate(out)
